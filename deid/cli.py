@@ -1,4 +1,295 @@
+"""The command line: parse, call the library, format. No de-identification logic here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
-app = typer.Typer()
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from deid import __version__, batch, pipeline, profiles
+from deid.errors import DeidError
+from deid.output import Transaction, png_bytes
+from deid.pixels import RenderOptions
+from deid.preview import draw_regions
+from deid.pseudonym import Pseudonymizer
+
+EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
+3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
+6 refused object (PDF, SR, face...); 7 output exists; 8 leak found, output withheld;
+9 Tesseract unavailable; 10 unexpected error."""
+
+app = typer.Typer(
+    help="De-identify DICOM scans by HIPAA Safe Harbor profiles.\n\n" + EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+profiles_app = typer.Typer(help="List and show de-identification profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", "-p", help="Built-in profile name or path to a TOML file.")
+]
+FramesOpt = Annotated[
+    str | None,
+    typer.Option(help="Frames to render as PNG: all, middle or a 1-based frame number."),
+]
+
+
+def _fail(exc: DeidError) -> typer.Exit:
+    err.print(f"error: {exc}", markup=False)
+    return typer.Exit(int(exc.exit_code))
+
+
+def _load_profile(ref: str) -> profiles.Profile:
+    try:
+        return profiles.load(ref)
+    except DeidError as exc:
+        raise _fail(exc) from None
+
+
+def _render_options(profile: profiles.Profile) -> RenderOptions:
+    section = profile.section("render")
+    fields = {k: section[k] for k in ("modality_lut", "voi", "palette") if k in section}
+    return RenderOptions(**fields)
+
+
+def _settings(
+    profile: profiles.Profile,
+    key: str | None,
+    out_dir: Path,
+    **kwargs: object,
+) -> pipeline.Settings:
+    png = profile.section("png")
+    base: dict[str, object] = {
+        "frames": str(profile.section("render").get("frames", "middle")),
+        "detect_text": profile.section("text").get("detect", "always") != "never",
+        "compress_level": int(png.get("compress_level", 1)),
+        "max_size": int(png.get("max_size", 0)),
+    }
+    base.update({k: v for k, v in kwargs.items() if v is not None})
+    try:
+        pseudo = Pseudonymizer.from_passphrase(key)
+    except ValueError as exc:
+        raise _fail(DeidError(str(exc))) from None
+    return pipeline.Settings(
+        profile=profile,
+        key=pseudo.key,
+        out_dir=out_dir,
+        render=_render_options(profile),
+        **base,  # type: ignore[arg-type]
+    )
+
+
+@app.command()
+def anonymize(
+    inputs: Annotated[list[Path], typer.Argument(help="DICOM files or folders (searched deeply).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help="Outputs: png, dicom, or dicom,png.")
+    ] = "png",
+    profile: ProfileOpt = profiles.DEFAULT_PROFILE,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DEID_KEY",
+            help="Secret for keyed pseudonyms: same key, same pseudonyms on any machine. "
+            "Without one, a random key per run (runs cannot be linked).",
+            show_envvar=True,
+        ),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
+    ] = 0,
+    frames: FramesOpt = None,
+    context: Annotated[
+        bool, typer.Option(help="Write a .txt note with safe facts beside each image.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    ocr: Annotated[
+        bool | None,
+        typer.Option(
+            help="Find and black out burned-in text (default from the profile). "
+            "--no-ocr leaves pixel text in place: not Safe Harbor for annotated images."
+        ),
+    ] = None,
+    layout: Annotated[
+        str, typer.Option(help="flat, tree (patient/study/series), or auto.")
+    ] = "auto",
+    max_size: Annotated[
+        int | None, typer.Option(help="Cap the PNG's longer side, in pixels.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
+) -> None:
+    """De-identify DICOM files into PNG and/or DICOM, named by pseudonyms."""
+    chosen = frozenset(f.strip().lower() for f in formats.split(",") if f.strip())
+    if not chosen or not chosen <= {"png", "dicom"}:
+        raise _fail(DeidError(f"--format {formats!r}: use png, dicom or dicom,png"))
+    if layout not in ("auto", "flat", "tree"):
+        raise _fail(DeidError(f"--layout {layout!r}: use auto, flat or tree"))
+    resolved = _load_profile(profile)
+    tree = layout == "tree" or (layout == "auto" and any(p.is_dir() for p in inputs))
+    settings = _settings(
+        resolved,
+        key,
+        out_dir,
+        formats=chosen,
+        tree=tree,
+        frames=frames,
+        context=context,
+        overwrite=overwrite,
+        detect_text=ocr,
+        max_size=max_size,
+    )
+    if settings.frames not in ("all", "middle") and not settings.frames.isdigit():
+        raise _fail(DeidError(f"--frames {settings.frames!r}: use all, middle or a frame number"))
+    try:
+        paths = batch.discover(inputs, out_dir)
+    except DeidError as exc:
+        raise _fail(exc) from None
+    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+
+    def report(result: pipeline.FileResult) -> None:
+        progress.advance(task)
+        if result.status == "failed":
+            progress.console.print(f"FAILED {result.path}: {result.reason}", markup=False)
+        elif verbose and result.status == "skipped":
+            progress.console.print(f"skipped {result.path}: {result.reason}", markup=False)
+
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("de-identifying", total=len(paths), rate="")
+
+        def on_result(result: pipeline.FileResult) -> None:
+            report(result)
+            speed = progress.tasks[0].speed
+            progress.update(task, rate=f"{speed:.1f} files/s" if speed else "")
+
+        summary = batch.run(paths, settings, jobs=workers, on_result=on_result)
+    err.print(summary.line(), markup=False)
+    if summary.counts["written"] == 0 and summary.counts["failed"] == 0:
+        err.print("error: no DICOM file found in the input", markup=False)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="One DICOM file.")],
+    profile: ProfileOpt = profiles.DEFAULT_PROFILE,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the rendered image with the text regions drawn on it. "
+            "It still shows the original text: keep it private."
+        ),
+    ] = None,
+    frames: FramesOpt = None,
+    ocr: Annotated[bool | None, typer.Option(help="Look for burned-in text.")] = None,
+) -> None:
+    """Show what the profile would change in one file, without writing any output."""
+    resolved = _load_profile(profile)
+    settings = _settings(resolved, None, Path("."), frames=frames, detect_text=ocr)
+    try:
+        found = pipeline.inspect(path, settings, preview=preview is not None)
+    except DeidError as exc:
+        raise _fail(exc) from None
+    out.print(f"{path}: {found.kind}, BurnedInAnnotation {found.burned_in_annotation}")
+    table = Table(title=f"Attributes changed by profile {resolved.name}")
+    for column in ("attribute", "tag", "action", "rule", "set at"):
+        table.add_column(column)
+    for change in found.changes:
+        table.add_row(
+            change.path,
+            change.tag_text,
+            change.rule.action.value,
+            change.rule.describe(),
+            change.rule.source,
+        )
+    out.print(table)
+    if settings.detect_text:
+        regions = Table(title="Text regions in the pixels")
+        for column in ("box (left, top, right, bottom)", "decision", "reason"):
+            regions.add_column(column)
+        for region in found.regions:
+            reason = region.reason + (f" {region.marker!r}" if region.marker else "")
+            regions.add_row(str(tuple(region.box.as_list())), region.decision, reason)
+        out.print(regions)
+        if not found.regions:
+            out.print("No text found in the pixels.")
+    if preview is not None and found.preview is not None:
+        image = draw_regions(found.preview, found.regions)
+        txn = Transaction(overwrite=True)
+        txn.add(preview, png_bytes(image))
+        txn.commit()
+        out.print(f"preview written: {preview}")
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """List the built-in profiles."""
+    for name in profiles.builtin_names():
+        loaded = profiles.load(name)
+        first = loaded.description.splitlines()[0] if loaded.description else ""
+        out.print(f"{name}: {first}", markup=False)
+
+
+@profiles_app.command("show")
+def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path.")]) -> None:
+    """Show a profile's description and every rule in its own words."""
+    loaded = _load_profile(name)
+    out.print(f"{loaded.name}\n\n{loaded.description}\n", markup=False)
+    out.print(f"Dates: {loaded.date_mode.value}", markup=False)
+    table = Table(title="Rules")
+    for column in ("attribute", "action", "what it does", "set at"):
+        table.add_column(column)
+    for selector, rule in loaded.rules():
+        table.add_row(selector, rule.action.value, rule.describe(), rule.source)
+    out.print(table)
+    for section in ("objects", "render", "text", "png", "method"):
+        for key, value in loaded.section(section).items():
+            out.print(f"{section}.{key} = {value}", markup=False)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"deid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show version."),
+    ] = None,
+) -> None:
+    """De-identify DICOM scans by HIPAA Safe Harbor profiles."""
+
+
 def main() -> None:
     app()
+

@@ -1,0 +1,102 @@
+"""Batch work: find the files, map `pipeline.process` over them, count the outcomes.
+
+Files are found by walking folders in a stable order; whether a file is DICOM is decided
+by its content, in the worker. An output folder inside an input folder is never read
+back. Work is a map with no shared state (keyed pseudonyms), so worker processes need
+nothing but the settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deid.errors import ExitCode, UsageError
+from deid.output import TEMP_PREFIX
+from deid.pipeline import FileResult, Settings, process
+
+
+def discover(inputs: Iterable[Path], out_dir: Path | None = None) -> list[Path]:
+    """Every regular file under the inputs, sorted, without the output folder's files."""
+    skip = out_dir.resolve() if out_dir is not None else None
+    found: list[Path] = []
+    for item in inputs:
+        if not item.exists():
+            raise UsageError(f"input not found: {item}")
+        if item.is_file():
+            found.append(item)
+            continue
+        for root, dirs, files in os.walk(item):
+            here = Path(root)
+            dirs[:] = sorted(d for d in dirs if skip is None or (here / d).resolve() != skip)
+            found.extend(
+                here / name for name in sorted(files) if not name.startswith(TEMP_PREFIX)
+            )
+    return found
+
+
+@dataclass
+class Summary:
+    """Counts of a run and the results that need the user's attention."""
+
+    total: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    problems: list[FileResult] = field(default_factory=list)
+
+    def add(self, result: FileResult) -> None:
+        self.counts[result.status] += 1
+        if result.status != "written":
+            self.problems.append(result)
+
+    @property
+    def exit_code(self) -> int:
+        """0 if nothing failed; the failure's own code if all failures share one; else 1."""
+        failed = {r.exit_code for r in self.problems if r.status == "failed"}
+        if len(failed) == 1:
+            return failed.pop()
+        if failed:
+            return int(ExitCode.MIXED_FAILURES)
+        if self.counts["written"] == 0:
+            return int(ExitCode.NOT_DICOM)
+        return int(ExitCode.OK)
+
+    def line(self) -> str:
+        skipped = Counter(r.kind for r in self.problems if r.status == "skipped")
+        parts = [f"{self.counts['written']} written"]
+        parts.append(f"{skipped.get('not-dicom', 0)} skipped as not DICOM")
+        parts.append(f"{self.counts['failed']} failed")
+        return f"{self.total} files: " + ", ".join(parts)
+
+
+def _chunks(paths: list[Path], jobs: int) -> int:
+    return max(1, min(32, len(paths) // (jobs * 8) or 1))
+
+
+def run(
+    paths: list[Path],
+    settings: Settings,
+    *,
+    jobs: int = 1,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> Summary:
+    """Process every path with `jobs` worker processes; one bad file never stops the rest."""
+    summary = Summary(total=len(paths))
+    results: Iterator[FileResult]
+    if jobs <= 1 or len(paths) <= 1:
+        results = (process(p, settings) for p in paths)
+        for result in results:
+            summary.add(result)
+            if on_result:
+                on_result(result)
+        return summary
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        settings_list = [settings] * len(paths)
+        for result in pool.map(process, paths, settings_list, chunksize=_chunks(paths, jobs)):
+            summary.add(result)
+            if on_result:
+                on_result(result)
+    return summary

@@ -1,0 +1,223 @@
+"""One file's way through the program.
+
+read -> classify -> pixels (render, find text, redact) -> tags -> write -> verify
+
+`process` never raises: every outcome, good or bad, is a `FileResult`, so a batch goes
+on past a bad file. It fails closed: if any step fails the file gets no output at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from deid import classify, context, output, pixels, reader, tags, text, verify
+from deid.boxes import Box
+from deid.errors import DeidError, ExitCode, LeakError, NotDicomError
+from deid.profiles import Profile
+from deid.pseudonym import Pseudonymizer
+
+Status = Literal["written", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to process a file; plain data, so it pickles."""
+
+    profile: Profile
+    key: bytes
+    out_dir: Path
+    formats: frozenset[str] = frozenset({"png"})
+    tree: bool = False
+    frames: str = "middle"
+    context: bool = False
+    overwrite: bool = False
+    detect_text: bool = True
+    render: pixels.RenderOptions = field(default_factory=pixels.RenderOptions)
+    compress_level: int = 1
+    max_size: int = 0
+
+    @property
+    def pseudonymizer(self) -> Pseudonymizer:
+        return Pseudonymizer(self.key)
+
+    @property
+    def text_policy(self) -> text.TextPolicy:
+        return text.TextPolicy.from_profile(self.profile.section("text"))
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome for one input: what was written, or why nothing was."""
+
+    path: str
+    status: Status
+    kind: str = ""
+    reason: str = ""
+    exit_code: int = ExitCode.OK
+    outputs: tuple[str, ...] = ()
+    regions: int = 0
+    changes: int = 0
+
+
+@dataclass
+class PixelWork:
+    """The decoded frames of one image and the text found on them."""
+
+    frames: np.ndarray
+    regions: list[text.Region]
+    boxes: list[Box]
+
+
+def find_text(ds: Dataset, frames: np.ndarray, settings: Settings) -> list[text.Region]:
+    """Text regions over every distinct frame; identical frames are read once."""
+    policy = settings.text_policy
+    seen: set[bytes] = set()
+    regions: list[text.Region] = []
+    for frame in frames:
+        digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        regions.extend(text.find_regions(pixels.render(ds, frame, settings.render), policy))
+    return regions
+
+
+def prepare_pixels(ds: Dataset, path: str, settings: Settings) -> PixelWork:
+    frames = pixels.decode(ds, path)
+    regions = find_text(ds, frames, settings) if settings.detect_text else []
+    return PixelWork(frames, regions, text.redaction_boxes(regions))
+
+
+def process(path: Path, settings: Settings) -> FileResult:
+    """De-identify one file into `settings.out_dir`; never raises."""
+    try:
+        return _process(path, settings)
+    except NotDicomError as exc:
+        return FileResult(str(path), "skipped", exc.kind, exc.message, exc.exit_code)
+    except DeidError as exc:
+        return FileResult(str(path), "failed", exc.kind, exc.message, exc.exit_code)
+    except Exception as exc:  # fail closed on anything unforeseen, without its text
+        reason = f"unexpected {type(exc).__name__}; no output written"
+        return FileResult(str(path), "failed", "internal", reason, ExitCode.INTERNAL)
+
+
+def _process(path: Path, settings: Settings) -> FileResult:
+    ds = reader.read(path)
+    where = str(path)
+    classify.classify(ds, where, settings.profile)
+    originals = verify.phi_values(ds)
+    note = context.build(ds).text() if settings.context else None
+    want_png = "png" in settings.formats
+    want_dicom = "dicom" in settings.formats
+
+    work: PixelWork | None = None
+    if want_png or settings.detect_text:
+        work = prepare_pixels(ds, where, settings)
+    elif want_dicom:
+        pixels.check_pixel_data(ds, where)
+
+    images: list[tuple[int, bytes]] = []
+    count = pixels.frame_count(ds)
+    selected = pixels.select_frames(count, settings.frames) if want_png else []
+    if work is not None:
+        for index in selected:
+            shown = pixels.black_out(pixels.render(ds, work.frames[index], settings.render), work.boxes)
+            images.append(
+                (
+                    index,
+                    output.png_bytes(
+                        shown,
+                        compress_level=settings.compress_level,
+                        max_size=settings.max_size,
+                    ),
+                )
+            )
+
+    redacted = None
+    if want_dicom and work is not None and work.boxes:
+        redacted = pixels.redact(ds, work.frames, work.boxes, settings.render)
+    report = tags.deidentify(
+        ds,
+        settings.profile,
+        settings.pseudonymizer,
+        pixels_cleaned=settings.detect_text,
+        pixels_changed=redacted is not None,
+    )
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
+    if redacted is not None:
+        pixels.store(ds, redacted)
+        transfer_syntax = ExplicitVRLittleEndian
+    tags.rebuild_file_meta(ds, transfer_syntax)
+
+    names = output.output_names(
+        settings.out_dir,
+        tree=settings.tree,
+        patient=report.patient,
+        study=report.study,
+        series=report.series,
+        instance=report.instance,
+        frames=selected,
+        frame_count=count,
+    )
+    txn = output.Transaction(overwrite=settings.overwrite)
+    if want_dicom:
+        dicom_path = names["dicom"]
+        assert isinstance(dicom_path, Path)
+        data = output.dicom_bytes(ds)
+        findings = verify.scan_bytes(data, originals, dicom_path.name)
+        if findings:
+            kinds = ", ".join(sorted({f.kind for f in findings}))
+            raise LeakError(f"leak check found {kinds} in the output; nothing written", where)
+        txn.add(dicom_path, data)
+    png_paths = names["png"]
+    assert isinstance(png_paths, list)
+    for (_, data), png_path in zip(images, png_paths, strict=True):
+        txn.add(png_path, data)
+    if note is not None:
+        context_path = names["context"]
+        assert isinstance(context_path, Path)
+        txn.add(context_path, note.encode("utf-8"))
+    written = txn.commit()
+    return FileResult(
+        str(path),
+        "written",
+        outputs=tuple(str(p) for p in written),
+        regions=len(work.boxes) if work else 0,
+        changes=len(report.changes),
+    )
+
+
+@dataclass
+class Inspection:
+    """What `anonymize` would do to one file, computed without writing anything."""
+
+    path: str
+    kind: str
+    burned_in_annotation: str
+    changes: list[tags.Change]
+    regions: list[text.Region]
+    preview: np.ndarray | None
+
+
+def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspection:
+    """Plan the de-identification of one file; raises DeidError for a bad file."""
+    ds = reader.read(path)
+    where = str(path)
+    found = classify.classify(ds, where, settings.profile)
+    regions: list[text.Region] = []
+    image = None
+    if settings.detect_text or preview:
+        work = prepare_pixels(ds, where, settings)
+        regions = work.regions
+        if preview:
+            index = pixels.select_frames(pixels.frame_count(ds), settings.frames)[0]
+            image = pixels.render(ds, work.frames[index], settings.render)
+    report = tags.deidentify(ds, settings.profile, settings.pseudonymizer)
+    return Inspection(where, found.kind, found.burned_in_annotation, report.changes, regions, image)

@@ -1,0 +1,62 @@
+"""Keyed pseudonyms: HMAC-SHA256(key, original) for UIDs, IDs and output names.
+
+The same key gives the same pseudonym on any machine, in any order and in any worker,
+with no shared state; without a key each run draws a fresh random one, so two runs
+cannot be linked. New UIDs live under the `2.25.` root (a UUID-derived integer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from pydicom.uid import UID_dictionary
+
+_UID_MAX_DIGITS = 39  # 2.25. + 39 digits stays under the 64-character UI limit
+
+
+@dataclass(frozen=True)
+class Pseudonymizer:
+    """Derives every pseudonym of a run from one secret key."""
+
+    key: bytes
+
+    @classmethod
+    def from_passphrase(cls, passphrase: str | None) -> Pseudonymizer:
+        """A key from the user's passphrase, or a random one when none is given."""
+        if passphrase is None:
+            return cls(secrets.token_bytes(32))
+        if not passphrase:
+            raise ValueError("the pseudonym key must not be empty")
+        return cls(hashlib.sha256(b"deid-key\0" + passphrase.encode("utf-8")).digest())
+
+    def digest(self, kind: str, value: str) -> bytes:
+        return hmac.new(self.key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
+
+    def code(self, kind: str, value: str, length: int = 10) -> str:
+        """A short upper-case code, e.g. for IDs and folder names."""
+        alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+        number = int.from_bytes(self.digest(kind, value), "big")
+        chars = []
+        for _ in range(length):
+            number, rem = divmod(number, 32)
+            chars.append(alphabet[rem])
+        return "".join(chars)
+
+    def uid(self, value: str) -> str:
+        """A new UID for an original one; well-known standard UIDs are kept as they are."""
+        value = value.strip().rstrip("\0")
+        if not value or value in UID_dictionary:
+            return value
+        number = int.from_bytes(self.digest("uid", value)[:16], "big")
+        return f"2.25.{number}"[: 5 + _UID_MAX_DIGITS]
+
+    def patient(self, identity: str) -> str:
+        """The pseudonym that stands for one patient in names, IDs and folders."""
+        return f"ANON{self.code('patient', identity, 8)}"
+
+    def identifier(self, kind: str, value: str) -> str:
+        """A pseudonymous ID (accession number, study ID ...) of at most 16 characters."""
+        return self.code(kind, value, 12)

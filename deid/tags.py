@@ -1,0 +1,262 @@
+"""The tag step: apply a profile's rules to every attribute, at every depth.
+
+Values are only decoded where a rule transforms them; removed and kept elements stay
+raw, so de-identifying a header costs about what reading it does. The report lists
+each change by attribute path and action, never by value.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+
+from deid import __version__
+from deid.profiles import Action, DateMode, Profile, Rule
+from deid.pseudonym import Pseudonymizer
+
+IMPLEMENTATION_UID = "2.25.195773432817395364612906519322066722147"
+_PATIENT_ID_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One attribute the profile changed: where, and by which rule (never the value)."""
+
+    path: str
+    tag: int
+    rule: Rule
+
+    @property
+    def tag_text(self) -> str:
+        return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+
+
+@dataclass
+class TagReport:
+    """What the tag step did to one dataset, and the pseudonyms that name its outputs."""
+
+    changes: list[Change] = field(default_factory=list)
+    patient: str = ""
+    study: str = ""
+    series: str = ""
+    instance: str = ""
+    methods: list[str] = field(default_factory=list)
+
+
+@cache
+def method_codes() -> dict[str, dict[str, str]]:
+    """The CID 7050 code for each de-identification option, from the data file."""
+    text = (resources.files("deid") / "data" / "deid_methods.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def patient_identity(ds: Dataset) -> str:
+    """The original value that identifies the patient, for one stable pseudonym."""
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID"):
+        value = str(ds.get(keyword, "") or "").strip()
+        if value:
+            return f"{keyword}={value}"
+    return "unknown"
+
+
+def _vr_of(ds: Dataset, tag: int) -> str | None:
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None)
+    if vr:
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
+
+
+def _year(value: str) -> str:
+    return value.strip()[:4] if len(value.strip()) >= 4 and value[:4].isdigit() else ""
+
+
+def _age_years(value: str) -> float | None:
+    value = value.strip()
+    if len(value) != 4 or not value[:3].isdigit():
+        return None
+    per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}.get(value[3].upper())
+    return int(value[:3]) / per_year if per_year else None
+
+
+class _Walker:
+    """Applies one profile to a dataset tree, collecting a report."""
+
+    def __init__(self, profile: Profile, pseudo: Pseudonymizer, report: TagReport) -> None:
+        self.profile = profile
+        self.pseudo = pseudo
+        self.report = report
+        self.patient_name = ""
+        self.dates_changed = False
+
+    def walk(self, ds: Dataset, prefix: str) -> None:
+        for tag in list(ds.keys()):
+            tag_int = int(tag)
+            if tag_int & 0xFFFF == 0 or tag_int >> 16 in (0x0000, 0x0002):
+                del ds[tag]  # group lengths, command and stray file-meta elements
+                continue
+            vr = _vr_of(ds, tag_int)
+            rule = self.profile.rule_for(tag_int, vr)
+            name = keyword_for_tag(tag_int) or f"({tag_int >> 16:04X},{tag_int & 0xFFFF:04X})"
+            path = f"{prefix}{name}"
+            if rule.action is Action.KEEP and rule.allowed:
+                if str(ds[tag].value or "") not in rule.allowed and ds[tag].value:
+                    ds[tag].value = None
+                    self.report.changes.append(Change(path, tag_int, rule))
+                continue
+            if rule.action is Action.KEEP or (rule.action is Action.PSEUDONYMIZE and vr == "SQ"):
+                if vr == "SQ":
+                    for index, item in enumerate(ds[tag].value):
+                        self.walk(item, f"{path}[{index}] > ")
+                continue
+            if self.apply(ds, tag_int, vr, rule):
+                self.report.changes.append(Change(path, tag_int, rule))
+
+    def apply(self, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
+        """Apply one rule; True if the attribute changed."""
+        action = rule.action
+        if action is Action.REMOVE:
+            del ds[tag]
+            return True
+        elem = ds[tag]
+        if action is Action.EMPTY:
+            elem.value = Sequence([]) if vr == "SQ" else None
+            return True
+        if action is Action.REPLACE:
+            elem.value = rule.value
+            return True
+        if action is Action.PSEUDONYMIZE:
+            old = elem.value
+            elem.value = self.pseudonym(elem.keyword, vr, old)
+            return bool(elem.value != old)
+        if action is Action.DATE:
+            return self.date(ds, tag, vr, rule.date_mode)
+        if action is Action.AGE:
+            text = str(elem.value or "")
+            years = _age_years(text)
+            if years is None and text:
+                elem.value = None  # not a valid age string: it could hold anything
+                return True
+            if years is not None and years > 89:
+                elem.value = "090Y"
+                return True
+            return False
+        raise AssertionError(action)
+
+    def pseudonym(self, keyword: str, vr: str | None, value: Any) -> Any:
+        if value is None or value == "":
+            return value
+        if vr == "UI":
+            if isinstance(value, str):
+                return self.pseudo.uid(value)
+            return [self.pseudo.uid(str(v)) for v in value]
+        if keyword in _PATIENT_ID_KEYWORDS or vr == "PN":
+            return self.report.patient
+        return self.pseudo.identifier(keyword or "id", str(value))[:16]
+
+    def date(self, ds: Dataset, tag: int, vr: str | None, mode: DateMode) -> bool:
+        if mode is DateMode.KEEP:
+            return False
+        if mode is DateMode.REMOVE or vr not in ("DA", "DT", "TM"):
+            del ds[tag]
+            return True
+        elem = ds[tag]
+        text = str(elem.value or "")
+        if not text:
+            return False
+        self.dates_changed = True
+        if vr == "TM":
+            elem.value = None
+        else:
+            year = _year(text)
+            elem.value = f"{year}0101" if year else None
+        return True
+
+
+def deidentify(
+    ds: Dataset,
+    profile: Profile,
+    pseudo: Pseudonymizer,
+    *,
+    pixels_cleaned: bool = False,
+    pixels_changed: bool = False,
+) -> TagReport:
+    """De-identify `ds` in place by `profile`; return what changed and the pseudonyms.
+
+    `pixels_cleaned` records the Clean Pixel Data option; `pixels_changed` gives the
+    instance a new SOPInstanceUID, as the standard asks when pixel data are altered.
+    """
+    original_sop = str(ds.get("SOPInstanceUID", "") or "")
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    identity = patient_identity(ds)
+    birth_year = _year(str(ds.get("PatientBirthDate", "") or ""))
+    reference_year = _year(str(ds.get("StudyDate", "") or ds.get("ContentDate", "") or ""))
+    report = TagReport(
+        patient=pseudo.patient(identity),
+        study="ST" + pseudo.code("study", study_uid or identity, 8),
+        series="SE" + pseudo.code("series", series_uid or study_uid or identity, 8),
+        instance="IM" + pseudo.code("instance", original_sop or identity, 10),
+    )
+    walker = _Walker(profile, pseudo, report)
+    walker.walk(ds, "")
+
+    if birth_year and reference_year and int(reference_year) - int(birth_year) > 89:
+        if "PatientBirthDate" in ds and ds.PatientBirthDate:
+            ds.PatientBirthDate = None
+    if pixels_changed and original_sop:
+        ds.SOPInstanceUID = pseudo.uid(original_sop + ".pixels-cleaned")
+
+    report.methods = _methods(profile, walker.dates_changed, pixels_cleaned)
+    _mark(ds, profile, report.methods, walker.dates_changed)
+    return report
+
+
+def _methods(profile: Profile, dates_changed: bool, pixels_cleaned: bool) -> list[str]:
+    methods = ["basic"]
+    if pixels_cleaned:
+        methods.append("clean-pixel-data")
+    for option in profile.method_options():
+        if option == "retain-longitudinal-modified-dates" and not dates_changed:
+            continue
+        methods.append(option)
+    return methods
+
+
+def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool) -> None:
+    """Record the de-identification in the attributes the standard defines for it."""
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = f"deid {__version__} profile {profile.name}"[:64]
+    codes = method_codes()
+    items = []
+    for method in methods:
+        item = Dataset()
+        item.CodeValue = codes[method]["code"]
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = codes[method]["meaning"]
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    if dates_changed:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+
+
+def rebuild_file_meta(ds: Dataset, transfer_syntax: str) -> None:
+    """A fresh file meta consistent with the new dataset; nothing of the old one survives."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"DEID_{__version__.replace('.', '_')}"[:16]
+    ds.file_meta = meta
+
