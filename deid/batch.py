@@ -33,9 +33,7 @@ def discover(inputs: Iterable[Path], out_dir: Path | None = None) -> list[Path]:
         for root, dirs, files in os.walk(item):
             here = Path(root)
             dirs[:] = sorted(d for d in dirs if skip is None or (here / d).resolve() != skip)
-            found.extend(
-                here / name for name in sorted(files) if not name.startswith(TEMP_PREFIX)
-            )
+            found.extend(here / name for name in sorted(files) if not name.startswith(TEMP_PREFIX))
     return found
 
 

@@ -12,7 +12,6 @@ from functools import cache
 from importlib import resources
 
 from pydicom.dataset import Dataset
-
 from pydicom.uid import UID
 
 from deid.errors import NotDicomError, RefusedError, UnreadableError

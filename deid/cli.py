@@ -16,10 +16,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from deid import __version__, batch, pipeline, profiles
-from deid.errors import DeidError
+from deid.errors import DeidError, UsageError
 from deid.output import Transaction, png_bytes
 from deid.pixels import RenderOptions
 from deid.preview import draw_regions
@@ -86,7 +85,7 @@ def _settings(
     try:
         pseudo = Pseudonymizer.from_passphrase(key)
     except ValueError as exc:
-        raise _fail(DeidError(str(exc))) from None
+        raise _fail(UsageError(f"--key: {exc}")) from None
     return pipeline.Settings(
         profile=profile,
         key=pseudo.key,
@@ -139,9 +138,9 @@ def anonymize(
     """De-identify DICOM files into PNG and/or DICOM, named by pseudonyms."""
     chosen = frozenset(f.strip().lower() for f in formats.split(",") if f.strip())
     if not chosen or not chosen <= {"png", "dicom"}:
-        raise _fail(DeidError(f"--format {formats!r}: use png, dicom or dicom,png"))
+        raise _fail(UsageError(f"--format {formats!r}: use png, dicom or dicom,png"))
     if layout not in ("auto", "flat", "tree"):
-        raise _fail(DeidError(f"--layout {layout!r}: use auto, flat or tree"))
+        raise _fail(UsageError(f"--layout {layout!r}: use auto, flat or tree"))
     resolved = _load_profile(profile)
     tree = layout == "tree" or (layout == "auto" and any(p.is_dir() for p in inputs))
     settings = _settings(
@@ -157,7 +156,7 @@ def anonymize(
         max_size=max_size,
     )
     if settings.frames not in ("all", "middle") and not settings.frames.isdigit():
-        raise _fail(DeidError(f"--frames {settings.frames!r}: use all, middle or a frame number"))
+        raise _fail(UsageError(f"--frames {settings.frames!r}: use all, middle or a frame number"))
     try:
         paths = batch.discover(inputs, out_dir)
     except DeidError as exc:
@@ -190,6 +189,9 @@ def anonymize(
             progress.update(task, rate=f"{speed:.1f} files/s" if speed else "")
 
         summary = batch.run(paths, settings, jobs=workers, on_result=on_result)
+    if summary.counts["written"] == 0 and summary.counts["failed"] == 0 and not verbose:
+        for result in summary.problems[:20]:
+            err.print(f"skipped {result.path}: {result.reason}", markup=False)
     err.print(summary.line(), markup=False)
     if summary.counts["written"] == 0 and summary.counts["failed"] == 0:
         err.print("error: no DICOM file found in the input", markup=False)
@@ -218,28 +220,27 @@ def inspect(
     except DeidError as exc:
         raise _fail(exc) from None
     out.print(f"{path}: {found.kind}, BurnedInAnnotation {found.burned_in_annotation}")
-    table = Table(title=f"Attributes changed by profile {resolved.name}")
-    for column in ("attribute", "tag", "action", "rule", "set at"):
-        table.add_column(column)
+    out.print(f"\nAttributes changed by profile {resolved.name} ({len(found.changes)}):")
+    width = max((len(c.path) for c in found.changes), default=0)
     for change in found.changes:
-        table.add_row(
-            change.path,
-            change.tag_text,
-            change.rule.action.value,
-            change.rule.describe(),
-            change.rule.source,
+        rule = change.rule
+        out.print(
+            f"  {change.path:{width}}  {change.tag_text}  {rule.action.value:12}  {rule.source}",
+            markup=False,
         )
-    out.print(table)
+    out.print("\nWhat each action does:")
+    described = {c.rule.describe(): c.rule.action.value for c in found.changes}
+    for words, action in sorted(described.items(), key=lambda item: item[1]):
+        out.print(f"  {action:12}  {words}", markup=False)
     if settings.detect_text:
-        regions = Table(title="Text regions in the pixels")
-        for column in ("box (left, top, right, bottom)", "decision", "reason"):
-            regions.add_column(column)
+        out.print(f"\nText regions in the pixels ({len(found.regions)}):")
         for region in found.regions:
-            reason = region.reason + (f" {region.marker!r}" if region.marker else "")
-            regions.add_row(str(tuple(region.box.as_list())), region.decision, reason)
-        out.print(regions)
+            box = region.box
+            where = f"x {box.left}-{box.right}, y {box.top}-{box.bottom}"
+            marker = f" {region.marker!r}" if region.marker else ""
+            out.print(f"  {where:28}  {region.decision:7}  {region.reason}{marker}", markup=False)
         if not found.regions:
-            out.print("No text found in the pixels.")
+            out.print("  none found")
     if preview is not None and found.preview is not None:
         image = draw_regions(found.preview, found.regions)
         txn = Transaction(overwrite=True)
@@ -263,12 +264,13 @@ def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path
     loaded = _load_profile(name)
     out.print(f"{loaded.name}\n\n{loaded.description}\n", markup=False)
     out.print(f"Dates: {loaded.date_mode.value}", markup=False)
-    table = Table(title="Rules")
-    for column in ("attribute", "action", "what it does", "set at"):
-        table.add_column(column)
-    for selector, rule in loaded.rules():
-        table.add_row(selector, rule.action.value, rule.describe(), rule.source)
-    out.print(table)
+    rules = list(loaded.rules())
+    width = max(len(selector) for selector, _ in rules)
+    for selector, rule in rules:
+        out.print(
+            f"{selector:{width}}  {rule.action.value:12}  {rule.describe()}  [{rule.source}]",
+            markup=False,
+        )
     for section in ("objects", "render", "text", "png", "method"):
         for key, value in loaded.section(section).items():
             out.print(f"{section}.{key} = {value}", markup=False)
@@ -292,4 +294,3 @@ def root(
 
 def main() -> None:
     app()
-

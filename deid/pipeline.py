@@ -128,7 +128,9 @@ def _process(path: Path, settings: Settings) -> FileResult:
     selected = pixels.select_frames(count, settings.frames) if want_png else []
     if work is not None:
         for index in selected:
-            shown = pixels.black_out(pixels.render(ds, work.frames[index], settings.render), work.boxes)
+            shown = pixels.black_out(
+                pixels.render(ds, work.frames[index], settings.render), work.boxes
+            )
             images.append(
                 (
                     index,

@@ -47,6 +47,7 @@ __all__ = [
     "RenderOptions",
     "Switch",
     "black_out",
+    "check_pixel_data",
     "darkest_value",
     "decode",
     "frame_count",
@@ -59,11 +60,12 @@ __all__ = [
 
 Array = npt.NDArray[Any]
 Switch = Literal["on", "off", "if-present"]
+_SWITCHES = ("on", "off", "if-present")
 
-_GREY = ("MONOCHROME1", "MONOCHROME2")
 _PALETTE = "PALETTE COLOR"
 _PERCENTILES = (0.5, 99.5)
 _PERCENTILE_SAMPLES = 1_000_000
+_FULL_SEARCH_LIMIT = 1 << 16
 _LUMA = np.array([0.299, 0.587, 0.114])
 _SWAP_WIDTH = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 _OFFSET_TABLE_TAGS = (0x7FE00001, 0x7FE00002)
@@ -84,6 +86,14 @@ class RenderOptions:
     voi: Switch = "if-present"
     palette: Switch = "if-present"
     invert_monochrome1: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("modality_lut", "voi", "palette"):
+            value = getattr(self, name)
+            if value not in _SWITCHES:
+                raise UsageError(
+                    f"render option {name} must be 'on', 'off' or 'if-present', not {value!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -171,9 +181,41 @@ def decode(ds: Dataset, path: str) -> np.ndarray:
     repeated here, which is harmless where pydicom already did it. The dtype follows
     Bits Allocated and Pixel Representation, in native byte order.
     """
+    geometry, uid = _check(ds, path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr, properties = get_decoder(uid).as_array(ds, **_DECODE_OPTIONS)
+    except Exception as exc:
+        raise UnreadableError(f"pixel data cannot be decoded: {_one_line(exc)}", path=path) from exc
+    colour_space = properties.get("photometric_interpretation")
+    if geometry.samples == 3 and colour_space != "RGB":
+        raise UnreadableError(f"colour space {colour_space} cannot be converted to RGB", path=path)
+    shape = (geometry.rows, geometry.columns) + ((3,) if geometry.samples == 3 else ())
+    try:
+        arr = arr.reshape((-1, *shape))
+    except ValueError as exc:
+        raise UnreadableError(f"pixel data does not fit its shape: {exc}", path=path) from exc
+    return _normalise_values(arr, geometry)
+
+
+def check_pixel_data(ds: Dataset, path: str) -> None:
+    """Raise what `decode` would for missing, malformed, truncated or undecodable-here data.
+
+    For callers that keep the pixel data as it is: the checks are cheap (attributes,
+    native length, decoder availability) and compressed data is not decoded, so a
+    corrupt codestream still passes.
+    """
+    _check(ds, path)
+
+
+def _check(ds: Dataset, path: str) -> tuple[_Geometry, UID]:
+    """The checks shared by `decode` and `check_pixel_data`; the geometry and syntax found."""
     if "PixelData" not in ds or not ds.PixelData:
         raise UnreadableError("no pixel data", path=path)
     geometry = _geometry(ds, path)
+    if geometry.samples not in (1, 3):
+        raise UnreadableError(f"{geometry.samples} samples per pixel are not supported", path=path)
     uid = _transfer_syntax(ds)
     if not uid.is_transfer_syntax or uid.is_compressed:
         if not _decoder_available(uid):
@@ -185,23 +227,7 @@ def decode(ds: Dataset, path: str) -> np.ndarray:
             raise UnreadableError(
                 f"pixel data is truncated: {actual} of {expected} bytes", path=path
             )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr, properties = get_decoder(uid).as_array(ds, **_DECODE_OPTIONS)
-    except Exception as exc:
-        raise UnreadableError(f"pixel data cannot be decoded: {_one_line(exc)}", path=path) from exc
-    if geometry.samples not in (1, 3):
-        raise UnreadableError(f"{geometry.samples} samples per pixel are not supported", path)
-    colour_space = properties.get("photometric_interpretation")
-    if geometry.samples == 3 and colour_space != "RGB":
-        raise UnreadableError(f"colour space {colour_space} cannot be converted to RGB", path)
-    shape = (geometry.rows, geometry.columns) + ((3,) if geometry.samples == 3 else ())
-    try:
-        arr = arr.reshape((-1, *shape))
-    except ValueError as exc:
-        raise UnreadableError(f"pixel data does not fit its shape: {exc}", path=path) from exc
-    return _normalise_values(arr, geometry)
+    return geometry, uid
 
 
 def render(ds: Dataset, frame: np.ndarray, options: RenderOptions = RenderOptions()) -> np.ndarray:
@@ -230,11 +256,13 @@ def darkest_value(
 ) -> int | tuple[int, int, int]:
     """The stored value that renders black, or as dark as the rendering allows.
 
-    Grey data tries the smallest and largest values present, then the smallest and
-    largest representable ones, through the same rendering (the percentile window is
-    taken over all `frames`) and keeps the first that renders darkest, so a value the
-    image already uses wins a tie. RGB gives (0, 0, 0); a palette gives the index of its
-    darkest colour.
+    Grey data is rendered exactly as `render` does (the percentile window measured over
+    all `frames`). The smallest and largest values present are tried first, so a value
+    the image already uses wins when it is as dark as anything can be; otherwise every
+    representable value (up to 16 bits stored; beyond that only the two extremes) is
+    tried and, among the darkest, the one nearest the present range is kept, so a
+    viewer's own min/max windowing of the redacted image barely shifts. RGB gives
+    (0, 0, 0); a palette gives the index of its darkest colour.
     """
     _check_frames(frames)
     if frames.ndim == 4:
@@ -244,9 +272,18 @@ def darkest_value(
     if palette is not None:
         luma = palette.table.astype(np.float64) @ _LUMA
         return int(np.clip(palette.first + int(np.argmin(luma)), low, high))
-    candidates = np.array([frames.min(), frames.max(), low, high], dtype=frames.dtype)
-    shades = _render_grey(ds, candidates, frames, options)
-    return int(candidates[int(np.argmin(shades))])
+    present = np.array([frames.min(), frames.max()], dtype=np.int64)
+    if high - low <= _FULL_SEARCH_LIMIT:
+        candidates = np.arange(low, high + 1, dtype=np.int64)
+    else:
+        candidates = np.array([low, high], dtype=np.int64)
+    shades = _render_grey(ds, np.concatenate([present, candidates]), frames, options)
+    darkest = shades.min()
+    if shades[0] == darkest or shades[1] == darkest:
+        return int(present[0] if shades[0] == darkest else present[1])
+    dark = candidates[shades[2:] == darkest]
+    distance = np.maximum(present[0] - dark, 0) + np.maximum(dark - present[1], 0)
+    return int(dark[int(np.argmin(distance))])
 
 
 def redact(
@@ -371,23 +408,32 @@ def _transfer_syntax(ds: Dataset) -> UID:
 def _geometry(ds: Dataset, path: str) -> _Geometry:
     values: dict[str, int] = {}
     for keyword in ("Rows", "Columns", "BitsAllocated"):
-        value = ds.get(keyword)
-        if value is None or value == "" or int(value) <= 0:
-            raise UnreadableError(f"image pixel attribute {keyword} is missing", path=path)
-        values[keyword] = int(value)
+        values[keyword] = _positive(ds, keyword, path)
     bits_allocated = values["BitsAllocated"]
     if bits_allocated not in (1, 8, 16, 32):
         raise UnreadableError(f"Bits Allocated {bits_allocated} is not supported", path=path)
+    bits_stored = _positive(ds, "BitsStored", path) if "BitsStored" in ds else bits_allocated
     return _Geometry(
         rows=values["Rows"],
         columns=values["Columns"],
-        samples=int(ds.get("SamplesPerPixel") or 1),
+        samples=_positive(ds, "SamplesPerPixel", path) if "SamplesPerPixel" in ds else 1,
         frames=frame_count(ds),
         bits_allocated=bits_allocated,
-        bits_stored=min(int(ds.get("BitsStored") or bits_allocated), bits_allocated),
-        signed=int(ds.get("PixelRepresentation") or 0) == 1,
+        bits_stored=min(bits_stored, bits_allocated),
+        signed=ds.get("PixelRepresentation") == 1,
         photometric=str(ds.get("PhotometricInterpretation") or ""),
     )
+
+
+def _positive(ds: Dataset, keyword: str, path: str) -> int:
+    """A required positive integer attribute, or UnreadableError naming the keyword."""
+    try:
+        value = int(ds.get(keyword))
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0:
+        raise UnreadableError(f"image pixel attribute {keyword} is missing or invalid", path=path)
+    return value
 
 
 def _native_length(geometry: _Geometry) -> int:

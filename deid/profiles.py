@@ -213,9 +213,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def _make_rule(
-    raw: Any, selector: str, source: str, date_mode: DateMode, where: str
-) -> Rule:
+def _make_rule(raw: Any, selector: str, source: str, date_mode: DateMode, where: str) -> Rule:
     if isinstance(raw, Mapping):
         if set(raw) == {"keep"} and isinstance(raw["keep"], list):
             values = tuple(str(v) for v in raw["keep"])

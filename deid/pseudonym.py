@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from pydicom.uid import UID_dictionary
+from pydicom._uid_dict import UID_dictionary
 
 _UID_MAX_DIGITS = 39  # 2.25. + 39 digits stays under the 64-character UI limit
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
 from deid import __version__
 from deid.profiles import Action, DateMode, Profile, Rule
@@ -211,9 +212,9 @@ def deidentify(
     walker = _Walker(profile, pseudo, report)
     walker.walk(ds, "")
 
-    if birth_year and reference_year and int(reference_year) - int(birth_year) > 89:
-        if "PatientBirthDate" in ds and ds.PatientBirthDate:
-            ds.PatientBirthDate = None
+    too_old = birth_year and reference_year and int(reference_year) - int(birth_year) > 89
+    if too_old and ds.get("PatientBirthDate"):
+        ds.PatientBirthDate = None
     if pixels_changed and original_sop:
         ds.SOPInstanceUID = pseudo.uid(original_sop + ".pixels-cleaned")
 
@@ -253,10 +254,9 @@ def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool
 def rebuild_file_meta(ds: Dataset, transfer_syntax: str) -> None:
     """A fresh file meta consistent with the new dataset; nothing of the old one survives."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.MediaStorageSOPClassUID = UID(ds.SOPClassUID)
+    meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = f"DEID_{__version__.replace('.', '_')}"[:16]
     ds.file_meta = meta
-

@@ -23,7 +23,7 @@ from PIL import Image, ImageFilter
 
 from deid.boxes import Box
 from deid.errors import ProfileError
-from deid.ocr import Word, read_words
+from deid.ocr import Word, read_pages, read_words
 
 Decision = Literal["redact", "keep"]
 Reason = Literal["allow-listed marker", "text", "unreadable text"]
@@ -100,47 +100,47 @@ def redaction_boxes(regions: Iterable[Region]) -> list[Box]:
     return [region.box for region in regions if region.decision == "redact"]
 
 
-# Tuning of the search. These are properties of Tesseract and of how overlays are
-# drawn, not of a site's policy, so they live here rather than in a profile.
-_SMALL_IMAGE = 1000  # long side below which the image is enlarged before OCR
-_INK_BLUR = 5  # radius of the local-background estimate for stroke contrast
-_INK_MIN_CONTRAST = 40  # grey levels a stroke must stand out by, at least
-_INK_NOISE_SIGMAS = 5.0  # ... and at least this many noise sigmas
-_INK_TEXTLIKE = 0.04  # fraction of a word box in strokes for a poor read to count
-_CELL = 4  # pixel size of the grid that groups leftover strokes into candidates
-_CROP_HEIGHT = 48  # candidate crops are scaled so their text is about this tall
-
-
-@dataclass(frozen=True)
-class _Found:
-    """A word in image coordinates, with whether it passed as text at all."""
-
-    word: Word
+# Tuning of the search. These follow from how Tesseract reads and how overlays are
+# drawn, not from a site's policy, so they live here rather than in a profile.
+_SMALL_IMAGE = 1000  # long side (px) below which the image is enlarged before OCR
+_BLUR = 5  # radius (px) of the neighbourhood that stroke contrast is measured against
+_FAINT = (8, 4.0)  # ink that vets words: grey levels and noise sigmas, whichever is more
+_STRONG = (40, 5.0)  # ink that finds lone glyphs: bold strokes only
+_TEXTLIKE = 0.02  # least fraction of a word's box in ink for the word to be text
+_MIN_TEXT_HEIGHT = 5  # px; shorter "words" cannot be read by anyone
+_CELL = 4  # grid (px) on which strokes are grouped into glyphs
+_MAX_GLYPHS = 64  # lone-glyph candidates read per image, the inkiest first
+_GLYPH_HEIGHTS = (32, 40)  # px a candidate is scaled to for its two reads
 
 
 def find_regions(image: np.ndarray, policy: TextPolicy) -> list[Region]:
     """Find burned-in text in a rendered uint8 grey or RGB image and decide each word.
 
-    Tesseract (sparse-text mode) reads the image and its inverse, enlarged when small,
-    plus a channel-max grey of colour images so coloured text shows. Strokes that
-    stand out from their surroundings but that no word explains are cut out and read
-    again as single lines, which finds the lone letters ("L", "R") sparse mode skips.
-    A word is kept only when it exactly matches an allow-list entry, was read with at
-    least `policy.min_confidence`, and touches no covered word; every other word
-    becomes a padded black box, overlapping boxes merged.
+    Tesseract (sparse text, psm 11) reads the image and its inverse, enlarged 2-3x when
+    the long side is under 1000 px, plus a channel-max grey of colour images so
+    coloured text shows. A word counts as text when it has a letter or digit and part
+    of its box is ink (pixels standing out sharply from their neighbourhood), which
+    drops the letters Tesseract imagines in anatomy and noise. Bold stroke groups no
+    word explains are cut out and read as single lines, twice at different sizes;
+    this finds the lone letters ("L", "R") sparse mode skips. Every word is then
+    covered by a padded box, except an exact, confident allow-list match that touches
+    no covered word. Overlapping covers are merged.
     """
     height, width = image.shape[:2]
     greys = _greys(image)
-    scale = _ocr_scale(height, width)
-    passes = [g for grey in greys for g in (grey, 255 - grey)]
-    words = _read_many(passes, scale)
-    ink = _ink(greys)
-    accepted = [w for w in words if _accept(w, ink, policy)]
-    accepted += _read_leftovers(greys, ink, accepted, policy)
-    return _decide(accepted, policy, width, height)
+    if min(height, width) < 2 * _MIN_TEXT_HEIGHT:
+        return []
+    contrasts = [_contrast(grey) for grey in greys]
+    passes = [greys[0], 255 - greys[0], *greys[1:]]
+    words = _read_passes(passes, _ocr_scale(height, width))
+    faint = _ink(contrasts, *_FAINT)
+    words = [word for word in words if _is_text(word, faint)]
+    words += _read_glyphs(greys, contrasts, words, policy)
+    return _decide(words, policy, width, height)
 
 
 def _greys(image: np.ndarray) -> list[np.ndarray]:
+    """The grey images to search: luma, and for colour also the brightest channel."""
     if image.dtype != np.uint8:
         raise TypeError(f"text search needs a uint8 display image, not {image.dtype}")
     if image.ndim == 2:
@@ -155,129 +155,213 @@ def _greys(image: np.ndarray) -> list[np.ndarray]:
 
 
 def _ocr_scale(height: int, width: int) -> float:
-    """Enlargement before OCR: Tesseract reads text best around 20-30 px high."""
+    """Enlargement before OCR: Tesseract reads best with letters 20-30 px high."""
     long_side = max(height, width)
     if long_side >= _SMALL_IMAGE:
         return 1.0
     return 3.0 if long_side <= 640 else 2.0
 
 
-def _read_many(images: Sequence[np.ndarray], scale: float) -> list[Word]:
+def _read_passes(images: Sequence[np.ndarray], scale: float) -> list[Word]:
+    """Sparse-text OCR of each image, the Tesseract processes running side by side."""
     workers = max(1, min(len(images), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda im: read_words(im, scale=scale), images))
-    return [word for result in results for word in result]
-
-
-def _ink(greys: Sequence[np.ndarray]) -> np.ndarray:
-    """Pixels that stand out sharply from their neighbourhood, in either polarity.
-
-    Burned-in text is drawn with hard, high-contrast strokes; anatomy and noise rarely
-    are. The threshold adapts to the image's own noise so a grainy film is not all ink.
-    """
-    ink = np.zeros(greys[0].shape, dtype=bool)
-    for grey in greys:
-        contrast = _contrast(grey)
-        sigma = 1.4826 * float(np.median(np.abs(contrast)))
-        threshold = max(_INK_MIN_CONTRAST, _INK_NOISE_SIGMAS * sigma)
-        ink |= np.abs(contrast) > threshold
-    return ink
+        results = pool.map(lambda im: read_words(im, scale=scale), images)
+        return [word for result in results for word in result]
 
 
 def _contrast(grey: np.ndarray) -> np.ndarray:
-    background = Image.fromarray(grey).filter(ImageFilter.GaussianBlur(_INK_BLUR))
+    """Each pixel minus its blurred neighbourhood: large, either sign, on strokes."""
+    background = Image.fromarray(grey).filter(ImageFilter.GaussianBlur(_BLUR))
     return grey.astype(np.int16) - np.asarray(background, dtype=np.int16)
 
 
-def _alnum(text: str) -> int:
-    return sum(ch.isalnum() for ch in text)
+def _threshold(contrast: np.ndarray, least: int, sigmas: float) -> float:
+    """A contrast noise rarely reaches: grainy images need more than clean ones."""
+    sigma = 1.4826 * float(np.median(np.abs(contrast)))
+    return max(float(least), sigmas * sigma)
 
 
-def _accept(word: Word, ink: np.ndarray, policy: TextPolicy) -> bool:
-    """Whether a word Tesseract reported is text rather than texture read as letters."""
-    if word.confidence >= policy.min_confidence and _alnum(word.text) >= 3:
-        return True
+def _ink(contrasts: Sequence[np.ndarray], least: int, sigmas: float) -> np.ndarray:
+    """Pixels that stand out sharply from their neighbourhood in any grey, either way."""
+    ink = np.zeros(contrasts[0].shape, dtype=bool)
+    for contrast in contrasts:
+        ink |= np.abs(contrast) > _threshold(contrast, least, sigmas)
+    return ink
+
+
+def _alnum(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def _is_text(word: Word, ink: np.ndarray) -> bool:
+    """Whether a word Tesseract reported is text rather than texture read as letters.
+
+    Rules, arrows and ticks read as punctuation carry no identity, a box taller than a
+    quarter of the image is a shadow, not a line of text, and text has strokes.
+    """
     box = word.box
-    area = max(1, box.area)
-    return float(ink[box.top : box.bottom, box.left : box.right].sum()) / area >= _INK_TEXTLIKE
+    if not _alnum(word.text) or box.height < _MIN_TEXT_HEIGHT:
+        return False
+    if box.height > max(48, ink.shape[0] // 4):
+        return False
+    inked = float(ink[box.top : box.bottom, box.left : box.right].mean()) if box.area else 0.0
+    return inked >= _TEXTLIKE
 
 
-def _read_leftovers(
-    greys: Sequence[np.ndarray], ink: np.ndarray, words: Sequence[Word], policy: TextPolicy
+def _read_glyphs(
+    greys: Sequence[np.ndarray],
+    contrasts: Sequence[np.ndarray],
+    words: Sequence[Word],
+    policy: TextPolicy,
 ) -> list[Word]:
-    """Read stroke clusters that no accepted word covers, one crop at a time."""
-    height, width = ink.shape
-    leftover = ink.copy()
+    """Read bold stroke groups that no word covers, each as its own line of text.
+
+    Both reads (at two sizes) must give the same text with a letter or digit, at a
+    mean confidence of at least `policy.min_confidence`: crops of anatomy do get read
+    as letters, but rarely as the same ones twice. A group no read agrees on is left
+    alone, since it is far more often anatomy than text.
+    """
+    height, width = greys[0].shape
+    taken = np.zeros((height, width), dtype=bool)
     for word in words:
         box = word.box.padded(_pad(word.box, policy), width, height)
-        leftover[box.top : box.bottom, box.left : box.right] = False
+        taken[box.top : box.bottom, box.left : box.right] = True
+    candidates: list[tuple[int, Box, np.ndarray]] = []
+    for grey, contrast in zip(greys, contrasts, strict=True):
+        strong = (np.abs(contrast) > _threshold(contrast, *_STRONG)) & ~taken
+        for box in _lines(_glyphs(strong)):
+            if any(box.overlaps(other) for _, other, _ in candidates):
+                continue
+            inked = int(strong[box.top : box.bottom, box.left : box.right].sum())
+            candidates.append((inked, box, _crop(grey, contrast, box)))
+    candidates.sort(key=lambda c: -c[0])
+    candidates = candidates[:_MAX_GLYPHS]
+    crops = [crop for _, _, crop in candidates for _ in _GLYPH_HEIGHTS]
+    scales = [
+        min(6.0, max(1.0, target / box.height))
+        for _, box, _ in candidates
+        for target in _GLYPH_HEIGHTS
+    ]
+    pages = read_pages(crops, psm=7, scales=scales)
+    step = len(_GLYPH_HEIGHTS)
     found: list[Word] = []
-    for box in _clusters(leftover):
-        found.extend(_read_crop(greys, box))
+    for i, (_, box, _) in enumerate(candidates):
+        origin = _margin(box, width, height)
+        found.extend(_agreed(pages[i * step : (i + 1) * step], origin, policy))
     return found
 
 
-def _clusters(mask: np.ndarray) -> list[Box]:
-    """Bounding boxes of glyph-sized groups of set pixels (strokes a few px apart join)."""
+def _agreed(reads: Sequence[list[Word]], origin: Box, policy: TextPolicy) -> list[Word]:
+    """The words every read of one crop gives alike, moved to image coordinates."""
+    if not reads[0] or any(len(read) != len(reads[0]) for read in reads):
+        return []
+    words: list[Word] = []
+    for same in zip(*reads, strict=True):
+        texts = {word.text.strip().upper() for word in same}
+        confidence = sum(word.confidence for word in same) / len(same)
+        if len(texts) != 1 or confidence < policy.min_confidence:
+            continue
+        if not _alnum(same[0].text):
+            continue
+        b = same[0].box
+        box = Box(
+            b.left + origin.left, b.top + origin.top, b.right + origin.left, b.bottom + origin.top
+        )
+        words.append(Word(box, same[0].text, confidence))
+    return words
+
+
+def _margin(box: Box, width: int, height: int) -> Box:
+    return box.padded(max(4, box.height // 2), width, height)
+
+
+def _crop(grey: np.ndarray, contrast: np.ndarray, box: Box) -> np.ndarray:
+    """The candidate with a margin, turned dark-on-light as Tesseract prefers."""
+    height, width = grey.shape
+    outer = _margin(box, width, height)
+    crop = grey[outer.top : outer.bottom, outer.left : outer.right]
+    inner = contrast[box.top : box.bottom, box.left : box.right]
+    strokes = inner[np.abs(inner) > _STRONG[0]]
+    if int(strokes.astype(np.int64).sum()) > 0:
+        crop = 255 - crop
+    return np.ascontiguousarray(crop)
+
+
+def _glyphs(mask: np.ndarray) -> list[Box]:
+    """Boxes of connected groups of set pixels (on a coarse grid), sized like letters."""
     height, width = mask.shape
     rows, cols = -(-height // _CELL), -(-width // _CELL)
-    padded = np.zeros((rows * _CELL, cols * _CELL), dtype=bool)
-    padded[:height, :width] = mask
-    cells = padded.reshape(rows, _CELL, cols, _CELL).any(axis=(1, 3))
-    seen = np.zeros_like(cells)
+    grid = np.zeros((rows * _CELL, cols * _CELL), dtype=bool)
+    grid[:height, :width] = mask
+    cells: list[list[bool]] = np.asarray(
+        grid.reshape(rows, _CELL, cols, _CELL).any(axis=(1, 3))
+    ).tolist()
+    seen = [[False] * cols for _ in range(rows)]
     boxes: list[Box] = []
-    for r0, c0 in zip(*np.nonzero(cells), strict=True):
-        if seen[r0, c0]:
-            continue
-        seen[r0, c0] = True
-        queue = deque([(int(r0), int(c0))])
-        top, bottom, left, right = int(r0), int(r0), int(c0), int(c0)
-        while queue:
-            r, c = queue.popleft()
-            top, bottom, left, right = min(top, r), max(bottom, r), min(left, c), max(right, c)
-            for dr in (-2, -1, 0, 1, 2):
-                for dc in (-2, -1, 0, 1, 2):
-                    rr, cc = r + dr, c + dc
-                    if 0 <= rr < rows and 0 <= cc < cols and cells[rr, cc] and not seen[rr, cc]:
-                        seen[rr, cc] = True
-                        queue.append((rr, cc))
-        sub = mask[top * _CELL : (bottom + 1) * _CELL, left * _CELL : (right + 1) * _CELL]
-        ys, xs = np.nonzero(sub)
-        box = Box(
-            left * _CELL + int(xs.min()),
-            top * _CELL + int(ys.min()),
-            left * _CELL + int(xs.max()) + 1,
-            top * _CELL + int(ys.max()) + 1,
-        )
-        if _glyph_sized(box, len(ys), height):
-            boxes.append(box)
+    for r0 in range(rows):
+        for c0 in range(cols):
+            if not cells[r0][c0] or seen[r0][c0]:
+                continue
+            seen[r0][c0] = True
+            queue = deque([(r0, c0)])
+            top, bottom, left, right = r0, r0, c0, c0
+            while queue:
+                r, c = queue.popleft()
+                top, bottom = min(top, r), max(bottom, r)
+                left, right = min(left, c), max(right, c)
+                for rr in range(max(0, r - 1), min(rows, r + 2)):
+                    for cc in range(max(0, c - 1), min(cols, c + 2)):
+                        if cells[rr][cc] and not seen[rr][cc]:
+                            seen[rr][cc] = True
+                            queue.append((rr, cc))
+            box = _ink_box(mask, top, bottom, left, right)
+            if _glyph_sized(box, mask, height):
+                boxes.append(box)
     return boxes
 
 
-def _glyph_sized(box: Box, pixels: int, image_height: int) -> bool:
-    return 6 <= box.height <= max(64, image_height // 6) and pixels >= 12
+def _ink_box(mask: np.ndarray, top: int, bottom: int, left: int, right: int) -> Box:
+    """The tight pixel box of the set pixels within a block of grid cells."""
+    y0, x0 = top * _CELL, left * _CELL
+    ys, xs = np.nonzero(mask[y0 : (bottom + 1) * _CELL, x0 : (right + 1) * _CELL])
+    return Box(
+        x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1
+    )
 
 
-def _read_crop(greys: Sequence[np.ndarray], box: Box) -> list[Word]:
-    """OCR one candidate as a single text line, dark on light, about 48 px tall."""
-    height, width = greys[0].shape
-    margin = max(4, box.height // 2)
-    outer = box.padded(margin, width, height)
-    words: list[Word] = []
-    for grey in greys:
-        crop = grey[outer.top : outer.bottom, outer.left : outer.right]
-        inner = grey[box.top : box.bottom, box.left : box.right]
-        contrast = _contrast(grey)[box.top : box.bottom, box.left : box.right]
-        strokes = np.abs(contrast) > _INK_MIN_CONTRAST
-        if strokes.any() and float(contrast[strokes].mean()) > 0:
-            crop = 255 - crop
-        del inner
-        scale = min(4.0, max(1.0, _CROP_HEIGHT / box.height))
-        for word in read_words(np.ascontiguousarray(crop), psm=7, scale=scale):
-            b = word.box
-            moved = Box(b.left + outer.left, b.top + outer.top, b.right + outer.left, b.bottom + outer.top)
-            words.append(Word(moved, word.text, word.confidence))
-    return words
+def _glyph_sized(box: Box, mask: np.ndarray, image_height: int) -> bool:
+    """Tall enough to be read, short enough to be a letter rather than anatomy."""
+    if not _MIN_TEXT_HEIGHT <= box.height <= max(24, image_height // 8):
+        return False
+    return int(mask[box.top : box.bottom, box.left : box.right].sum()) >= 12
+
+
+def _lines(glyphs: Sequence[Box]) -> list[Box]:
+    """Join glyphs side by side on one baseline into words, as a reader would group them."""
+    boxes = sorted(glyphs, key=lambda b: b.left)
+    changed = True
+    while changed:
+        changed = False
+        out: list[Box] = []
+        for box in boxes:
+            for i, other in enumerate(out):
+                if _same_line(box, other):
+                    out[i] = _union(box, other)
+                    changed = True
+                    break
+            else:
+                out.append(box)
+        boxes = out
+    return boxes
+
+
+def _same_line(a: Box, b: Box) -> bool:
+    shared = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if shared < 0.5 * min(a.height, b.height):
+        return False
+    gap = max(a.left, b.left) - min(a.right, b.right)
+    return gap <= 0.5 * max(a.height, b.height)
 
 
 def _pad(box: Box, policy: TextPolicy) -> int:
@@ -286,35 +370,43 @@ def _pad(box: Box, policy: TextPolicy) -> int:
 
 
 def _decide(words: Sequence[Word], policy: TextPolicy, width: int, height: int) -> list[Region]:
+    """Cover every word but the confident, exact allow-list matches clear of covers."""
     covered: list[tuple[Box, bool]] = []
-    markers: list[tuple[Box, str]] = []
+    sightings: list[tuple[Box, str]] = []
     for word in words:
         box = word.box.padded(_pad(word.box, policy), width, height)
         confident = word.confidence >= policy.min_confidence
         name = word.text.strip().upper()
         if confident and name in policy.allow_list:
-            markers.append((box, name))
+            sightings.append((box, name))
         else:
             covered.append((box, confident))
-    for box, _name in markers:
-        if any(box.overlaps(other) for other, _ in covered):
-            covered.append((box, True))
-    regions = [
-        Region(box, "redact", "text" if confident else "unreadable text")
-        for box, confident in _merge(covered)
-    ]
+    markers = _merge_named(sightings)
     kept: list[tuple[Box, str]] = []
     for box, name in markers:
-        if any(box.overlaps(other.box) for other in regions):
-            continue
-        kept.append((box, name))
-    for box, name in _merge_named(kept):
-        regions.append(Region(box, "keep", "allow-listed marker", name))
+        if any(box.overlaps(other) and other_name != name for other, other_name in markers):
+            covered.append((box, True))  # two passes disagree on what it says
+        else:
+            kept.append((box, name))
+    while True:
+        covers = _merge(covered)
+        hit = [m for m in kept if any(m[0].overlaps(cover) for cover, _ in covers)]
+        if not hit:
+            break
+        covered.extend((box, True) for box, _ in hit)
+        kept = [m for m in kept if m not in hit]
+    regions = [
+        Region(box, "redact", "text" if confident else "unreadable text")
+        for box, confident in covers
+    ]
+    regions += [Region(box, "keep", "allow-listed marker", name) for box, name in kept]
     return sorted(regions, key=lambda r: (r.box.top, r.box.left))
 
 
 def _union(a: Box, b: Box) -> Box:
-    return Box(min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom))
+    return Box(
+        min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom)
+    )
 
 
 def _merge(boxes: Sequence[tuple[Box, bool]]) -> list[tuple[Box, bool]]:
@@ -337,6 +429,7 @@ def _merge(boxes: Sequence[tuple[Box, bool]]) -> list[tuple[Box, bool]]:
 
 
 def _merge_named(boxes: Sequence[tuple[Box, str]]) -> list[tuple[Box, str]]:
+    """Join overlapping sightings of the same marker (one per OCR pass) into one box."""
     out: list[tuple[Box, str]] = []
     for box, name in boxes:
         for i, (other, other_name) in enumerate(out):

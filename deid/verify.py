@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydicom._uid_dict import UID_dictionary
 from pydicom.dataset import Dataset
-from pydicom.uid import UID_dictionary
 
 _IDENTIFYING_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "AE", "UC")
 _IDENTIFYING_KEYWORDS = {
@@ -69,6 +69,8 @@ def phi_values(ds: Dataset) -> dict[str, str]:
                 add(text, kind)
             elif keyword in _UID_KEYWORDS and text not in UID_dictionary:
                 add(text, "original UID")
+            elif elem.tag.is_private_creator:
+                continue  # a vendor's name, often the same as the kept Manufacturer
             elif elem.tag.is_private and elem.VR in _IDENTIFYING_VRS and len(text) >= 6:
                 add(text, "private value")
     return found

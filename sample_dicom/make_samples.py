@@ -21,8 +21,8 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
-    CTImageStorage,
     ComputedRadiographyImageStorage,
+    CTImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
@@ -134,17 +134,25 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def text_alpha(shape: tuple[int, int], items: Iterable[TextItem]) -> np.ndarray:
-    """Antialiased text coverage (0..1) in Pillow's default TrueType font."""
+def text_alpha(shape: tuple[int, int], items: Iterable[TextItem], stroke: int = 0) -> np.ndarray:
+    """Antialiased text coverage (0..1) in Pillow's default TrueType font, `stroke` px bolder."""
     img = Image.new("L", (shape[1], shape[0]), 0)
     draw = ImageDraw.Draw(img)
     for xy, text, size, anchor in items:
-        draw.text(xy, text, fill=255, font=ImageFont.load_default(size=size), anchor=anchor)
+        font = ImageFont.load_default(size=size)
+        draw.text(
+            xy, text, fill=255, font=font, anchor=anchor, stroke_width=stroke, stroke_fill=255
+        )
     return np.asarray(img, dtype=np.float64) / 255.0
 
 
-def burn(img: np.ndarray, items: Iterable[TextItem], value: float) -> np.ndarray:
-    """Blend text of pixel value `value` into a 2-D image."""
+def burn(
+    img: np.ndarray, items: list[TextItem], value: float, halo: float | None = None
+) -> np.ndarray:
+    """Blend text of pixel value `value` into a 2-D image, optionally over a 2 px `halo` outline."""
+    if halo is not None:
+        h = text_alpha(img.shape[:2], items, stroke=2)
+        img = img * (1.0 - h) + halo * h
     a = text_alpha(img.shape[:2], items)
     return img * (1.0 - a) + value * a
 
@@ -165,7 +173,8 @@ def capsules(
 
 def to_uint(img: np.ndarray, bits: int, dtype: type[np.unsignedinteger]) -> np.ndarray:
     """Round and clip to [0, 2**bits - 1]."""
-    return np.clip(np.rint(img), 0, 2**bits - 1).astype(dtype)
+    out: np.ndarray = np.clip(np.rint(img), 0, 2**bits - 1).astype(dtype)
+    return out
 
 
 # ---------------------------------------------------------------- dataset helpers
@@ -229,12 +238,6 @@ def save(ds: FileDataset, out: Path, rel: str) -> Path:
     return path
 
 
-def window(ds: Dataset, center: float | list[float], width: float | list[float]) -> None:
-    """Set WindowCenter/WindowWidth (one or several presets)."""
-    ds.WindowCenter = center
-    ds.WindowWidth = width
-
-
 # ---------------------------------------------------------------- 1. CR chest PA
 
 
@@ -244,13 +247,13 @@ def cr_chest(out: Path) -> None:
     rng = np.random.default_rng(1001)
     y, x = grid(n, n)
     img = 150.0 + 80.0 * (y + 1)  # direct exposure (air): dark
-    shoulders = np.clip((0.88 - np.abs(x) - 0.25 * np.clip(-0.45 - y, 0, 1) ** 0.5) / 0.05, 0, 1)
-    torso = np.maximum(shoulders * (y > -0.72), ellipse(y, x, -0.75, 0.0, 0.3, 0.17))
-    torso = np.maximum(torso, ellipse(y, x, -0.62, 0.0, 0.2, 0.82, 0.3))
+    shoulder_line = -0.7 + 0.4 * x**2
+    torso = np.clip((y - shoulder_line) / 0.05, 0, 1) * np.clip((0.88 - np.abs(x)) / 0.05, 0, 1)
+    torso = np.maximum(torso, ellipse(y, x, -0.75, 0.0, 0.3, 0.17))  # neck
     img += 1750.0 * torso
     heart = ellipse(y, x, 0.3, 0.12, 0.27, 0.3, 0.25)
     lungs = ellipse(y, x, -0.05, -0.38, 0.58, 0.27, 0.15) + ellipse(y, x, -0.05, 0.38, 0.58, 0.28)
-    lungs = np.clip(lungs, 0, 1) * (1.0 - heart)
+    lungs = np.clip(lungs, 0, 1) * (1.0 - heart) * torso
     img -= 950.0 * lungs
     chest = np.clip(lungs + ellipse(y, x, -0.05, 0.0, 0.66, 0.76, 0.3), 0, 1)
     for k in range(9):  # posterior ribs: gentle arcs across each hemithorax
@@ -296,7 +299,8 @@ def cr_chest(out: Path) -> None:
     ds.PixelSpacing = ["0.5", "0.5"]
     ds.ImagerPixelSpacing = ["0.5", "0.5"]
     set_pixels(ds, to_uint(img, 12, np.uint16), "MONOCHROME2", 12)
-    window(ds, "2000", "3800")
+    ds.WindowCenter = "2000"
+    ds.WindowWidth = "3800"
     ds.PresentationLUTShape = "IDENTITY"
     save(ds, out, "DICOM/DOE_JANE/DOE_JANE_CHEST_PA.dcm")
 
@@ -328,7 +332,11 @@ def ct_series(out: Path) -> None:
         aorta = ellipse(y, x, 0.2, -0.06, 0.07, 0.07, 0.1)
         hu = hu * (1 - aorta) + 45.0 * aorta
         spine = ellipse(y, x, 0.42, 0.0, 0.12, 0.11, 0.05)
-        hu = hu * (1 - spine) + 300.0 * spine + 500.0 * np.clip(spine - ellipse(y, x, 0.42, 0.0, 0.1, 0.09), 0, 1)
+        hu = (
+            hu * (1 - spine)
+            + 300.0 * spine
+            + 500.0 * np.clip(spine - ellipse(y, x, 0.42, 0.0, 0.1, 0.09), 0, 1)
+        )
         table = (np.abs(y - 0.8) < 0.02) & (np.abs(x) < 0.9)
         hu[table] = 200.0
         hu = blur(hu, 0.8) + rng.normal(0.0, 12.0, (n, n))
@@ -359,7 +367,8 @@ def ct_series(out: Path) -> None:
         ds.RescaleIntercept = "-1024"
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
-        window(ds, ["40", "-600"], ["400", "1500"])
+        ds.WindowCenter = ["40", "-600"]
+        ds.WindowWidth = ["400", "1500"]
         ds.WindowCenterWidthExplanation = ["MEDIASTINUM", "LUNG"]
         save(ds, out, f"PATIENT_SMITH/CT_CHEST/IM{i + 1:04d}")
 
@@ -388,9 +397,11 @@ def us_rgb(out: Path) -> None:
         ty = int(apex_y + depth * 25)
         grey[ty - 1 : ty + 2, 590:596] = 255.0
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    t = GARCIA.study_time
+    clock = f"{t[0:2]}:{t[2:4]}:{t[4:6]}"
     banner = [
         ((8, 6), f"{GARCIA.display}   ID: {GARCIA.patient_id}", 18, "la"),
-        ((cols - 8, 6), f"{GARCIA.us_date} 10:42:11", 18, "ra"),
+        ((cols - 8, 6), f"{GARCIA.us_date} {clock}", 18, "ra"),
         ((8, 32), GARCIA.institution, 18, "la"),
     ]
     white = text_alpha((rows, cols), banner[:1])
@@ -466,7 +477,7 @@ def xa_cine(out: Path) -> None:
         vessel = blur(capsules((n, n), segs), 1.0)
         img = bg * (1 - 0.55 * vessel) * (1 - 0.4 * catheter)
         img += rng.normal(0.0, 3.0, (n, n))
-        img = burn(img, [((6, 6), NGUYEN.display, 22, "la")], 255.0)
+        img = burn(img, [((6, 6), NGUYEN.display, 24, "la")], 255.0, halo=20.0)
         stack.append(to_uint(img, 8, np.uint8))
     ds = new_dataset(
         NGUYEN,
@@ -489,7 +500,8 @@ def xa_cine(out: Path) -> None:
     ds.CineRate = 15
     ds.RecommendedDisplayFrameRate = 15
     ds.FrameIncrementPointer = 0x00181063  # FrameTime
-    window(ds, "128", "256")
+    ds.WindowCenter = "128"
+    ds.WindowWidth = "256"
     save(ds, out, "DICOM/ST000001/SE000001/IM000001")
 
 
@@ -517,7 +529,13 @@ def dx_hand_mono1(out: Path) -> None:
         wrist_x, wrist_y = 215.0 + (ax - 200.0) * 0.5, 365.0
         bones.append((wrist_x, wrist_y, ax, ay, 16.0))  # metacarpal
         for s, e in ((0.08, 0.42), (0.5, 0.75), (0.82, 0.97)):  # phalanges
-            bones.append((ax + s * (bx - ax), ay + s * (by - ay), ax + e * (bx - ax), ay + e * (by - ay), 13.0))
+            sx, sy, ex, ey = (
+                ax + s * (bx - ax),
+                ay + s * (by - ay),
+                ax + e * (bx - ax),
+                ay + e * (by - ay),
+            )
+            bones.append((sx, sy, ex, ey, 13.0))
     soft_mask = np.maximum(capsules((n, n), soft), np.asarray(palm, dtype=np.float64) / 255.0)
     display = 0.35 * blur(soft_mask, 3.0) + 0.45 * blur(capsules((n, n), bones), 1.5)
     stored = 3900.0 - 3300.0 * display + rng.normal(0.0, 20.0, (n, n))
@@ -549,7 +567,8 @@ def dx_hand_mono1(out: Path) -> None:
     ds.PixelSpacing = ["0.35", "0.35"]
     ds.ImagerPixelSpacing = ["0.35", "0.35"]
     set_pixels(ds, to_uint(stored, 12, np.uint16), "MONOCHROME1", 12)
-    window(ds, "2300", "3600")
+    ds.WindowCenter = "2300"
+    ds.WindowWidth = "3600"
     ds.PresentationLUTShape = "INVERSE"
     ds.RescaleIntercept = "0"
     ds.RescaleSlope = "1"
@@ -589,6 +608,7 @@ def cr_knee_jpeg(out: Path) -> None:
             ((n - 20, 14), "R", 36, "ra"),
         ],
         255.0,
+        halo=0.0,
     )
     pixels = to_uint(img, 8, np.uint8)
     buf = io.BytesIO()
@@ -620,7 +640,8 @@ def cr_knee_jpeg(out: Path) -> None:
     ds.LossyImageCompression = "01"
     ds.LossyImageCompressionRatio = f"{pixels.size / len(frame):.2f}"
     ds.LossyImageCompressionMethod = "ISO_10918_1"
-    window(ds, "128", "256")
+    ds.WindowCenter = "128"
+    ds.WindowWidth = "256"
     ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
@@ -640,7 +661,9 @@ def mr_private_nested(out: Path) -> Path:
     brain = ellipse(y, x, 0.0, 0.0, 0.8, 0.64, 0.03)
     wm = ellipse(y, x, 0.0, 0.0, 0.62, 0.48, 0.3)
     vent = ellipse(y, x, -0.05, -0.1, 0.25, 0.07, 0.2) + ellipse(y, x, -0.05, 0.1, 0.25, 0.07, 0.2)
-    img = 1400.0 * scalp - 1300.0 * skull + 1150.0 * brain + 350.0 * wm - 1200.0 * np.clip(vent, 0, 1)
+    img = (
+        1400.0 * scalp - 1300.0 * skull + 1150.0 * brain + 350.0 * wm - 1200.0 * np.clip(vent, 0, 1)
+    )
     img = blur(np.clip(img, 0, None), 1.0) + np.abs(rng.normal(0.0, 30.0, (n, n)))
     ds = new_dataset(
         MUELLER,
@@ -667,7 +690,8 @@ def mr_private_nested(out: Path) -> Path:
     ds.ImagePositionPatient = ["-119.375", "-139.375", "35.0"]
     ds.SliceLocation = "35.0"
     set_pixels(ds, to_uint(img, 12, np.uint16), "MONOCHROME2", 12)
-    window(ds, "900", "1800")
+    ds.WindowCenter = "900"
+    ds.WindowWidth = "1800"
 
     deepest = Dataset()  # ReferencedStudySequence > ReferencedPatientSequence > OtherPatientIDs
     deepest.PatientName = MUELLER.name
@@ -736,7 +760,7 @@ def build(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: --out DIR (default: the folder holding this script)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Write the synthetic sample DICOM files.")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args(argv)
     build(args.out)

@@ -15,9 +15,9 @@ import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 PHI = {
@@ -167,3 +167,47 @@ def ct_dataset() -> FileDataset:
 def ct_file(ct_dataset: FileDataset, write_dicom: Callable[..., Path]) -> Path:
     """`ct_dataset` saved to disk under a name that carries the patient's name."""
     return write_dicom(ct_dataset, "DOE_JOHN_CT.dcm")
+
+
+def burned_in_pixels(
+    text_lines: list[tuple[str, tuple[int, int], int]], size: int = 512, frames: int = 1
+) -> np.ndarray:
+    """A radiograph-like 12-bit image with white text drawn at (x, y) in a given size."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    yy, xx = np.mgrid[:size, :size]
+    body = (
+        (xx - size / 2) ** 2 / (size * 0.35) ** 2 + (yy - size / 2) ** 2 / (size * 0.45) ** 2
+    ) < 1
+    rng = np.random.default_rng(3)
+    base = np.where(body, 1800, 200) + rng.integers(0, 120, (size, size))
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for text, xy, font_size in text_lines:
+        draw.text(xy, text, fill=255, font=ImageFont.load_default(size=font_size))
+    ink = np.asarray(canvas) > 127
+    image = np.where(ink, 4095, base).astype(np.uint16)
+    return np.stack([image] * frames) if frames > 1 else image
+
+
+BURNED_NAME = "DOE JOHN"
+BURNED_LINES = [(BURNED_NAME, (20, 16), 30), ("MRN4471923", (20, 56), 30), ("L", (470, 250), 36)]
+
+
+@pytest.fixture
+def burned_in_file(write_dicom: Callable[..., Path]) -> Path:
+    """A CR radiograph with the patient's name and MRN burned in and an "L" marker."""
+    ds = make_dataset(
+        burned_in_pixels(BURNED_LINES),
+        bits_stored=12,
+        sop_class="1.2.840.10008.5.1.4.1.1.1",
+        modality="CR",
+        extra={
+            "WindowCenter": 2048,
+            "WindowWidth": 4096,
+            "ViewPosition": "PA",
+            "BodyPartExamined": "CHEST",
+            "PixelSpacing": [0.2, 0.2],
+        },
+    )
+    return write_dicom(ds, "DOE_JOHN_CHEST.dcm")

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import PHI, make_dataset
 from pydicom import dcmread, dcmwrite
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 
-from conftest import PHI, make_dataset
 from deid import profiles, tags
 from deid.profiles import Action
 from deid.pseudonym import Pseudonymizer
@@ -96,7 +96,7 @@ def _every_annex_attribute() -> tuple[FileDataset, dict[int, str]]:
         except KeyError:
             vr = "LO"
         vr = vr.split(" or ")[0]
-        if tag in (0x7FE00010,) or tag >> 16 == 0x0028 and vr in ("US",):
+        if tag in (0x7FE00010,) or (tag >> 16 == 0x0028 and vr in ("US",)):
             continue
         ds.add_new(tag, vr, _planted(index, vr))
         planted[tag] = vr

@@ -1,0 +1,204 @@
+"""Files per second for de-identification, beside floors measured in the same run.
+
+Corpus: CT slices 512x512 with full PHI headers (generated into a temporary folder).
+
+- tags-only (DICOM -> DICOM, no OCR) against the floor "pydicom read + write back
+  unchanged", with 1 and 2 worker processes;
+- DICOM -> PNG (no OCR, then with OCR) against the floor "read + render + PNG write";
+- PNG zlib levels: encode time and size on the same slices.
+
+The machine is noisy: each figure is the median of several repeats, and the ratios
+compare against a floor timed in the same run. Run: python benchmarks/throughput.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+from deid import batch, pipeline, pixels, profiles
+from deid.pseudonym import Pseudonymizer
+
+
+def make_corpus(folder: Path, count: int) -> list[Path]:
+    """CT slices with the identifying attributes a real scanner writes."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:512, :512]
+    body = ((xx - 256) ** 2 / 200**2 + (yy - 256) ** 2 / 160**2) < 1
+    paths = []
+    for i in range(count):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.5.{i + 1}"
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(f"ct{i}", {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.5"
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.5.0"
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.5.00"
+        ds.PatientName, ds.PatientID = "BENCH^PATIENT^Q", "MRN00042"
+        ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "19600101", "F", "063Y"
+        ds.PatientAddress, ds.PatientTelephoneNumbers = "1 MAIN ST", "555-0100"
+        ds.OtherPatientIDs, ds.PatientMotherBirthName = "OLD77", "MOTHER^NAME"
+        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20230817"
+        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "101530"
+        ds.AccessionNumber, ds.StudyID, ds.Modality = "ACC1", "S1", "CT"
+        ds.InstitutionName, ds.InstitutionAddress = "BENCH HOSPITAL", "2 SIDE RD"
+        ds.ReferringPhysicianName, ds.OperatorsName = "REF^DOC", "TECH^ONE"
+        ds.PerformingPhysicianName, ds.NameOfPhysiciansReadingStudy = "PERF^DOC", "READ^DOC"
+        ds.StationName, ds.DeviceSerialNumber = "CT01", "SN12345"
+        ds.StudyDescription, ds.SeriesDescription = "CT CHEST", "AXIAL 1.0"
+        ds.ProtocolName, ds.BodyPartExamined = "CHEST ROUTINE", "CHEST"
+        ds.Manufacturer, ds.ManufacturerModelName = "ACME", "SCAN 64"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SliceThickness, ds.KVP, ds.XRayTubeCurrent = 1.0, 120, 200
+        ds.ImagePositionPatient = [-250, -250, i * 1.0]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [0.97, 0.97]
+        ds.InstanceNumber, ds.SeriesNumber = i + 1, 2
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = CTImageStorage
+        ref.ReferencedSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.5.{i + 2}"
+        ds.ReferencedImageSequence = Sequence([ref])
+        block = ds.private_block(0x0019, "ACME CT", create=True)
+        block.add_new(0x10, "LO", "BENCH^PATIENT^Q")
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows = ds.Columns = 512
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        image = np.where(body, 1000 + rng.integers(0, 200, (512, 512)), 24).astype(np.uint16)
+        ds.PixelData = image.tobytes()
+        path = folder / f"IM{i:05d}"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `fn` over `repeats` runs."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def floor_copy(paths: list[Path], out: Path) -> None:
+    for i, path in enumerate(paths):
+        dcmread(path).save_as(out / f"{i}.dcm")
+
+
+def floor_png(paths: list[Path], out: Path, level: int = 1) -> None:
+    options = pixels.RenderOptions()
+    for i, path in enumerate(paths):
+        ds = dcmread(path)
+        image = pixels.render(ds, pixels.decode(ds, str(path))[0], options)
+        Image.fromarray(image).save(out / f"{i}.png", compress_level=level)
+
+
+def ours(paths: list[Path], out: Path, formats: str, jobs: int, ocr: bool) -> None:
+    settings = pipeline.Settings(
+        profile=profiles.load("safe-harbor"),
+        key=Pseudonymizer.from_passphrase("bench").key,
+        out_dir=out,
+        formats=frozenset(formats.split(",")),
+        tree=True,
+        detect_text=ocr,
+        overwrite=True,
+    )
+    summary = batch.run(paths, settings, jobs=jobs)
+    if summary.counts["written"] != len(paths):
+        sys.exit(f"benchmark run failed: {summary.line()}")
+
+
+def png_levels(paths: list[Path], repeats: int) -> list[tuple[int, float, float]]:
+    ds = dcmread(paths[0])
+    image = pixels.render(ds, pixels.decode(ds, str(paths[0]))[0], pixels.RenderOptions())
+    rows = []
+    for level in (1, 3, 6, 9):
+
+        def encode(level: int = level) -> int:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG", compress_level=level)
+            return buffer.tell()
+
+        seconds = timed(encode, repeats * 5)
+        rows.append((level, seconds, encode() / 1024))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--ocr-files", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = make_corpus(root / "in", args.files)
+        n = len(paths)
+
+        def fresh(name: str) -> Path:
+            folder = root / name
+            folder.mkdir(exist_ok=True)
+            return folder
+
+        results: dict[str, float] = {}
+        results["floor: read + write unchanged"] = timed(
+            lambda: floor_copy(paths, fresh("floor")), args.repeats
+        )
+        for jobs in (1, 2):
+            results[f"tags-only, {jobs} worker(s)"] = timed(
+                lambda jobs=jobs: ours(paths, fresh(f"t{jobs}"), "dicom", jobs, False),
+                args.repeats,
+            )
+        results["floor: read + render + PNG"] = timed(
+            lambda: floor_png(paths, fresh("floorpng")), args.repeats
+        )
+        for jobs in (1, 2):
+            results[f"DICOM->PNG no OCR, {jobs} worker(s)"] = timed(
+                lambda jobs=jobs: ours(paths, fresh(f"p{jobs}"), "png", jobs, False),
+                args.repeats,
+            )
+        few = paths[: args.ocr_files]
+        ocr_floor = timed(lambda: floor_png(few, fresh("floorocr")), args.repeats)
+        ocr_ours = timed(lambda: ours(few, fresh("ocr"), "png", 1, True), 1)
+
+        print(f"corpus: {n} CT slices 512x512 with full PHI headers; medians of {args.repeats}")
+        print(f"{'measure':42} {'files/s':>9} {'x floor':>8}")
+        floors = {
+            "tags": results["floor: read + write unchanged"],
+            "png": results["floor: read + render + PNG"],
+        }
+        for name, seconds in results.items():
+            floor = floors["png"] if "PNG" in name else floors["tags"]
+            print(f"{name:42} {n / seconds:9.1f} {floor / seconds:8.2f}")
+        print(
+            f"{'DICOM->PNG with OCR, 1 worker':42} {len(few) / ocr_ours:9.2f} "
+            f"{ocr_floor / ocr_ours:8.2f}   ({len(few)} files; floor {len(few) / ocr_floor:.1f}/s)"
+        )
+        print("\nPNG zlib level on one 512x512 slice:")
+        print(f"{'level':>5} {'ms':>8} {'KiB':>8} {'x level 1 time':>15}")
+        levels = png_levels(paths, args.repeats)
+        for level, seconds, kib in levels:
+            print(f"{level:5} {seconds * 1000:8.2f} {kib:8.1f} {seconds / levels[0][1]:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The command line, run in-process: exit codes, outputs, and what must never appear."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import FileDataset
+from typer.testing import CliRunner
+
+from conftest import BURNED_NAME, PHI, burned_in_pixels, make_dataset
+from deid import ocr, pixels
+from deid.cli import app
+from deid.errors import ExitCode
+
+runner = CliRunner()
+PHI_STRINGS = ("DOE", "JOHN", PHI["patient_id"], PHI["accession"], PHI["institution"])
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output + (result.stderr or "")
+
+
+def assert_no_phi(text: str) -> None:
+    for value in PHI_STRINGS:
+        assert value not in text
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def normalise(text: str) -> str:
+    return "".join(c for c in text.upper() if c.isalnum())
+
+
+def test_one_xray_for_a_chatbot(burned_in_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "for-chatbot"
+    code, text = run("anonymize", burned_in_file, "--out", out, "--context", "--jobs", "1")
+    assert code == ExitCode.OK, text
+    assert_no_phi(text)
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) == 2 and files[0].endswith(".png") and files[1].endswith(".txt")
+    assert all("DOE" not in name and "JOHN" not in name for name in files)
+    png = Image.open(out / files[0])
+    assert not png.info and png.mode == "L"
+    image = np.asarray(png)
+    words = normalise(" ".join(w.text for w in ocr.read_words(image, scale=2.0)))
+    assert normalise(BURNED_NAME) not in words and "MRN" not in words
+    assert "4471923" not in words
+    ds = dcmread(burned_in_file)
+    shown = pixels.render(ds, pixels.decode(ds, str(burned_in_file))[0])
+    marker = np.s_[240:300, 460:512]
+    assert np.array_equal(image[marker], shown[marker]), "the L marker must stay"
+    ink = ds.pixel_array == 4095
+    ink[200:, :] = False  # the name and MRN lines, not the marker
+    assert ink.sum() > 500 and image[ink].max() == 0
+    note = (out / files[1]).read_text()
+    assert "Modality: CR" in note and "View: PA" in note and "Age band: 70-79" in note
+    assert_no_phi(note)
+
+
+def test_dicom_output_is_clean_and_keeps_geometry(burned_in_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    before = burned_in_file.read_bytes()
+    code, text = run(
+        "anonymize", burned_in_file, "--out", out, "--format", "dicom", "--jobs", "1"
+    )
+    assert code == ExitCode.OK, text
+    assert burned_in_file.read_bytes() == before
+    (written,) = list(out.glob("*.dcm"))
+    clean, original = dcmread(written), dcmread(burned_in_file)
+    data = written.read_bytes()
+    for value in (PHI["name"], PHI["patient_id"], PHI["institution"], PHI["sop_uid"]):
+        assert value.encode() not in data
+    assert clean.PixelSpacing == original.PixelSpacing
+    assert (clean.Rows, clean.Columns) == (original.Rows, original.Columns)
+    assert clean.file_meta.MediaStorageSOPInstanceUID == clean.SOPInstanceUID
+    assert clean.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    ink = original.pixel_array == 4095
+    ink[200:, :] = False
+    assert ink.sum() > 500 and clean.pixel_array[ink].max() == 0
+    body = np.s_[200:300, 200:300]
+    assert np.array_equal(clean.pixel_array[body], original.pixel_array[body])
+    assert "113101" in [i.CodeValue for i in clean.DeidentificationMethodCodeSequence]
+
+
+def test_every_frame_is_redacted(write_dicom: Callable[..., Path], tmp_path: Path) -> None:
+    frames = burned_in_pixels([("SMITH ANNA", (20, 16), 30)], size=256, frames=4)
+    path = write_dicom(make_dataset(frames, bits_stored=12, modality="XA"), "cine.dcm")
+    out = tmp_path / "out"
+    code, text = run(
+        "anonymize", path, "--out", out, "--format", "dicom,png", "--frames", "all", "-j", "1"
+    )
+    assert code == ExitCode.OK, text
+    assert len(list(out.glob("*.png"))) == 4
+    clean = dcmread(next(out.glob("*.dcm"))).pixel_array
+    assert clean.shape == (4, 256, 256)
+    ink = frames == 4095
+    assert ink.sum() > 400 and clean[ink].max() == 0
+
+
+def make_study_folder(root: Path, ct_dataset: FileDataset) -> dict[str, Path]:
+    """A patient-CD-like tree: DICOM without extension, junk, a PDF and a truncated file."""
+    (root / "PATIENT_DOE" / "SERIES1").mkdir(parents=True)
+    paths: dict[str, Path] = {}
+    for i in range(3):
+        ds = make_dataset(extra={"InstanceNumber": i + 1})
+        ds.SOPInstanceUID = f"{PHI['sop_uid']}.{i}"
+        paths[f"ct{i}"] = root / "PATIENT_DOE" / "SERIES1" / f"IM{i:04d}"
+        ds.save_as(paths[f"ct{i}"], enforce_file_format=True)
+    paths["nested"] = root / "PATIENT_DOE" / "DOE_JOHN.dcm"
+    ct_dataset.save_as(paths["nested"], enforce_file_format=True)
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 64)
+    (root / "AUTORUN.INF").write_text("[autorun]\n")
+    pdf = make_dataset(sop_class="1.2.840.10008.5.1.4.1.1.104.1")
+    paths["pdf"] = root / "REPORT.dcm"
+    pdf.save_as(paths["pdf"], enforce_file_format=True)
+    paths["truncated"] = root / "PATIENT_DOE" / "BROKEN"
+    data = paths["ct0"].read_bytes()
+    paths["truncated"].write_bytes(data[: len(data) - 2000])
+    return paths
+
+
+def test_study_folder(ct_dataset: FileDataset, tmp_path: Path) -> None:
+    source = tmp_path / "study"
+    make_study_folder(source, ct_dataset)
+    before = tree_digest(source)
+    out = tmp_path / "clean"
+    code, text = run(
+        "anonymize", source, "--out", out, "--format", "dicom,png", "--key", "k", "-j", "2"
+    )
+    assert code == ExitCode.MIXED_FAILURES, text
+    assert "8 files: 4 written, 2 skipped as not DICOM, 2 failed" in text
+    assert "REPORT.dcm: refused" in text and "BROKEN: " in text and "truncated" in text
+    assert_no_phi(re.sub(re.escape(str(source)) + r"\S*", "", text))
+    assert tree_digest(source) == before
+    dicoms = sorted(out.rglob("*.dcm"))
+    assert len(dicoms) == 4 and len(list(out.rglob("*.png"))) == 4
+    assert {len(p.relative_to(out).parts) for p in dicoms} == {4}
+    patients = {p.relative_to(out).parts[0] for p in dicoms}
+    assert len(patients) == 1 and "DOE" not in next(iter(patients))
+    assert not [p for p in out.rglob("*") if p.name.startswith(".deid-partial")]
+    again = tmp_path / "again"
+    code, _ = run("anonymize", source, "--out", again, "--format", "dicom,png", "--key", "k")
+    assert sorted(p.relative_to(again) for p in again.rglob("*.dcm")) == [
+        p.relative_to(out) for p in dicoms
+    ]
+
+
+def test_output_inside_input_is_never_read_back(ct_file: Path, tmp_path: Path) -> None:
+    source = ct_file.parent
+    out = source / "deid-out"
+    code, text = run("anonymize", source, "--out", out, "--format", "dicom", "--key", "k")
+    assert code == ExitCode.OK, text
+    code, text = run("anonymize", source, "--out", out, "--format", "dicom", "--key", "k")
+    assert code == ExitCode.OUTPUT_EXISTS
+    assert "1 files: 0 written" in text
+    code, text = run(
+        "anonymize", source, "--out", out, "--format", "dicom", "--key", "k", "--overwrite"
+    )
+    assert code == ExitCode.OK and "1 files: 1 written" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "reason"),
+    [
+        (b"just some text", ExitCode.NOT_DICOM, "not a DICOM file"),
+        (b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0", ExitCode.UNREADABLE, "truncated"),
+    ],
+)
+def test_single_bad_file_exit_codes(
+    tmp_path: Path, content: bytes, code: int, reason: str
+) -> None:
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    exit_code, text = run("anonymize", path, "--out", out)
+    assert exit_code == code, text
+    assert reason in text and str(path) in text
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_missing_codec_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pydicom.data import get_testdata_file
+
+    source = Path(str(get_testdata_file("JPEG2000.dcm")))
+    monkeypatch.setattr(pixels, "_decoder_available", lambda uid: False)
+    code, text = run("anonymize", source, "--out", tmp_path / "out", "-j", "1")
+    assert code == ExitCode.MISSING_CODEC, text
+    assert "JPEG 2000" in text and "pip install" in text
+
+
+def test_unknown_profile_is_a_usage_error(ct_file: Path, tmp_path: Path) -> None:
+    code, text = run("anonymize", ct_file, "--out", tmp_path / "o", "--profile", "nope")
+    assert code == ExitCode.USAGE
+    assert "safe-harbor" in text
+
+
+def test_bad_format_is_a_usage_error(ct_file: Path, tmp_path: Path) -> None:
+    code, text = run("anonymize", ct_file, "--out", tmp_path / "o", "--format", "jpg")
+    assert code == ExitCode.USAGE and "--format" in text
+
+
+def test_inspect_writes_nothing_and_shows_no_values(burned_in_file: Path, tmp_path: Path) -> None:
+    before = tree_digest(tmp_path)
+    code, text = run("inspect", burned_in_file)
+    assert code == ExitCode.OK, text
+    assert tree_digest(tmp_path) == before
+    assert "PatientName" in text and "pseudonymize" in text and "safe-harbor.toml:" in text
+    assert "redact" in text and "keep" in text
+    assert_no_phi(re.sub(re.escape(str(burned_in_file)) + r"\S*", "", text))
+    preview = tmp_path / "boxes.png"
+    code, text = run("inspect", burned_in_file, "--preview", preview)
+    assert code == ExitCode.OK and preview.is_file()
+    assert np.asarray(Image.open(preview)).shape[2] == 3
+
+
+def test_profiles_list_and_show() -> None:
+    code, text = run("profiles", "list")
+    assert code == 0 and "safe-harbor" in text
+    code, text = run("profiles", "show", "safe-harbor")
+    assert code == 0 and "PatientName" in text and "keyed HMAC-SHA256" in text
+    code, text = run("profiles", "show", "nope")
+    assert code == ExitCode.USAGE

@@ -1,0 +1,91 @@
+"""Writing outputs: PNG without metadata, all-or-nothing commits, no clobbering."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deid import output
+from deid.errors import OutputExistsError
+
+
+def test_png_has_no_text_or_exif_chunks() -> None:
+    image = (np.arange(256 * 256) % 251).astype(np.uint8).reshape(256, 256)
+    data = output.png_bytes(image)
+    chunks = _chunk_types(data)
+    assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
+    assert not {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"} & set(chunks)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
+
+
+def test_png_size_cap_keeps_aspect() -> None:
+    image = np.zeros((1000, 500), dtype=np.uint8)
+    picture = Image.open(io.BytesIO(output.png_bytes(image, max_size=200)))
+    assert picture.size == (100, 200)
+
+
+def _chunk_types(data: bytes) -> list[bytes]:
+    types, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        types.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return types
+
+
+def test_transaction_commits_all(tmp_path: Path) -> None:
+    txn = output.Transaction()
+    txn.add(tmp_path / "a" / "one.png", b"1")
+    txn.add(tmp_path / "a" / "two.dcm", b"2")
+    assert not (tmp_path / "a" / "one.png").exists()
+    done = txn.commit()
+    assert [p.read_bytes() for p in done] == [b"1", b"2"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["one.png", "two.dcm"]
+
+
+def test_existing_output_is_not_overwritten_and_nothing_partial_left(tmp_path: Path) -> None:
+    (tmp_path / "two.dcm").write_bytes(b"keep me")
+    txn = output.Transaction()
+    txn.add(tmp_path / "one.png", b"1")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        txn.add(tmp_path / "two.dcm", b"2")
+    assert (tmp_path / "two.dcm").read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.dcm"]
+
+
+def test_race_on_commit_rolls_back(tmp_path: Path) -> None:
+    txn = output.Transaction()
+    txn.add(tmp_path / "one.png", b"1")
+    txn.add(tmp_path / "two.dcm", b"2")
+    (tmp_path / "two.dcm").write_bytes(b"arrived meanwhile")
+    with pytest.raises(OutputExistsError):
+        txn.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.dcm"]
+    assert (tmp_path / "two.dcm").read_bytes() == b"arrived meanwhile"
+
+
+def test_overwrite_replaces(tmp_path: Path) -> None:
+    (tmp_path / "one.png").write_bytes(b"old")
+    txn = output.Transaction(overwrite=True)
+    txn.add(tmp_path / "one.png", b"new")
+    txn.commit()
+    assert (tmp_path / "one.png").read_bytes() == b"new"
+
+
+def test_output_names_carry_only_pseudonyms(tmp_path: Path) -> None:
+    names = output.output_names(
+        tmp_path,
+        tree=True,
+        patient="ANONX",
+        study="STY",
+        series="SEZ",
+        instance="IMQ",
+        frames=[0, 2],
+        frame_count=3,
+    )
+    assert names["dicom"] == tmp_path / "ANONX" / "STY" / "SEZ" / "IMQ.dcm"
+    assert [p.name for p in names["png"]] == ["IMQ-f0001.png", "IMQ-f0003.png"]  # type: ignore[union-attr]
