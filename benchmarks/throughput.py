@@ -38,6 +38,7 @@ def make_corpus(folder: Path, count: int) -> list[Path]:
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:512, :512]
     body = ((xx - 256) ** 2 / 200**2 + (yy - 256) ** 2 / 160**2) < 1
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
         meta = FileMetaDataset()
@@ -49,7 +50,7 @@ def make_corpus(folder: Path, count: int) -> list[Path]:
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.5"
         ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.5.0"
-        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.5.00"
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.5.9"
         ds.PatientName, ds.PatientID = "BENCH^PATIENT^Q", "MRN00042"
         ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "19600101", "F", "063Y"
         ds.PatientAddress, ds.PatientTelephoneNumbers = "1 MAIN ST", "555-0100"

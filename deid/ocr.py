@@ -72,15 +72,13 @@ def tesseract_command() -> str:
     raise OcrUnavailableError(f"Tesseract not found: {_INSTALL_HINT}")
 
 
-def _config(command: str, psm: int, adaptive: bool) -> str:
+def _config(command: str, psm: int) -> str:
     """Tesseract options; the wheel's language data is named unless the user set one.
 
     Passing `--tessdata-dir` rather than exporting TESSDATA_PREFIX keeps the process
     environment untouched and still lets a user-set TESSDATA_PREFIX win.
     """
     parts = [f"--psm {int(psm)}"]
-    if adaptive:
-        parts.append("-c thresholding_method=1")
     wheel = _wheel_paths()
     if wheel is not None and wheel[0] == command and not os.environ.get("TESSDATA_PREFIX"):
         parts.append(f"--tessdata-dir {shlex.quote(wheel[1])}")
@@ -111,10 +109,10 @@ def _resized(pil: Image.Image, scale: float) -> Image.Image:
     return pil.resize(size, Image.Resampling.LANCZOS)
 
 
-def _run(source: Image.Image | str, psm: int, adaptive: bool, timeout: float) -> _Table:
+def _run(source: Image.Image | str, psm: int, timeout: float) -> _Table:
     """One Tesseract process over an image or an image file; its TSV as columns."""
     command = tesseract_command()
-    config = _config(command, psm, adaptive)
+    config = _config(command, psm)
     pytesseract.pytesseract.tesseract_cmd = command
     try:
         data = pytesseract.image_to_data(
@@ -143,23 +141,20 @@ def read_words(
     psm: int = 11,
     scale: float = 1.0,
     timeout: float = 60,
-    adaptive: bool = False,
 ) -> list[Word]:
     """Run Tesseract on a uint8 grey (H, W) or RGB (H, W, 3) image and return its words.
 
     `psm` is Tesseract's page segmentation mode: 11 (sparse text) suits scattered
     overlays on a scan. `scale` > 1 enlarges the image (Lanczos) before OCR so small
     text reaches the size Tesseract reads best; boxes come back in the input's own
-    coordinates either way. `adaptive` binarizes tile by tile (Leptonica's adaptive
-    Otsu) instead of with one global threshold, which loses faint text on a bright
-    banner next to a dark scan. Only word-level entries with visible text are
-    returned. Raises `OcrUnavailableError` when Tesseract is missing, fails or times
-    out.
+    coordinates either way. `timeout` is in seconds. Only word-level entries with
+    visible text are returned. Raises `OcrUnavailableError` when Tesseract is missing,
+    fails or times out, and TypeError for anything but a uint8 grey or RGB image.
     """
     pil = _resized(_to_pil(image), scale)
     # Uncompressed input: PNG encoding of a large upscaled image costs real time.
     pil.format = "BMP"
-    pages = _words(_run(pil, psm, adaptive, timeout), [scale])
+    pages = _words(_run(pil, psm, timeout), [scale])
     return pages[0]
 
 
@@ -188,7 +183,7 @@ def read_pages(
     with tempfile.TemporaryDirectory(prefix="deid-ocr-") as folder:
         path = str(Path(folder) / "pages.tif")
         pils[0].save(path, format="TIFF", save_all=True, append_images=pils[1:])
-        table = _run(path, psm, False, timeout)
+        table = _run(path, psm, timeout)
     return _words(table, factors)
 
 

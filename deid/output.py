@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pydicom import dcmwrite
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+from pydicom.valuerep import PersonName
 
 from deid.errors import OutputExistsError
 
@@ -38,11 +45,122 @@ def png_bytes(image: np.ndarray, *, compress_level: int = 1, max_size: int = 0) 
     return buffer.getvalue()
 
 
+_LONG_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+)
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+_ITEM = b"\xfe\xff\x00\xe0"
+
+
 def dicom_bytes(ds: Dataset) -> bytes:
-    """Serialize a dataset as a DICOM Part 10 file."""
+    """Serialize a dataset as a DICOM Part 10 file, byte for byte as `dcmwrite` would.
+
+    Elements still raw as read are copied as bytes, and ASCII text values and their
+    sequences are encoded here; only the rest goes through pydicom's encoders. Headers
+    the profile rewrote heavily cost a fraction of a full `dcmwrite`. The preamble is
+    always zeros: vendors hide data there too.
+    """
+    meta = ds.file_meta
+    syntax = UID(meta.TransferSyntaxUID)
+    if syntax.is_deflated or not syntax.is_little_endian:
+        return _plain(ds)  # rare syntaxes: let pydicom encode everything
+    fp = DicomBytesIO()
+    fp.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    parts = [fp.getvalue(), _encode_dataset(ds, syntax.is_implicit_VR)]
+    return b"".join(parts)
+
+
+def _plain(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _encode_dataset(ds: Dataset, implicit: bool) -> bytes:
+    parts = []
+    encodings = None
+    for tag in sorted(ds.keys()):
+        elem = ds.get_item(tag)
+        if elem is None:
+            continue
+        data = _encode(elem, implicit)
+        if data is None:
+            one = DicomBytesIO()
+            one.is_little_endian, one.is_implicit_VR = True, implicit
+            if encodings is None:
+                encodings = ds._character_set
+            write_data_element(one, ds[tag], encodings)
+            data = one.getvalue()
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes | None:
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    if implicit:
+        return head + struct.pack("<I", length)
+    if vr in _LONG_VRS:
+        return head + vr.encode() + b"\0\0" + struct.pack("<I", length)
+    if length > 0xFFFF:
+        return None
+    return head + vr.encode() + struct.pack("<H", length)
+
+
+def _encode(elem: object, implicit: bool) -> bytes | None:
+    """The encoded bytes of one element when they can be made simply, else None."""
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        if (
+            value is None
+            or not elem.is_little_endian
+            or elem.is_implicit_VR != implicit
+            or elem.length == 0xFFFFFFFF
+            or len(value) % 2
+            or (not implicit and (not elem.VR or elem.VR == "SQ"))
+        ):
+            return None
+        head = _header(int(elem.tag), str(elem.VR), len(value), implicit)
+        return None if head is None else head + value
+    if not isinstance(elem, DataElement):
+        return None
+    vr = elem.VR
+    if vr == "SQ":
+        return _encode_sequence(elem, implicit)
+    if vr not in _TEXT_VRS:
+        return None
+    value = elem.value
+    if value is None or value == "":
+        text = ""
+    elif isinstance(value, str | PersonName):
+        text = str(value)
+    elif isinstance(value, MultiValue | list | tuple) and all(
+        isinstance(v, str | PersonName) for v in value
+    ):
+        text = "\\".join(str(v) for v in value)
+    else:
+        return None
+    if not text.isascii():
+        return None  # needs the dataset's character set: pydicom encodes it
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    head = _header(int(elem.tag), vr, len(data), implicit)
+    return None if head is None else head + data
+
+
+def _encode_sequence(elem: DataElement, implicit: bool) -> bytes | None:
+    items = []
+    for item in elem.value or []:
+        if item.get("SpecificCharacterSet"):
+            return None
+        body = _encode_dataset(item, implicit)
+        items.append(_ITEM + struct.pack("<I", len(body)) + body)
+    content = b"".join(items)
+    head = _header(int(elem.tag), "SQ", len(content), implicit)
+    return None if head is None else head + content
 
 
 @dataclass

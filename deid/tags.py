@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
@@ -67,15 +67,16 @@ def patient_identity(ds: Dataset) -> str:
     return "unknown"
 
 
-def _vr_of(ds: Dataset, tag: int) -> str | None:
-    raw = ds.get_item(tag)
-    vr = getattr(raw, "VR", None)
-    if vr:
-        return str(vr)
+@cache
+def _dictionary_vr(tag: int) -> str | None:
     try:
         return str(dictionary_VR(tag))
     except KeyError:
         return None
+
+
+def _path(prefix: str, tag: int) -> str:
+    return prefix + (keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
 
 
 def _year(value: str) -> str:
@@ -101,34 +102,40 @@ class _Walker:
         self.dates_changed = False
 
     def walk(self, ds: Dataset, prefix: str) -> None:
-        for tag in list(ds.keys()):
+        # pydicom's own tag map: indexing the Dataset per tag costs a Tag() conversion
+        # and several comparisons each, which dominated the cost of a header.
+        elements = ds._dict
+        changes = self.report.changes
+        for tag in list(elements):
             tag_int = int(tag)
             if tag_int & 0xFFFF == 0 or tag_int >> 16 in (0x0000, 0x0002):
-                del ds[tag]  # group lengths, command and stray file-meta elements
+                del elements[tag]  # group lengths, command and stray file-meta elements
                 continue
-            vr = _vr_of(ds, tag_int)
+            vr = elements[tag].VR or _dictionary_vr(tag_int)
             rule = self.profile.rule_for(tag_int, vr)
-            name = keyword_for_tag(tag_int) or f"({tag_int >> 16:04X},{tag_int & 0xFFFF:04X})"
-            path = f"{prefix}{name}"
-            if rule.action is Action.KEEP and rule.allowed:
-                if str(ds[tag].value or "") not in rule.allowed and ds[tag].value:
-                    ds[tag].value = None
-                    self.report.changes.append(Change(path, tag_int, rule))
+            action = rule.action
+            if action is Action.REMOVE:
+                del elements[tag]
+                changes.append(Change(_path(prefix, tag_int), tag_int, rule))
                 continue
-            if rule.action is Action.KEEP or (rule.action is Action.PSEUDONYMIZE and vr == "SQ"):
+            if action is Action.KEEP and rule.allowed:
+                value = ds[tag].value
+                if value and str(value) not in rule.allowed:
+                    ds[tag].value = None
+                    changes.append(Change(_path(prefix, tag_int), tag_int, rule))
+                continue
+            if action is Action.KEEP or (action is Action.PSEUDONYMIZE and vr == "SQ"):
                 if vr == "SQ":
+                    path = _path(prefix, tag_int)
                     for index, item in enumerate(ds[tag].value):
                         self.walk(item, f"{path}[{index}] > ")
                 continue
             if self.apply(ds, tag_int, vr, rule):
-                self.report.changes.append(Change(path, tag_int, rule))
+                changes.append(Change(_path(prefix, tag_int), tag_int, rule))
 
     def apply(self, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
         """Apply one rule; True if the attribute changed."""
         action = rule.action
-        if action is Action.REMOVE:
-            del ds[tag]
-            return True
         elem = ds[tag]
         if action is Action.EMPTY:
             elem.value = Sequence([]) if vr == "SQ" else None
@@ -234,10 +241,9 @@ def _methods(profile: Profile, dates_changed: bool, pixels_cleaned: bool) -> lis
     return methods
 
 
-def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool) -> None:
-    """Record the de-identification in the attributes the standard defines for it."""
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = f"deid {__version__} profile {profile.name}"[:64]
+@cache
+def _method_sequence(methods: tuple[str, ...]) -> Sequence:
+    """The code items for a set of options; built once, shared read-only by every file."""
     codes = method_codes()
     items = []
     for method in methods:
@@ -246,7 +252,14 @@ def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool
         item.CodingSchemeDesignator = "DCM"
         item.CodeMeaning = codes[method]["meaning"]
         items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    return Sequence(items)
+
+
+def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool) -> None:
+    """Record the de-identification in the attributes the standard defines for it."""
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = f"deid {__version__} profile {profile.name}"[:64]
+    ds.DeidentificationMethodCodeSequence = _method_sequence(tuple(methods))
     if dates_changed:
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
 
@@ -260,3 +273,5 @@ def rebuild_file_meta(ds: Dataset, transfer_syntax: str) -> None:
     meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = f"DEID_{__version__.replace('.', '_')}"[:16]
     ds.file_meta = meta
+    if isinstance(ds, FileDataset):
+        ds.preamble = b"\0" * 128  # vendors hide data in the preamble too

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -104,39 +104,53 @@ def redaction_boxes(regions: Iterable[Region]) -> list[Box]:
 # drawn, not from a site's policy, so they live here rather than in a profile.
 _SMALL_IMAGE = 1000  # long side (px) below which the image is enlarged before OCR
 _BLUR = 5  # radius (px) of the neighbourhood that stroke contrast is measured against
+_INK_BLUR = 12  # ... for the ink images OCR reads, wide enough to keep bold strokes solid
+_INK_PASS = (24, 4.0)  # ink drawn into those images
+_STROKE_REACH = 4  # a shape a 9x9 square fits in is a blob, not a pen stroke
+_HALO_REACH = _INK_BLUR  # px around a stroke where the opposite sign is its shadow
 _FAINT = (8, 4.0)  # ink that vets words: grey levels and noise sigmas, whichever is more
 _STRONG = (40, 5.0)  # ink that finds lone glyphs: bold strokes only
-_TEXTLIKE = 0.02  # least fraction of a word's box in ink for the word to be text
+_TEXTLIKE = 0.08  # least fraction of a word's box in ink for the word to be text
 _MIN_TEXT_HEIGHT = 5  # px; shorter "words" cannot be read by anyone
+_MAX_LETTER_WIDTH = 1.3  # letter width over line height that a real letter stays under
 _CELL = 4  # grid (px) on which strokes are grouped into glyphs
 _MAX_GLYPHS = 64  # lone-glyph candidates read per image, the inkiest first
-_GLYPH_HEIGHTS = (32, 40)  # px a candidate is scaled to for its two reads
+_GLYPH_HEIGHTS = (28, 32, 36, 40, 44)  # px a candidate is scaled to, one read each
+_GLYPH_VOTES = 3  # reads that must say the same for a candidate to count
 
 
 def find_regions(image: np.ndarray, policy: TextPolicy) -> list[Region]:
     """Find burned-in text in a rendered uint8 grey or RGB image and decide each word.
 
-    Tesseract (sparse text, psm 11) reads the image and its inverse, enlarged 2-3x when
-    the long side is under 1000 px, plus a channel-max grey of colour images so
-    coloured text shows. A word counts as text when it has a letter or digit and part
-    of its box is ink (pixels standing out sharply from their neighbourhood), which
-    drops the letters Tesseract imagines in anatomy and noise. Bold stroke groups no
-    word explains are cut out and read as single lines, twice at different sizes;
-    this finds the lone letters ("L", "R") sparse mode skips. Every word is then
-    covered by a padded box, except an exact, confident allow-list match that touches
-    no covered word. Overlapping covers are merged.
+    Tesseract in sparse-text mode (psm 11) reads, side by side: the image, its
+    inverse, a channel-max grey of a colour image (so coloured text shows), and two
+    stroke images, where whatever is much brighter or darker than its neighbourhood
+    is drawn black on white (so text over bright anatomy is not lost to Tesseract's
+    global threshold). Images with a long side under 1000 px are enlarged 2-3x first.
+    A reported word counts as text when it has a letter or digit, is shaped like
+    letters and part of its box is ink; that drops what Tesseract imagines in
+    anatomy and grain. Bold strokes no word explains are then cut out and read as
+    single lines, at five sizes that must agree, which finds the lone letters ("L", "R")
+    sparse mode skips. Each word is covered by a padded box, grown over the glyphs
+    that continue its line, except an exact, confident allow-list match that touches
+    no cover. Overlapping covers are merged.
+
+    Raises `OcrUnavailableError` when Tesseract cannot run, and TypeError for anything
+    but a uint8 (H, W) or (H, W, 3) image.
     """
     height, width = image.shape[:2]
     greys = _greys(image)
     if min(height, width) < 2 * _MIN_TEXT_HEIGHT:
         return []
-    contrasts = [_contrast(grey) for grey in greys]
+    contrasts = [_contrast(grey, _BLUR) for grey in greys]
+    strokes = _strokes(greys)
     passes = [greys[0], 255 - greys[0], *greys[1:]]
+    passes += [np.where(mask, 0, 255).astype(np.uint8) for mask in strokes if mask.any()]
     words = _read_passes(passes, _ocr_scale(height, width))
-    faint = _ink(contrasts, *_FAINT)
-    words = [word for word in words if _is_text(word, faint)]
+    inked = _ink(contrasts, *_FAINT) | strokes[0] | strokes[1]
+    words = [word for word in words if _is_text(word, inked)]
     words += _read_glyphs(greys, contrasts, words, policy)
-    return _decide(words, policy, width, height)
+    return _decide(words, _glyphs(strokes[0] | strokes[1]), policy, width, height)
 
 
 def _greys(image: np.ndarray) -> list[np.ndarray]:
@@ -159,7 +173,7 @@ def _ocr_scale(height: int, width: int) -> float:
     long_side = max(height, width)
     if long_side >= _SMALL_IMAGE:
         return 1.0
-    return 3.0 if long_side <= 640 else 2.0
+    return 3.0 if long_side <= 400 else 2.0
 
 
 def _read_passes(images: Sequence[np.ndarray], scale: float) -> list[Word]:
@@ -170,10 +184,61 @@ def _read_passes(images: Sequence[np.ndarray], scale: float) -> list[Word]:
         return [word for result in results for word in result]
 
 
-def _contrast(grey: np.ndarray) -> np.ndarray:
+def _contrast(grey: np.ndarray, radius: int) -> np.ndarray:
     """Each pixel minus its blurred neighbourhood: large, either sign, on strokes."""
-    background = Image.fromarray(grey).filter(ImageFilter.GaussianBlur(_BLUR))
+    background = Image.fromarray(grey).filter(ImageFilter.GaussianBlur(radius))
     return grey.astype(np.int16) - np.asarray(background, dtype=np.int16)
+
+
+def _strokes(greys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Text-like strokes: thin lines much brighter (first) or darker (second) than around.
+
+    Tesseract binarizes with one global threshold, so white text over a bright body
+    part vanishes with the body. Measured against its own neighbourhood it stays a
+    clean stroke and the grain of the scan drops out: drawn black on white, these
+    masks are the images OCR reads best. A slightly smoothed contrast finds strokes
+    in grain; of those, only pixels at least half as far out as the strongest nearby
+    are kept (small bright letters stay thin), the rim a stroke of the other sign
+    leaves around itself is dropped, and so is anything too thick to be a pen stroke
+    (the blobs of a smooth scan).
+    """
+    bright = np.zeros(greys[0].shape, dtype=bool)
+    dark = np.zeros(greys[0].shape, dtype=bool)
+    for grey in greys:
+        pil = Image.fromarray(grey)
+        background = np.asarray(pil.filter(ImageFilter.GaussianBlur(_INK_BLUR)), dtype=np.int16)
+        raw = grey.astype(np.int16) - background
+        smooth = np.asarray(pil.filter(ImageFilter.GaussianBlur(1)), dtype=np.int16) - background
+        limit = _threshold(smooth, *_INK_PASS)
+        up, down = _max_filter(raw, _HALO_REACH), _max_filter(-raw, _HALO_REACH)
+        for sign, mask, near, far in ((1, bright, up, down), (-1, dark, down, up)):
+            signed = raw * np.int16(sign)
+            found = (smooth * np.int16(sign) > limit) & (near >= far)
+            found &= 2 * signed > _max_filter(signed, 2)
+            mask |= found & ~_opened(found, _STROKE_REACH)
+    return bright, dark
+
+
+def _max_filter(values: np.ndarray, reach: int) -> np.ndarray:
+    """The largest value within `reach` pixels (a square window), edges clamped."""
+    out = values.copy()
+    for axis in (0, 1):
+        source = out.copy()
+        for k in range(1, reach + 1):
+            if k >= source.shape[axis]:
+                break
+            ahead = [slice(None), slice(None)]
+            behind = [slice(None), slice(None)]
+            ahead[axis], behind[axis] = slice(k, None), slice(None, -k)
+            np.maximum(out[tuple(ahead)], source[tuple(behind)], out=out[tuple(ahead)])
+            np.maximum(out[tuple(behind)], source[tuple(ahead)], out=out[tuple(behind)])
+    return out
+
+
+def _opened(mask: np.ndarray, reach: int) -> np.ndarray:
+    """The parts of `mask` a square of side 2 * reach + 1 fits inside."""
+    eroded = ~_max_filter(~mask, reach)
+    return np.asarray(_max_filter(eroded, reach), dtype=bool)
 
 
 def _threshold(contrast: np.ndarray, least: int, sigmas: float) -> float:
@@ -197,13 +262,16 @@ def _alnum(text: str) -> bool:
 def _is_text(word: Word, ink: np.ndarray) -> bool:
     """Whether a word Tesseract reported is text rather than texture read as letters.
 
-    Rules, arrows and ticks read as punctuation carry no identity, a box taller than a
-    quarter of the image is a shadow, not a line of text, and text has strokes.
+    Rules, arrows and ticks read as punctuation carry no identity; a box taller than a
+    quarter of the image is a shadow, not a line of text; far wider per letter than
+    tall is an edge or a blob Tesseract forced into a character; text has strokes.
     """
     box = word.box
     if not _alnum(word.text) or box.height < _MIN_TEXT_HEIGHT:
         return False
     if box.height > max(48, ink.shape[0] // 4):
+        return False
+    if box.width > _MAX_LETTER_WIDTH * box.height * len(word.text):
         return False
     inked = float(ink[box.top : box.bottom, box.left : box.right].mean()) if box.area else 0.0
     return inked >= _TEXTLIKE
@@ -217,10 +285,11 @@ def _read_glyphs(
 ) -> list[Word]:
     """Read bold stroke groups that no word covers, each as its own line of text.
 
-    Both reads (at two sizes) must give the same text with a letter or digit, at a
-    mean confidence of at least `policy.min_confidence`: crops of anatomy do get read
-    as letters, but rarely as the same ones twice. A group no read agrees on is left
-    alone, since it is far more often anatomy than text.
+    Tesseract's reading of a lone letter swings with its size, so each crop is read at
+    five sizes and counts only when three reads give the same text, with a letter or
+    digit, at a mean confidence of at least `policy.min_confidence`. Crops of anatomy
+    do get read as letters, but rarely as the same ones again and again; a group the
+    reads do not agree on is left alone, since it is far more often anatomy than text.
     """
     height, width = greys[0].shape
     taken = np.zeros((height, width), dtype=bool)
@@ -253,23 +322,29 @@ def _read_glyphs(
 
 
 def _agreed(reads: Sequence[list[Word]], origin: Box, policy: TextPolicy) -> list[Word]:
-    """The words every read of one crop gives alike, moved to image coordinates."""
-    if not reads[0] or any(len(read) != len(reads[0]) for read in reads):
+    """What most reads of one crop say alike, confidently, as a word in image coordinates."""
+    lines: list[tuple[str, float, Box]] = []
+    for read in reads:
+        if read:
+            said = " ".join(word.text.strip().upper() for word in read)
+            confidence = sum(word.confidence for word in read) / len(read)
+            box = read[0].box
+            for word in read[1:]:
+                box = _union(box, word.box)
+            lines.append((said, confidence, box))
+    votes = Counter(said for said, _, _ in lines)
+    if not votes:
         return []
-    words: list[Word] = []
-    for same in zip(*reads, strict=True):
-        texts = {word.text.strip().upper() for word in same}
-        confidence = sum(word.confidence for word in same) / len(same)
-        if len(texts) != 1 or confidence < policy.min_confidence:
-            continue
-        if not _alnum(same[0].text):
-            continue
-        b = same[0].box
-        box = Box(
-            b.left + origin.left, b.top + origin.top, b.right + origin.left, b.bottom + origin.top
-        )
-        words.append(Word(box, same[0].text, confidence))
-    return words
+    said, count = votes.most_common(1)[0]
+    agreeing = [(confidence, box) for text, confidence, box in lines if text == said]
+    confidence = sum(c for c, _ in agreeing) / count
+    if count < _GLYPH_VOTES or confidence < policy.min_confidence or not _alnum(said):
+        return []
+    b = agreeing[0][1]
+    box = Box(
+        b.left + origin.left, b.top + origin.top, b.right + origin.left, b.bottom + origin.top
+    )
+    return [Word(box, said, confidence)]
 
 
 def _margin(box: Box, width: int, height: int) -> Box:
@@ -364,23 +439,46 @@ def _same_line(a: Box, b: Box) -> bool:
     return gap <= 0.5 * max(a.height, b.height)
 
 
+def _grown(word: Box, glyphs: Sequence[Box]) -> Box:
+    """The word's box extended over glyphs of its size that continue its line."""
+    box = word
+    changed = True
+    while changed:
+        changed = False
+        for glyph in glyphs:
+            if glyph.height > 1.5 * word.height or _union(box, glyph) == box:
+                continue
+            shared = min(glyph.bottom, word.bottom) - max(glyph.top, word.top)
+            gap = max(box.left, glyph.left) - min(box.right, glyph.right)
+            if shared >= 0.5 * min(glyph.height, word.height) and gap <= 0.5 * word.height:
+                box = _union(box, glyph)
+                changed = True
+    return box
+
+
 def _pad(box: Box, policy: TextPolicy) -> int:
     """Margin around a word: the policy's least, more for tall text (anti-aliased edges)."""
     return max(policy.padding, math.ceil(0.25 * box.height))
 
 
-def _decide(words: Sequence[Word], policy: TextPolicy, width: int, height: int) -> list[Region]:
-    """Cover every word but the confident, exact allow-list matches clear of covers."""
+def _decide(
+    words: Sequence[Word], glyphs: Sequence[Box], policy: TextPolicy, width: int, height: int
+) -> list[Region]:
+    """Cover every word but the confident, exact allow-list matches clear of covers.
+
+    A covered word first takes in the glyphs that continue it on its line, so the
+    characters Tesseract dropped from the end of an MRN are covered with the rest.
+    """
     covered: list[tuple[Box, bool]] = []
     sightings: list[tuple[Box, str]] = []
     for word in words:
-        box = word.box.padded(_pad(word.box, policy), width, height)
         confident = word.confidence >= policy.min_confidence
         name = word.text.strip().upper()
         if confident and name in policy.allow_list:
-            sightings.append((box, name))
+            sightings.append((word.box.padded(_pad(word.box, policy), width, height), name))
         else:
-            covered.append((box, confident))
+            box = _grown(word.box, glyphs)
+            covered.append((box.padded(_pad(word.box, policy), width, height), confident))
     markers = _merge_named(sightings)
     kept: list[tuple[Box, str]] = []
     for box, name in markers:

@@ -7,10 +7,12 @@ where it was seen, never the value itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pydicom._uid_dict import UID_dictionary
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 
 _IDENTIFYING_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "AE", "UC")
@@ -39,51 +41,85 @@ class Finding:
     where: str
 
 
+_STRING_VRS = frozenset({*_IDENTIFYING_VRS, "DA", "DT", "UI", "CS"})
+
+
+def _raw_strings(ds: Dataset) -> Iterator[tuple[int, str, str]]:
+    """(tag, VR, text) of every string value at any depth, without converting values.
+
+    Raw bytes are decoded as Latin-1, which maps each byte to one character, so the text
+    encodes back to exactly the bytes that a copy of the value would leave in an output.
+    """
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every value)
+        elem = ds.get_item(tag)
+        vr = elem.VR
+        if not vr:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                continue
+        if vr == "SQ":
+            for item in ds[tag].value or []:
+                yield from _raw_strings(item)
+            continue
+        if vr not in _STRING_VRS:
+            continue
+        value = elem.value
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            text = value.decode("latin-1")
+        elif isinstance(value, str):
+            text = value
+        else:
+            text = "\\".join(str(v) for v in value)
+        for part in text.split("\\"):
+            yield int(tag), vr, part
+
+
 def phi_values(ds: Dataset) -> dict[str, str]:
     """Identifying values of an original dataset, mapped to the kind of each."""
     found: dict[str, str] = {}
 
     def add(value: str, kind: str) -> None:
-        value = value.strip().strip("\0").strip()
+        value = value.strip(" \0")
         if len(value) >= 3:
             found.setdefault(value, kind)
 
-    for elem in ds.iterall():
-        keyword = elem.keyword
-        if elem.VR == "SQ" or elem.value in (None, ""):
-            continue
-        values = elem.value if elem.VM > 1 else [elem.value]
+    for tag, vr, text in _raw_strings(ds):
+        keyword = keyword_for_tag(tag)
         kind = _IDENTIFYING_KEYWORDS.get(keyword)
-        for value in values:
-            text = str(value)
-            if elem.VR == "PN":
-                kind_pn = kind or "person name"
-                add(text, kind_pn)
-                for part in text.replace("^", " ").replace(",", " ").split():
-                    if len(part) >= 3:
-                        add(part, kind_pn)
-            elif kind in ("birth date", "study date"):
-                if text[4:8] != "0101":
-                    add(text, kind)
-            elif kind:
+        if vr == "PN":
+            kind_pn = kind or "person name"
+            add(text, kind_pn)
+            for part in re.split(r"[\^=, ]+", text):
+                add(part, kind_pn)
+        elif kind in ("birth date", "study date"):
+            if text.strip()[4:8] != "0101":
                 add(text, kind)
-            elif keyword in _UID_KEYWORDS and text not in UID_dictionary:
-                add(text, "original UID")
-            elif elem.tag.is_private_creator:
-                continue  # a vendor's name, often the same as the kept Manufacturer
-            elif elem.tag.is_private and elem.VR in _IDENTIFYING_VRS and len(text) >= 6:
-                add(text, "private value")
+        elif kind:
+            add(text, kind)
+        elif keyword in _UID_KEYWORDS and text.strip(" \0") not in UID_dictionary:
+            add(text, "original UID")
+        elif tag >> 16 & 1 and tag & 0xFF00 and vr in _IDENTIFYING_VRS and len(text) >= 6:
+            add(text, "private value")  # private creators (gggg,00xx) name vendors: skipped
     return found
 
 
 def scan_bytes(data: bytes, values: dict[str, str], where: str) -> list[Finding]:
-    """Search a serialized DICOM header (pixel data excluded) for identifying values."""
+    """Search a serialized DICOM header (pixel data excluded) for identifying values.
+
+    A leak copies a value verbatim, so values match case-sensitively and as whole words:
+    a name part such as "PATIENT" must not match inside "Retain Patient Characteristics".
+    """
     cut = data.find(_PIXEL_TAG, 132)
     header = data if cut < 0 else data[:cut]
     findings = []
-    upper = header.upper()
     for value, kind in values.items():
-        if value.upper().encode("utf-8", "ignore") in upper:
+        needle = value.encode("latin-1", "replace")
+        if needle in header and re.search(
+            rb"(?<![A-Za-z0-9])" + re.escape(needle) + rb"(?![A-Za-z0-9])", header
+        ):
             findings.append(Finding(kind, where))
     return _unique(findings)
 

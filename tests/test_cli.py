@@ -74,9 +74,7 @@ def test_one_xray_for_a_chatbot(burned_in_file: Path, tmp_path: Path) -> None:
 def test_dicom_output_is_clean_and_keeps_geometry(burned_in_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     before = burned_in_file.read_bytes()
-    code, text = run(
-        "anonymize", burned_in_file, "--out", out, "--format", "dicom", "--jobs", "1"
-    )
+    code, text = run("anonymize", burned_in_file, "--out", out, "--format", "dicom", "--jobs", "1")
     assert code == ExitCode.OK, text
     assert burned_in_file.read_bytes() == before
     (written,) = list(out.glob("*.dcm"))
@@ -180,9 +178,7 @@ def test_output_inside_input_is_never_read_back(ct_file: Path, tmp_path: Path) -
         (b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0", ExitCode.UNREADABLE, "truncated"),
     ],
 )
-def test_single_bad_file_exit_codes(
-    tmp_path: Path, content: bytes, code: int, reason: str
-) -> None:
+def test_single_bad_file_exit_codes(tmp_path: Path, content: bytes, code: int, reason: str) -> None:
     path = tmp_path / "input"
     path.write_bytes(content)
     out = tmp_path / "out"
@@ -192,9 +188,7 @@ def test_single_bad_file_exit_codes(
     assert not out.exists() or not any(out.rglob("*"))
 
 
-def test_missing_codec_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_missing_codec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from pydicom.data import get_testdata_file
 
     source = Path(str(get_testdata_file("JPEG2000.dcm")))

@@ -89,3 +89,37 @@ def test_output_names_carry_only_pseudonyms(tmp_path: Path) -> None:
     )
     assert names["dicom"] == tmp_path / "ANONX" / "STY" / "SEZ" / "IMQ.dcm"
     assert [p.name for p in names["png"]] == ["IMQ-f0001.png", "IMQ-f0003.png"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_implicit.dcm",
+        "JPEG2000.dcm",
+        "SC_rgb_rle.dcm",
+        "rtplan.dcm",
+        "examples_palette.dcm",
+        "JPEG-lossy.dcm",
+        "MR_small_bigendian.dcm",
+    ],
+)
+@pytest.mark.parametrize("deidentified", [False, True])
+def test_dicom_bytes_writes_what_dcmwrite_writes(name: str, deidentified: bool) -> None:
+    from pydicom import dcmread, dcmwrite
+    from pydicom.data import get_testdata_file
+
+    from deid import profiles, tags
+    from deid.pseudonym import Pseudonymizer
+
+    ds = dcmread(str(get_testdata_file(name)))
+    if deidentified:
+        tags.deidentify(ds, profiles.load(), Pseudonymizer(b"k" * 32))
+    tags.rebuild_file_meta(ds, ds.file_meta.TransferSyntaxUID)
+    ours = output.dicom_bytes(ds)
+    reference = io.BytesIO()
+    dcmwrite(reference, ds, enforce_file_format=True)
+    assert ours[:128] == b"\0" * 128
+    mine, theirs = dcmread(io.BytesIO(ours)), dcmread(io.BytesIO(reference.getvalue()))
+    assert [repr(e) for e in mine.iterall()] == [repr(e) for e in theirs.iterall()]
+    assert mine.file_meta == theirs.file_meta
