@@ -229,7 +229,7 @@ def inspect(
             markup=False,
         )
     out.print("\nWhat each action does:")
-    described = {c.rule.describe(): c.rule.action.value for c in found.changes}
+    described = {resolved.describe(c.rule): c.rule.action.value for c in found.changes}
     for words, action in sorted(described.items(), key=lambda item: item[1]):
         out.print(f"  {action:12}  {words}", markup=False)
     if settings.detect_text:
@@ -268,7 +268,7 @@ def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path
     width = max(len(selector) for selector, _ in rules)
     for selector, rule in rules:
         out.print(
-            f"{selector:{width}}  {rule.action.value:12}  {rule.describe()}  [{rule.source}]",
+            f"{selector:{width}}  {rule.action.value:12}  {loaded.describe(rule)}  [{rule.source}]",
             markup=False,
         )
     for section in ("objects", "render", "text", "png", "method"):

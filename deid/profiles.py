@@ -1,24 +1,27 @@
 """De-identification profiles: TOML files that give one action per attribute.
 
 A profile names the attributes it lets through; anything it does not name gets the
-`unlisted` rule, which the built-in profiles set to `remove` (an allowlist), so a new,
-odd or private attribute can never leak by being forgotten. Every rule knows the file and
-line that set it and can describe itself, so `deid profiles show` and `deid inspect`
-print the same words the profile means.
+`unlisted` rule, which the built-in Safe Harbor profiles set to `remove` (an allowlist),
+so a new, odd or private attribute can never leak by being forgotten. A profile may also
+generate its rules from DICOM PS3.15 Table E.1-1 with a chosen set of the standard's
+options. Every rule knows the file and line that set it and can describe itself, so
+`deid profiles show` and `deid inspect` print the same words the profile means.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from deid.errors import ProfileError
 
@@ -32,6 +35,7 @@ class Action(StrEnum):
     REMOVE = "remove"
     EMPTY = "empty"
     REPLACE = "replace"
+    DUMMY = "dummy"
     PSEUDONYMIZE = "pseudonymize"
     DATE = "date"
     AGE = "age"
@@ -40,14 +44,29 @@ class Action(StrEnum):
 class DateMode(StrEnum):
     REMOVE = "remove"
     YEAR_ONLY = "year-only"
+    SHIFT = "shift"
     KEEP = "keep"
 
 
-_DATE_WORDS = {
-    DateMode.REMOVE: "removed",
-    DateMode.YEAR_ONLY: "reduced to the year (dates become YYYY0101; times are emptied)",
-    DateMode.KEEP: "kept unchanged (not Safe Harbor)",
+class AgeMode(StrEnum):
+    BAND_90 = "band-90"
+    KEEP = "keep"
+    REMOVE = "remove"
+
+
+ANNEX_E_OPTIONS = {
+    "retain-safe-private": "retain_safe_private",
+    "retain-uids": "retain_uids",
+    "retain-device-identity": "retain_device_identity",
+    "retain-institution-identity": "retain_institution_identity",
+    "retain-patient-characteristics": "retain_patient_characteristics",
+    "retain-longitudinal-full-dates": "retain_long_full_dates",
+    "retain-longitudinal-modified-dates": "retain_long_modified_dates",
+    "clean-descriptors": "clean_descriptors",
+    "clean-structured-content": "clean_structured_content",
+    "clean-graphics": "clean_graphics",
 }
+_DATE_VRS = ("DA", "DT", "TM")
 
 
 @dataclass(frozen=True)
@@ -58,10 +77,14 @@ class Rule:
     selector: str
     source: str
     value: str | None = None
-    date_mode: DateMode = DateMode.YEAR_ONLY
     allowed: tuple[str, ...] = ()
 
-    def describe(self) -> str:
+    def describe(
+        self,
+        dates: DateMode = DateMode.YEAR_ONLY,
+        ages: AgeMode = AgeMode.BAND_90,
+        shift_days: int = 365,
+    ) -> str:
         """The rule's own words, used by `profiles show`, `inspect` and the docs."""
         match self.action:
             case Action.KEEP if self.allowed:
@@ -74,15 +97,28 @@ class Rule:
                 return "kept with an empty value"
             case Action.REPLACE:
                 return f"replaced by the fixed value {self.value!r}"
+            case Action.DUMMY:
+                return "replaced by a fixed dummy value valid for its VR"
             case Action.PSEUDONYMIZE:
                 return (
                     "replaced by a keyed HMAC-SHA256 pseudonym "
                     "(UIDs under 2.25, well-known standard UIDs kept)"
                 )
             case Action.DATE:
-                return _DATE_WORDS[self.date_mode]
+                return {
+                    DateMode.REMOVE: "removed",
+                    DateMode.YEAR_ONLY: "reduced to the year (dates become YYYY0101; "
+                    "times are emptied)",
+                    DateMode.SHIFT: f"shifted by a keyed per-patient offset of up to "
+                    f"{shift_days} days (times kept, so intervals stay true; not Safe Harbor)",
+                    DateMode.KEEP: "kept unchanged (not Safe Harbor)",
+                }[dates]
             case Action.AGE:
-                return "kept, with ages over 89 set to 090Y (90 or older)"
+                return {
+                    AgeMode.BAND_90: "kept, with ages over 89 set to 090Y (90 or older)",
+                    AgeMode.KEEP: "kept unchanged (ages over 89 are not Safe Harbor)",
+                    AgeMode.REMOVE: "removed",
+                }[ages]
         raise AssertionError(self.action)
 
 
@@ -91,7 +127,7 @@ _VR_RE = re.compile(r"^[A-Z]{2}$")
 
 
 @dataclass(frozen=True)
-class _Mask:
+class Mask:
     """A `(60xx,xxxx)`-style pattern: value bits must match where the mask is set."""
 
     mask: int
@@ -99,7 +135,7 @@ class _Mask:
     rule: Rule
 
 
-def parse_selector(selector: str) -> int | _Mask | None:
+def parse_selector(selector: str) -> int | Mask | None:
     """A keyword or `(gggg,eeee)` gives a tag; a pattern with x gives a mask."""
     m = _TAG_RE.match(selector)
     if m:
@@ -108,9 +144,30 @@ def parse_selector(selector: str) -> int | _Mask | None:
             return int(text, 16)
         mask = int("".join("0" if c == "X" else "F" for c in text), 16)
         value = int(text.replace("X", "0"), 16)
-        return _Mask(mask, value, Rule(Action.REMOVE, selector, ""))
+        return Mask(mask, value, Rule(Action.REMOVE, selector, ""))
     tag = tag_for_keyword(selector)
-    return int(tag) if tag is not None else None
+    if tag is not None:
+        return int(tag)
+    return _extra_keywords().get(selector)
+
+
+@cache
+def annex_e_rows() -> list[dict[str, Any]]:
+    """DICOM PS3.15 2026d Table E.1-1 (c) NEMA, as shipped in the package."""
+    text = (resources.files("deid") / "data" / "ps3.15-annex-e.json").read_text("utf-8")
+    rows: list[dict[str, Any]] = json.loads(text)
+    return rows
+
+
+@cache
+def _extra_keywords() -> dict[str, int]:
+    """Keywords of Annex E attributes newer than pydicom's dictionary."""
+    found = {}
+    for row in annex_e_rows():
+        parsed = _TAG_RE.match(row["tag"])
+        if row["keyword"] and parsed and "X" not in row["tag"].upper():
+            found[row["keyword"]] = int(parsed.group(1) + parsed.group(2), 16)
+    return found
 
 
 @dataclass
@@ -123,24 +180,32 @@ class Profile:
     unlisted: Rule
     private: Rule
     tag_rules: dict[int, Rule] = field(default_factory=dict)
-    mask_rules: list[_Mask] = field(default_factory=list)
+    mask_rules: list[Mask] = field(default_factory=list)
     vr_rules: dict[str, Rule] = field(default_factory=dict)
     date_mode: DateMode = DateMode.YEAR_ONLY
+    shift_days: int = 365
+    age_mode: AgeMode = AgeMode.BAND_90
+    safe_private: dict[str, frozenset[int]] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    explicit: dict[int, Rule] = field(default_factory=dict)
 
     def rule_for(self, tag: int, vr: str | None) -> Rule:
         """The rule for one attribute: exact tag, then pattern, then VR, then unlisted."""
         rule = self.tag_rules.get(tag)
         if rule is not None:
             return rule
-        if tag >> 16 & 1:
-            return self.private
         for mask in self.mask_rules:
             if tag & mask.mask == mask.value:
                 return mask.rule
+        if tag >> 16 & 1:
+            return self.private
         if vr is not None and vr in self.vr_rules:
             return self.vr_rules[vr]
         return self.unlisted
+
+    def describe(self, rule: Rule) -> str:
+        """A rule's words with this profile's date and age settings."""
+        return rule.describe(self.date_mode, self.age_mode, self.shift_days)
 
     def section(self, name: str) -> dict[str, Any]:
         """A settings table such as `text`, `render`, `png` or `objects` (empty if absent)."""
@@ -148,7 +213,14 @@ class Profile:
 
     def method_options(self) -> list[str]:
         """The Annex E options this profile claims (recorded in the method code sequence)."""
-        return list(self.section("method").get("options", []))
+        options = self.section("method").get("options")
+        if options is None:
+            options = self.section("annex_e").get("options", [])
+        return list(options)
+
+    @property
+    def claims_safe_harbor(self) -> bool:
+        return bool(self.section("safe_harbor").get("claim", False))
 
     def rules(self) -> Iterator[tuple[str, Rule]]:
         """Every rule with a readable selector, in a stable order, for listings."""
@@ -159,6 +231,9 @@ class Profile:
             yield mask.rule.selector, mask.rule
         for vr, rule in sorted(self.vr_rules.items()):
             yield f"any {vr} attribute not named above", rule
+        for creator, elements in sorted(self.safe_private.items()):
+            offsets = ", ".join(f"xx{e:02X}" for e in sorted(elements))
+            yield f"private {creator!r} {offsets}", Rule(Action.KEEP, creator, "safe private")
         yield "private attributes", self.private
         yield "any other attribute", self.unlisted
 
@@ -175,7 +250,8 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in builtin_dir().glob("*.toml"))
 
 
-def _locate(ref: str, relative_to: Path | None) -> Path:
+def locate(ref: str, relative_to: Path | None = None) -> Path:
+    """The file a profile reference names: a built-in name, or a path."""
     if ref.endswith(".toml") or "/" in ref:
         path = Path(ref)
         if not path.is_absolute() and relative_to is not None:
@@ -190,7 +266,7 @@ def _locate(ref: str, relative_to: Path | None) -> Path:
     return path
 
 
-def _key_lines(text: str) -> dict[tuple[str, str], int]:
+def key_lines(text: str) -> dict[tuple[str, str], int]:
     """Map (table, key) to its line number, so every rule can say where it was set."""
     lines: dict[tuple[str, str], int] = {}
     table = ""
@@ -208,34 +284,34 @@ def _key_lines(text: str) -> dict[tuple[str, str], int]:
 def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
     text = path.read_text(encoding="utf-8")
     try:
-        return tomllib.loads(text), _key_lines(text)
+        return tomllib.loads(text), key_lines(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def _make_rule(raw: Any, selector: str, source: str, date_mode: DateMode, where: str) -> Rule:
+def make_rule(raw: Any, selector: str, source: str) -> Rule:
+    """A rule from its TOML value: an action name or a `replace`/`keep` inline table."""
     if isinstance(raw, Mapping):
         if set(raw) == {"keep"} and isinstance(raw["keep"], list):
-            values = tuple(str(v) for v in raw["keep"])
-            return Rule(Action.KEEP, selector, source, None, date_mode, values)
+            return Rule(Action.KEEP, selector, source, None, tuple(str(v) for v in raw["keep"]))
         if set(raw) != {"replace"}:
             raise ProfileError(
-                f'{where}: a table rule is {{ replace = "VALUE" }} or {{ keep = ["VALUE", ...] }}'
+                f'{source}: a table rule is {{ replace = "VALUE" }} or {{ keep = ["VALUE", ...] }}'
             )
-        return Rule(Action.REPLACE, selector, source, str(raw["replace"]), date_mode)
+        return Rule(Action.REPLACE, selector, source, str(raw["replace"]))
     try:
         action = Action(raw)
     except ValueError:
         choices = ", ".join(a.value for a in Action)
-        raise ProfileError(f"{where}: unknown action {raw!r}; use one of: {choices}") from None
+        raise ProfileError(f"{source}: unknown action {raw!r}; use one of: {choices}") from None
     if action is Action.REPLACE:
-        raise ProfileError(f'{where}: write a replacement as {{ replace = "VALUE" }}')
-    return Rule(action, selector, source, None, date_mode)
+        raise ProfileError(f'{source}: write a replacement as {{ replace = "VALUE" }}')
+    return Rule(action, selector, source)
 
 
 def load(ref: str = DEFAULT_PROFILE, *, _seen: tuple[Path, ...] = ()) -> Profile:
     """Load a profile by built-in name or path, resolving `extends` depth-first."""
-    path = _locate(ref, _seen[-1].parent if _seen else None).resolve()
+    path = locate(ref, _seen[-1].parent if _seen else None).resolve()
     if path in _seen:
         chain = " -> ".join(p.name for p in (*_seen, path))
         raise ProfileError(f"circular extends: {chain}")
@@ -247,20 +323,41 @@ def load(ref: str = DEFAULT_PROFILE, *, _seen: tuple[Path, ...] = ()) -> Profile
         for other in bases[1:]:
             _merge(profile, load(other, _seen=(*_seen, path)))
     else:
-        blank = Rule(Action.REMOVE, "any other attribute", "built-in default")
-        profile = Profile("", "", [], blank, Rule(Action.REMOVE, "private", "built-in default"))
+        default = "built-in default"
+        profile = Profile(
+            "",
+            "",
+            [],
+            Rule(Action.REMOVE, "any other attribute", default),
+            Rule(Action.REMOVE, "private attributes", default),
+        )
     _apply(profile, path, data, lines)
     return profile
 
 
 def _merge(into: Profile, other: Profile) -> None:
     into.tag_rules.update(other.tag_rules)
+    into.explicit.update(other.explicit)
     into.mask_rules = other.mask_rules + into.mask_rules
     into.vr_rules.update(other.vr_rules)
-    into.unlisted, into.private, into.date_mode = other.unlisted, other.private, other.date_mode
+    into.safe_private.update(other.safe_private)
+    into.unlisted, into.private = other.unlisted, other.private
+    into.date_mode, into.shift_days, into.age_mode = (
+        other.date_mode,
+        other.shift_days,
+        other.age_mode,
+    )
     for name, table in other.sections.items():
         into.sections.setdefault(name, {}).update(table)
     into.sources += other.sources
+
+
+def _enum(kind: type[StrEnum], value: Any, where: str, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)
+        raise ProfileError(f"{where}: unknown {what} {value!r}; use one of: {choices}") from None
 
 
 def _apply(
@@ -274,45 +371,101 @@ def _apply(
     profile.sources.append(str(path))
     dates = data.get("dates", {})
     if "mode" in dates:
-        try:
-            profile.date_mode = DateMode(dates["mode"])
-        except ValueError:
-            modes = ", ".join(m.value for m in DateMode)
-            raise ProfileError(
-                f"{src('dates', 'mode')}: unknown date mode {dates['mode']!r}; use one of: {modes}"
-            ) from None
-    mode = profile.date_mode
+        profile.date_mode = _enum(DateMode, dates["mode"], src("dates", "mode"), "date mode")
+    if "max_shift_days" in dates:
+        profile.shift_days = int(dates["max_shift_days"])
+    if "mode" in data.get("ages", {}):
+        profile.age_mode = _enum(AgeMode, data["ages"]["mode"], src("ages", "mode"), "age mode")
+    if "annex_e" in data:
+        annex = {**profile.section("annex_e"), **data["annex_e"]}
+        if annex.get("basis") == "basic":
+            where = src("annex_e", "options" if "options" in data["annex_e"] else "basis")
+            _annex_e_rules(profile, list(annex.get("options", [])), where)
+            profile.tag_rules.update(profile.explicit)  # rules a profile names still win
     tags = data.get("tags", {})
     if "unlisted" in tags:
-        where = src("tags", "unlisted")
-        profile.unlisted = _make_rule(tags["unlisted"], "any other attribute", where, mode, where)
+        profile.unlisted = make_rule(
+            tags["unlisted"], "any other attribute", src("tags", "unlisted")
+        )
     if "private" in tags:
-        where = src("tags", "private")
-        profile.private = _make_rule(tags["private"], "private attributes", where, mode, where)
+        profile.private = make_rule(tags["private"], "private attributes", src("tags", "private"))
+    if "action" in data.get("uids", {}):
+        profile.vr_rules["UI"] = make_rule(data["uids"]["action"], "VR UI", src("uids", "action"))
     for vr, raw in tags.get("vr", {}).items():
         where = src("tags.vr", vr)
         if not _VR_RE.match(vr):
             raise ProfileError(f"{where}: {vr!r} is not a two-letter VR")
-        profile.vr_rules[vr] = _make_rule(raw, f"VR {vr}", where, mode, where)
+        profile.vr_rules[vr] = make_rule(raw, f"VR {vr}", where)
     for selector, raw in tags.get("rules", {}).items():
         where = src("tags.rules", selector)
-        rule = _make_rule(raw, selector, where, mode, where)
+        rule = make_rule(raw, selector, where)
         parsed = parse_selector(selector)
         if parsed is None:
             raise ProfileError(f"{where}: {selector!r} is not a DICOM keyword or (gggg,eeee) tag")
-        if isinstance(parsed, _Mask):
-            profile.mask_rules.insert(0, _Mask(parsed.mask, parsed.value, rule))
+        if isinstance(parsed, Mask):
+            profile.mask_rules.insert(0, Mask(parsed.mask, parsed.value, rule))
         else:
             profile.tag_rules[parsed] = rule
-    for rule in list(profile.tag_rules.values()):
-        if rule.action is Action.DATE and rule.date_mode is not mode:
-            profile.tag_rules = {
-                t: Rule(r.action, r.selector, r.source, r.value, mode, r.allowed)
-                if r.action is Action.DATE
-                else r
-                for t, r in profile.tag_rules.items()
-            }
-            break
+            profile.explicit[parsed] = rule
+    for creator, offsets in data.get("private", {}).get("safe", {}).items():
+        profile.safe_private[creator] = frozenset(int(str(o)[-2:], 16) for o in offsets)
     for name, table in data.items():
-        if isinstance(table, dict) and name not in ("tags", "dates"):
+        if isinstance(table, dict) and name not in ("tags", "dates", "ages", "uids", "private"):
             profile.sections.setdefault(name, {}).update(table)
+
+
+# Basic Profile codes and what each becomes here; "C" (clean) is decided per VR.
+_CODE_ACTIONS = {
+    "X": Action.REMOVE,
+    "Z": Action.EMPTY,
+    "D": Action.DUMMY,
+    "U": Action.PSEUDONYMIZE,
+    "K": Action.KEEP,
+    "X/Z": Action.EMPTY,
+    "X/D": Action.DUMMY,
+    "X/Z/D": Action.EMPTY,
+    "Z/D": Action.DUMMY,
+    "X/Z/U*": Action.KEEP,
+}
+
+
+def annex_e_action(row: Mapping[str, Any], options: list[str]) -> tuple[Action, str]:
+    """The action for one Table E.1-1 row under a set of options, and the code it came from.
+
+    Retaining options (K) win over cleaning ones (C), which win over the Basic action.
+    Cleaning free text cannot be done safely by a program, so C removes it; C on a date
+    applies the profile's date rule.
+    """
+    codes = [row["options"][ANNEX_E_OPTIONS[o]] for o in options if o in ANNEX_E_OPTIONS]
+    code = "K" if "K" in codes else "C" if "C" in codes else row["basic"]
+    if code == "C":
+        vr = _row_vr(row)
+        return (Action.DATE if vr in _DATE_VRS else Action.REMOVE), code
+    return _CODE_ACTIONS[code], code
+
+
+def _row_vr(row: Mapping[str, Any]) -> str | None:
+    parsed = _TAG_RE.match(row["tag"])
+    if not parsed or "X" in row["tag"].upper():
+        return None
+    try:
+        return str(dictionary_VR(int(parsed.group(1) + parsed.group(2), 16))).split(" or ")[0]
+    except KeyError:
+        return None
+
+
+def _annex_e_rules(profile: Profile, options: list[str], source: str) -> None:
+    profile.mask_rules = [m for m in profile.mask_rules if "Table E.1-1" not in m.rule.source]
+    for row in annex_e_rows():
+        action, code = annex_e_action(row, options)
+        rule = Rule(
+            action, row["keyword"] or row["tag"], f"{source} Table E.1-1 {row['tag']} {code}"
+        )
+        if row["tag"] == "(gggg,eeee)":
+            profile.private = replace(rule, selector="private attributes")
+            continue
+        parsed = parse_selector(row["tag"])
+        if isinstance(parsed, Mask):
+            profile.mask_rules.append(Mask(parsed.mask, parsed.value, rule))
+        elif parsed is not None:
+            profile.tag_rules[parsed] = rule

@@ -8,7 +8,8 @@ each change by attribute path and action, never by value.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -19,7 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from deid import __version__
-from deid.profiles import Action, DateMode, Profile, Rule
+from deid.profiles import Action, AgeMode, DateMode, Profile, Rule
 from deid.pseudonym import Pseudonymizer
 
 IMPLEMENTATION_UID = "2.25.195773432817395364612906519322066722147"
@@ -75,6 +76,53 @@ def _dictionary_vr(tag: int) -> str | None:
         return None
 
 
+@cache
+def _dummies() -> dict[str, Any]:
+    text = (resources.files("deid") / "data" / "dummy_values.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _dummy(vr: str | None) -> Any:
+    values = _dummies()
+    return values.get(vr or "", values["numeric"] if vr in _NUMERIC_VRS else None)
+
+
+_NUMERIC_VRS = ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV")
+
+
+def _safe_private(ds: Dataset, tag: int, safe: dict[str, frozenset[int]]) -> bool:
+    """True for a private element, or its creator, that a safe-private list keeps."""
+    group, element = tag >> 16, tag & 0xFFFF
+    creator_tag = tag if 0x0010 <= element <= 0x00FF else (group << 16) | (element >> 8)
+    if creator_tag not in ds:
+        return False
+    creator = str(ds[creator_tag].value or "")
+    if creator not in safe:
+        return False
+    return creator_tag == tag or (element & 0xFF) in safe[creator]
+
+
+def _shift_days(pseudo: Pseudonymizer, identity: str, limit: int) -> int:
+    """A keyed per-patient offset in [-limit, -1] or [1, limit]: never zero."""
+    number = int.from_bytes(pseudo.digest("date-shift", identity)[:8], "big")
+    days = number % limit + 1
+    return -days if number >> 63 else days
+
+
+def _shifted(text: str, vr: str | None, days: int) -> str | None:
+    """A DA or DT shifted by whole days (times untouched, so intervals stay true)."""
+    if vr == "TM":
+        return text
+    digits = text.strip()
+    if len(digits) < 8 or not digits[:8].isdigit():
+        return None
+    try:
+        moved = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8])) + timedelta(days=days)
+    except ValueError:
+        return None
+    return moved.strftime("%Y%m%d") + digits[8:]
+
+
 def _path(prefix: str, tag: int) -> str:
     return prefix + (keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
 
@@ -94,12 +142,14 @@ def _age_years(value: str) -> float | None:
 class _Walker:
     """Applies one profile to a dataset tree, collecting a report."""
 
-    def __init__(self, profile: Profile, pseudo: Pseudonymizer, report: TagReport) -> None:
+    def __init__(
+        self, profile: Profile, pseudo: Pseudonymizer, report: TagReport, identity: str
+    ) -> None:
         self.profile = profile
         self.pseudo = pseudo
         self.report = report
-        self.patient_name = ""
         self.dates_changed = False
+        self.shift = _shift_days(pseudo, identity, profile.shift_days)
 
     def walk(self, ds: Dataset, prefix: str) -> None:
         # pydicom's own tag map: indexing the Dataset per tag costs a Tag() conversion
@@ -113,6 +163,12 @@ class _Walker:
                 continue
             vr = elements[tag].VR or _dictionary_vr(tag_int)
             rule = self.profile.rule_for(tag_int, vr)
+            if (
+                tag_int >> 16 & 1
+                and self.profile.safe_private
+                and _safe_private(ds, tag_int, self.profile.safe_private)
+            ):
+                continue
             action = rule.action
             if action is Action.REMOVE:
                 del elements[tag]
@@ -147,9 +203,19 @@ class _Walker:
             old = elem.value
             elem.value = self.pseudonym(elem.keyword, vr, old)
             return bool(elem.value != old)
+        if action is Action.DUMMY:
+            if vr == "UI":
+                return self.apply(ds, tag, vr, replace(rule, action=Action.PSEUDONYMIZE))
+            elem.value = Sequence([]) if vr == "SQ" else _dummy(vr)
+            return True
         if action is Action.DATE:
-            return self.date(ds, tag, vr, rule.date_mode)
+            return self.date(ds, tag, vr, self.profile.date_mode)
         if action is Action.AGE:
+            if self.profile.age_mode is AgeMode.KEEP:
+                return False
+            if self.profile.age_mode is AgeMode.REMOVE:
+                del ds[tag]
+                return True
             text = str(elem.value or "")
             years = _age_years(text)
             if years is None and text:
@@ -183,7 +249,9 @@ class _Walker:
         if not text:
             return False
         self.dates_changed = True
-        if vr == "TM":
+        if mode is DateMode.SHIFT:
+            elem.value = _shifted(text, vr, self.shift)
+        elif vr == "TM":
             elem.value = None
         else:
             year = _year(text)
@@ -216,10 +284,15 @@ def deidentify(
         series="SE" + pseudo.code("series", series_uid or study_uid or identity, 8),
         instance="IM" + pseudo.code("instance", original_sop or identity, 10),
     )
-    walker = _Walker(profile, pseudo, report)
+    walker = _Walker(profile, pseudo, report, identity)
     walker.walk(ds, "")
 
-    too_old = birth_year and reference_year and int(reference_year) - int(birth_year) > 89
+    too_old = (
+        profile.age_mode is AgeMode.BAND_90
+        and birth_year
+        and reference_year
+        and int(reference_year) - int(birth_year) > 89
+    )
     if too_old and ds.get("PatientBirthDate"):
         ds.PatientBirthDate = None
     if pixels_changed and original_sop:

@@ -88,7 +88,9 @@ def test_dicom_output_is_clean_and_keeps_geometry(burned_in_file: Path, tmp_path
     assert clean.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     ink = original.pixel_array == 4095
     ink[200:, :] = False
-    assert ink.sum() > 500 and clean.pixel_array[ink].max() == 0
+    filled = clean.pixel_array[ink]
+    assert ink.sum() > 500 and filled.min() == filled.max()
+    assert pixels.render(clean, pixels.decode(clean, "out")[0])[ink].max() == 0
     body = np.s_[200:300, 200:300]
     assert np.array_equal(clean.pixel_array[body], original.pixel_array[body])
     assert "113101" in [i.CodeValue for i in clean.DeidentificationMethodCodeSequence]
@@ -103,10 +105,14 @@ def test_every_frame_is_redacted(write_dicom: Callable[..., Path], tmp_path: Pat
     )
     assert code == ExitCode.OK, text
     assert len(list(out.glob("*.png"))) == 4
-    clean = dcmread(next(out.glob("*.dcm"))).pixel_array
+    written = dcmread(next(out.glob("*.dcm")))
+    clean = written.pixel_array
     assert clean.shape == (4, 256, 256)
     ink = frames == 4095
-    assert ink.sum() > 400 and clean[ink].max() == 0
+    assert ink.sum() > 400 and clean[ink].min() == clean[ink].max()
+    decoded = pixels.decode(written, "out")
+    for index in range(4):
+        assert pixels.render(written, decoded[index])[ink[index]].max() == 0
 
 
 def make_study_folder(root: Path, ct_dataset: FileDataset) -> dict[str, Path]:

@@ -263,3 +263,101 @@ def test_report_names_paths_and_rules_never_values(ct_dataset: FileDataset) -> N
     assert "ReferencedImageSequence[0] > ReferencedSOPInstanceUID" in listing
     for value in (PHI["name"], PHI["patient_id"], PHI["institution"], "DOE"):
         assert value not in listing
+
+
+def _row_tag_vr(row: dict[str, Any]) -> tuple[int, str] | None:
+    tag = _tag(row)
+    if tag is None or tag >> 16 in (0x0000, 0x0002) or tag == 0x7FE00010:
+        return None
+    try:
+        return tag, dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return tag, "LO"
+
+
+@pytest.fixture(scope="module")
+def basic_outcome() -> tuple[Dataset, Dataset]:
+    ds, _ = _every_annex_attribute()
+    for tag in [t for t in ds.keys() if t.group == 0]:
+        del ds[tag]
+    original = dcmread(io.BytesIO(_serialize(ds)))
+    tags.deidentify(ds, profiles.load("dicom-basic"), Pseudonymizer.from_passphrase("k"))
+    return original, ds
+
+
+@pytest.mark.parametrize("row", annex_rows(), ids=lambda r: f"{r['tag']} {r['keyword']}")
+def test_dicom_basic_applies_table_e1_1(
+    row: dict[str, Any], basic_outcome: tuple[Dataset, Dataset]
+) -> None:
+    found = _row_tag_vr(row)
+    if found is None:
+        pytest.skip("repeating group, private row or file meta")
+    tag, vr = found
+    original, clean = basic_outcome
+    if tag not in original or (vr == "US" and tag >> 16 == 0x0028):
+        pytest.skip("not planted")
+    code = row["basic"]
+    if code == "X":
+        assert tag not in clean
+    elif code in ("Z", "X/Z", "X/Z/D"):
+        assert tag in clean and clean[tag].is_empty
+    elif code == "U" and vr == "UI":
+        assert str(clean[tag].value).startswith("2.25.")
+    elif code in ("D", "X/D", "Z/D") and vr not in ("SQ", "UI"):
+        assert tag in clean and clean[tag].value != original[tag].value
+    elif code == "K":
+        assert clean[tag].value == original[tag].value
+
+
+@pytest.mark.parametrize(
+    ("options", "keyword", "kept"),
+    [
+        ([], "SOPInstanceUID", False),
+        (["retain-uids"], "SOPInstanceUID", True),
+        ([], "StudyDate", False),
+        (["retain-longitudinal-full-dates"], "StudyDate", True),
+        (["retain-patient-characteristics"], "PatientSex", True),
+        ([], "PatientSex", False),
+        (["retain-institution-identity"], "InstitutionName", True),
+    ],
+)
+def test_dicom_basic_options_are_switches(
+    tmp_path: Path, options: list[str], keyword: str, kept: bool
+) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(f'extends = "dicom-basic"\n[annex_e]\noptions = {json.dumps(options)}\n')
+    ds = make_dataset()
+    before = str(ds.get(keyword))
+    tags.deidentify(ds, profiles.load(str(path)), Pseudonymizer.from_passphrase("k"))
+    assert (str(ds.get(keyword)) == before) is kept
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    expected = {
+        "retain-uids": "113110",
+        "retain-longitudinal-full-dates": "113106",
+        "retain-patient-characteristics": "113108",
+        "retain-institution-identity": "113112",
+    }
+    assert codes == ["113100"] + [expected[o] for o in options]
+
+
+def test_research_profile_shifts_each_patient_consistently() -> None:
+    profile = profiles.load("research-longitudinal")
+    pseudo = Pseudonymizer.from_passphrase("study key")
+    first, second, other = make_dataset(), make_dataset(), make_dataset()
+    second.StudyDate, second.StudyTime = "20231001", "083000"
+    other.PatientID = "SOMEONE-ELSE"
+    other.PatientAge = "095Y"
+    for ds in (first, second, other):
+        tags.deidentify(ds, profile, pseudo)
+    from datetime import date
+
+    def day(value: str) -> date:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+
+    assert first.StudyDate != PHI["study_date"]
+    assert (day(second.StudyDate) - day(first.StudyDate)).days == 45
+    assert second.StudyTime == "083000"
+    assert first.PatientBirthDate and first.PatientBirthDate != PHI["birth_date"]
+    assert other.PatientAge == "095Y"
+    assert "per-patient offset" in profile.describe(profile.rule_for(0x00080020, "DA"))
+    assert not profile.claims_safe_harbor and "NOT HIPAA Safe Harbor" in profile.description
