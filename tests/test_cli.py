@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BURNED_NAME, PHI, burned_in_pixels, make_dataset
 from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import FileDataset
 from typer.testing import CliRunner
 
-from conftest import BURNED_NAME, PHI, burned_in_pixels, make_dataset
 from deid import ocr, pixels
 from deid.cli import app
 from deid.errors import ExitCode
