@@ -17,8 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deid import __version__, batch, pipeline, profiles
-from deid.errors import DeidError, UsageError
+from deid import __version__, batch, pipeline, profiles, validate
+from deid.errors import DeidError, ExitCode, UsageError
 from deid.output import Transaction, png_bytes
 from deid.pixels import RenderOptions
 from deid.preview import draw_regions
@@ -35,7 +35,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-profiles_app = typer.Typer(help="List and show de-identification profiles.", no_args_is_help=True)
+profiles_app = typer.Typer(
+    help="List, show, validate and leak-test de-identification profiles.", no_args_is_help=True
+)
 app.add_typer(profiles_app, name="profiles")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -259,21 +261,71 @@ def profiles_list() -> None:
 
 
 @profiles_app.command("show")
-def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path.")]) -> None:
-    """Show a profile's description and every rule in its own words."""
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name or path.")],
+    resolved: Annotated[
+        bool,
+        typer.Option(
+            "--resolved",
+            help="List every rule after `extends` and Annex E generation, with its file:line.",
+        ),
+    ] = False,
+) -> None:
+    """Show a profile's description, settings and rules, each in its own words."""
     loaded = _load_profile(name)
     out.print(f"{loaded.name}\n\n{loaded.description}\n", markup=False)
-    out.print(f"Dates: {loaded.date_mode.value}", markup=False)
-    rules = list(loaded.rules())
-    width = max(len(selector) for selector, _ in rules)
+    settings = [
+        f"dates: {loaded.date_mode.value}"
+        + (f" (up to {loaded.shift_days} days)" if loaded.date_mode.value == "shift" else ""),
+        f"ages: {loaded.age_mode.value}",
+        f"safe harbor claimed: {'yes' if loaded.claims_safe_harbor else 'no'}",
+    ]
+    for section in ("annex_e", "objects", "render", "text", "regions", "png", "method"):
+        settings += [f"{section}.{k} = {v}" for k, v in loaded.section(section).items()]
+    out.print("\n".join(settings) + "\n", markup=False)
+    own = Path(loaded.sources[-1]).name + ":"
+    rules = [
+        (selector, rule)
+        for selector, rule in loaded.rules()
+        if resolved or rule.source.startswith(own)
+    ]
+    out.print(
+        "Rules (resolved):" if resolved else f"Rules set in {own[:-1]} (--resolved for all):",
+        markup=False,
+    )
+    width = max((len(selector) for selector, _ in rules), default=0)
     for selector, rule in rules:
         out.print(
-            f"{selector:{width}}  {rule.action.value:12}  {loaded.describe(rule)}  [{rule.source}]",
+            f"  {selector:{width}}  {rule.action.value:12}  {loaded.describe(rule)}  "
+            f"[{rule.source}]",
             markup=False,
         )
-    for section in ("objects", "render", "text", "png", "method"):
-        for key, value in loaded.section(section).items():
-            out.print(f"{section}.{key} = {value}", markup=False)
+
+
+@profiles_app.command("validate")
+def profiles_validate(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Profile files, or folders to search for *.toml.")
+    ],
+    safe_harbor: Annotated[
+        bool,
+        typer.Option(
+            "--safe-harbor",
+            help="Also prove HIPAA Safe Harbor coverage of every profile, claimed or not.",
+        ),
+    ] = False,
+) -> None:
+    """Check profiles: every problem at once, as file:line: message. Exit 0 clean, 1 problems."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise _fail(UsageError(f"no such file or folder: {missing[0]}"))
+    problems = validate.validate_paths(paths, safe_harbor=safe_harbor)
+    for problem in problems:
+        out.print(str(problem), markup=False)
+    checked = len(validate.profile_files(paths))
+    failed = validate.has_errors(problems)
+    err.print(f"{checked} profiles checked, {len(problems)} problems", markup=False)
+    raise typer.Exit(int(ExitCode.MIXED_FAILURES if failed else ExitCode.OK))
 
 
 def version_callback(value: bool) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmwrite
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
@@ -66,11 +66,26 @@ def dicom_bytes(ds: Dataset) -> bytes:
     syntax = UID(meta.TransferSyntaxUID)
     if syntax.is_deflated or not syntax.is_little_endian:
         return _plain(ds)  # rare syntaxes: let pydicom encode everything
-    fp = DicomBytesIO()
-    fp.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(fp, meta, enforce_standard=True)
-    parts = [fp.getvalue(), _encode_dataset(ds, syntax.is_implicit_VR)]
-    return b"".join(parts)
+    return b"".join((_file_meta(meta), _encode_dataset(ds, syntax.is_implicit_VR)))
+
+
+def _file_meta(meta: FileMetaDataset) -> bytes:
+    """Preamble, DICM and the group 2 elements with their group length."""
+    version = b"\x02\x00\x01\x00OB\0\0" + struct.pack("<I", 2) + b"\x00\x01"
+    body = [version]
+    for tag in sorted(meta.keys()):
+        if tag in (0x00020000, 0x00020001):
+            continue
+        data = _encode(meta.get_item(tag), implicit=False)
+        if data is None:
+            fp = DicomBytesIO()
+            fp.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(fp, meta, enforce_standard=True)
+            return fp.getvalue()
+        body.append(data)
+    group = b"".join(body)
+    length = b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(group))
+    return b"\0" * 128 + b"DICM" + length + group
 
 
 def _plain(ds: Dataset) -> bytes:

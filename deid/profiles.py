@@ -24,6 +24,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from deid.errors import ProfileError
+from deid.tomlkeys import KeyLines
 
 DEFAULT_PROFILE = "safe-harbor"
 
@@ -122,7 +123,7 @@ class Rule:
         raise AssertionError(self.action)
 
 
-_TAG_RE = re.compile(r"^\(([0-9A-Fa-fx]{4}),([0-9A-Fa-fx]{4})\)$")
+_TAG_RE = re.compile(r"^\(([0-9A-Fa-fxX]{4}),([0-9A-Fa-fxX]{4})\)$")
 _VR_RE = re.compile(r"^[A-Z]{2}$")
 
 
@@ -188,6 +189,7 @@ class Profile:
     safe_private: dict[str, frozenset[int]] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     explicit: dict[int, Rule] = field(default_factory=dict)
+    explicit_settings: set[str] = field(default_factory=set)
 
     def rule_for(self, tag: int, vr: str | None) -> Rule:
         """The rule for one attribute: exact tag, then pattern, then VR, then unlisted."""
@@ -266,27 +268,13 @@ def locate(ref: str, relative_to: Path | None = None) -> Path:
     return path
 
 
-def key_lines(text: str) -> dict[tuple[str, str], int]:
-    """Map (table, key) to its line number, so every rule can say where it was set."""
-    lines: dict[tuple[str, str], int] = {}
-    table = ""
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if line.startswith("["):
-            table = line.strip("[]").strip()
-            continue
-        m = re.match(r'^("([^"]+)"|([A-Za-z0-9_\-]+))\s*=', line)
-        if m:
-            lines[(table, m.group(2) or m.group(3))] = number
-    return lines
-
-
-def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
+def _read(path: Path) -> tuple[dict[str, Any], KeyLines]:
     text = path.read_text(encoding="utf-8")
     try:
-        return tomllib.loads(text), key_lines(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    return data, KeyLines(text)
 
 
 def make_rule(raw: Any, selector: str, source: str) -> Rule:
@@ -341,12 +329,19 @@ def _merge(into: Profile, other: Profile) -> None:
     into.mask_rules = other.mask_rules + into.mask_rules
     into.vr_rules.update(other.vr_rules)
     into.safe_private.update(other.safe_private)
-    into.unlisted, into.private = other.unlisted, other.private
-    into.date_mode, into.shift_days, into.age_mode = (
-        other.date_mode,
-        other.shift_days,
-        other.age_mode,
-    )
+    # A later base overrides an earlier one only in what it sets itself.
+    chosen = other.explicit_settings
+    if "tags.unlisted" in chosen:
+        into.unlisted = other.unlisted
+    if "tags.private" in chosen:
+        into.private = other.private
+    if "dates.mode" in chosen:
+        into.date_mode = other.date_mode
+    if "dates.max_shift_days" in chosen:
+        into.shift_days = other.shift_days
+    if "ages.mode" in chosen:
+        into.age_mode = other.age_mode
+    into.explicit_settings |= chosen
     for name, table in other.sections.items():
         into.sections.setdefault(name, {}).update(table)
     into.sources += other.sources
@@ -360,12 +355,17 @@ def _enum(kind: type[StrEnum], value: Any, where: str, what: str) -> Any:
         raise ProfileError(f"{where}: unknown {what} {value!r}; use one of: {choices}") from None
 
 
-def _apply(
-    profile: Profile, path: Path, data: dict[str, Any], lines: dict[tuple[str, str], int]
-) -> None:
-    def src(table: str, key: str) -> str:
-        return f"{path.name}:{lines.get((table, key), 0)}"
+_SETTINGS = ("dates.mode", "dates.max_shift_days", "ages.mode", "tags.unlisted", "tags.private")
 
+
+def _apply(profile: Profile, path: Path, data: dict[str, Any], lines: KeyLines) -> None:
+    def src(table: str, key: str) -> str:
+        return f"{path.name}:{lines.line_of((*table.split('.'), key))}"
+
+    for setting in _SETTINGS:
+        table, key = setting.split(".")
+        if key in data.get(table, {}):
+            profile.explicit_settings.add(setting)
     profile.name = str(data.get("name", path.stem))
     profile.description = str(data.get("description", profile.description)).strip()
     profile.sources.append(str(path))

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
+from pydicom.valuerep import PersonName
 
 from deid import __version__
 from deid.profiles import Action, AgeMode, DateMode, Profile, Rule
@@ -152,9 +155,7 @@ class _Walker:
         self.shift = _shift_days(pseudo, identity, profile.shift_days)
 
     def walk(self, ds: Dataset, prefix: str) -> None:
-        # pydicom's own tag map: indexing the Dataset per tag costs a Tag() conversion
-        # and several comparisons each, which dominated the cost of a header.
-        elements = ds._dict
+        elements = _elements(ds)
         changes = self.report.changes
         for tag in list(elements):
             tag_int = int(tag)
@@ -175,9 +176,9 @@ class _Walker:
                 changes.append(Change(_path(prefix, tag_int), tag_int, rule))
                 continue
             if action is Action.KEEP and rule.allowed:
-                value = ds[tag].value
+                value = _get(ds, tag_int)
                 if value and str(value) not in rule.allowed:
-                    ds[tag].value = None
+                    _set(ds, tag_int, vr, None)
                     changes.append(Change(_path(prefix, tag_int), tag_int, rule))
                 continue
             if action is Action.KEEP or (action is Action.PSEUDONYMIZE and vr == "SQ"):
@@ -192,48 +193,52 @@ class _Walker:
     def apply(self, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
         """Apply one rule; True if the attribute changed."""
         action = rule.action
-        elem = ds[tag]
         if action is Action.EMPTY:
-            elem.value = Sequence([]) if vr == "SQ" else None
+            _set(ds, tag, vr, Sequence([]) if vr == "SQ" else None)
             return True
         if action is Action.REPLACE:
-            elem.value = rule.value
+            _set(ds, tag, vr, rule.value)
             return True
         if action is Action.PSEUDONYMIZE:
-            old = elem.value
-            elem.value = self.pseudonym(elem.keyword, vr, old)
-            return bool(elem.value != old)
+            old = _get(ds, tag)
+            new = self.pseudonym(tag, vr, old)
+            _set(ds, tag, vr, new)
+            return bool(new != old)
         if action is Action.DUMMY:
             if vr == "UI":
                 return self.apply(ds, tag, vr, replace(rule, action=Action.PSEUDONYMIZE))
-            elem.value = Sequence([]) if vr == "SQ" else _dummy(vr)
+            _set(ds, tag, vr, Sequence([]) if vr == "SQ" else _dummy(vr))
             return True
         if action is Action.DATE:
             return self.date(ds, tag, vr, self.profile.date_mode)
         if action is Action.AGE:
-            if self.profile.age_mode is AgeMode.KEEP:
-                return False
-            if self.profile.age_mode is AgeMode.REMOVE:
-                del ds[tag]
-                return True
-            text = str(elem.value or "")
-            years = _age_years(text)
-            if years is None and text:
-                elem.value = None  # not a valid age string: it could hold anything
-                return True
-            if years is not None and years > 89:
-                elem.value = "090Y"
-                return True
-            return False
+            return self.age(ds, tag, vr)
         raise AssertionError(action)
 
-    def pseudonym(self, keyword: str, vr: str | None, value: Any) -> Any:
+    def age(self, ds: Dataset, tag: int, vr: str | None) -> bool:
+        if self.profile.age_mode is AgeMode.KEEP:
+            return False
+        if self.profile.age_mode is AgeMode.REMOVE:
+            del _elements(ds)[tag]
+            return True
+        text = str(_get(ds, tag) or "")
+        years = _age_years(text)
+        if years is None and text:
+            _set(ds, tag, vr, None)  # not a valid age string: it could hold anything
+            return True
+        if years is not None and years > 89:
+            _set(ds, tag, vr, "090Y")
+            return True
+        return False
+
+    def pseudonym(self, tag: int, vr: str | None, value: Any) -> Any:
         if value is None or value == "":
             return value
         if vr == "UI":
             if isinstance(value, str):
                 return self.pseudo.uid(value)
             return [self.pseudo.uid(str(v)) for v in value]
+        keyword = keyword_for_tag(tag)
         if keyword in _PATIENT_ID_KEYWORDS or vr == "PN":
             return self.report.patient
         return self.pseudo.identifier(keyword or "id", str(value))[:16]
@@ -242,21 +247,66 @@ class _Walker:
         if mode is DateMode.KEEP:
             return False
         if mode is DateMode.REMOVE or vr not in ("DA", "DT", "TM"):
-            del ds[tag]
+            del _elements(ds)[tag]
             return True
-        elem = ds[tag]
-        text = str(elem.value or "")
-        if not text:
+        value = _get(ds, tag)
+        if not value:
             return False
         self.dates_changed = True
-        if mode is DateMode.SHIFT:
-            elem.value = _shifted(text, vr, self.shift)
-        elif vr == "TM":
-            elem.value = None
-        else:
-            year = _year(text)
-            elem.value = f"{year}0101" if year else None
+        values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        new = [self.one_date(text, vr, mode) for text in values]
+        kept = [v for v in new if v]
+        _set(ds, tag, vr, (kept[0] if len(kept) == 1 else kept) if kept else None)
         return True
+
+    def one_date(self, text: str, vr: str | None, mode: DateMode) -> str | None:
+        if mode is DateMode.SHIFT:
+            return _shifted(text, vr, self.shift)
+        if vr == "TM":
+            return None
+        year = _year(text)
+        return f"{year}0101" if year else None
+
+
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+
+
+def _elements(ds: Dataset) -> dict[int, Any]:
+    """pydicom's tag -> element map (raw or converted), keyed by plain ints.
+
+    Indexing the Dataset itself costs a Tag() conversion and several checks per access,
+    which dominated the cost of de-identifying a header.
+    """
+    return cast("dict[int, Any]", ds._dict)
+
+
+def _get(ds: Dataset, tag: int) -> Any:
+    """A value as text (a list if multi-valued), read from raw bytes where possible."""
+    elem = _elements(ds)[tag]
+    if isinstance(elem, RawDataElement) and elem.VR in _TEXT_VRS and elem.value is not None:
+        parts = elem.value.decode("latin-1").rstrip(" \0").split("\\")
+        parts = [p.strip(" \0") for p in parts]
+        return parts[0] if len(parts) == 1 else parts
+    value = ds[tag].value
+    if isinstance(value, MultiValue):
+        return [str(v) for v in value]
+    return str(value) if isinstance(value, PersonName) else value
+
+
+def _set(ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
+    """Store a new value; ASCII text over a raw element stays raw, ready to write."""
+    elem = _elements(ds)[tag]
+    if isinstance(elem, RawDataElement) and (vr in _TEXT_VRS or value is None) and vr != "SQ":
+        text = "\\".join(value) if isinstance(value, list) else (value or "")
+        if isinstance(text, str) and text.isascii():
+            data = text.encode("ascii")
+            if len(data) % 2:
+                data += b"\0" if vr == "UI" else b" "
+            _elements(ds)[tag] = elem._replace(VR=vr or elem.VR, length=len(data), value=data)
+            return
+    ds[tag].value = value
 
 
 def deidentify(

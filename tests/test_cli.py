@@ -236,3 +236,21 @@ def test_profiles_list_and_show() -> None:
     assert code == 0 and "PatientName" in text and "keyed HMAC-SHA256" in text
     code, text = run("profiles", "show", "nope")
     assert code == ExitCode.USAGE
+
+
+def test_profiles_validate_exit_codes(tmp_path: Path) -> None:
+    code, text = run("profiles", "validate", Path(__file__).parent.parent / "profiles")
+    assert code == ExitCode.OK, text
+    bad = tmp_path / "team.toml"
+    bad.write_text('name = "team"\nextends = "safe-harbor"\n[tags.rules]\nPatientNmae = "keep"\n')
+    code, text = run("profiles", "validate", bad)
+    assert code == 1
+    assert f"{bad}:4:" in text and 'did you mean "PatientName"' in text
+    code, text = run("profiles", "validate", tmp_path / "missing.toml")
+    assert code == ExitCode.USAGE
+
+
+def test_research_profile_is_not_safe_harbor() -> None:
+    research = Path(__file__).parent.parent / "profiles" / "research-longitudinal.toml"
+    code, text = run("profiles", "validate", research, "--safe-harbor")
+    assert code == 1 and "(C) Dates and ages" in text
