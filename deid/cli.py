@@ -17,12 +17,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deid import __version__, batch, pipeline, profiles, validate
+from deid import __version__, batch, leaktest, pipeline, profiles, validate, verify
 from deid.errors import DeidError, ExitCode, UsageError
 from deid.output import Transaction, png_bytes
-from deid.pixels import RenderOptions
 from deid.preview import draw_regions
 from deid.pseudonym import Pseudonymizer
+from deid.text import TextPolicy
 
 EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
 3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
@@ -64,37 +64,20 @@ def _load_profile(ref: str) -> profiles.Profile:
         raise _fail(exc) from None
 
 
-def _render_options(profile: profiles.Profile) -> RenderOptions:
-    section = profile.section("render")
-    fields = {k: section[k] for k in ("modality_lut", "voi", "palette") if k in section}
-    return RenderOptions(**fields)
-
-
 def _settings(
     profile: profiles.Profile,
     key: str | None,
     out_dir: Path,
-    **kwargs: object,
+    **overrides: object,
 ) -> pipeline.Settings:
-    png = profile.section("png")
-    base: dict[str, object] = {
-        "frames": str(profile.section("render").get("frames", "middle")),
-        "detect_text": profile.section("text").get("detect", "always") != "never",
-        "compress_level": int(png.get("compress_level", 1)),
-        "max_size": int(png.get("max_size", 0)),
-    }
-    base.update({k: v for k, v in kwargs.items() if v is not None})
     try:
         pseudo = Pseudonymizer.from_passphrase(key)
     except ValueError as exc:
         raise _fail(UsageError(f"--key: {exc}")) from None
-    return pipeline.Settings(
-        profile=profile,
-        key=pseudo.key,
-        out_dir=out_dir,
-        render=_render_options(profile),
-        **base,  # type: ignore[arg-type]
-    )
+    try:
+        return pipeline.Settings.for_profile(profile, pseudo.key, out_dir, **overrides)
+    except DeidError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -249,6 +232,56 @@ def inspect(
         txn.add(preview, png_bytes(image))
         txn.commit()
         out.print(f"preview written: {preview}")
+
+
+@app.command("verify")
+def verify_command(
+    outputs: Annotated[list[Path], typer.Argument(help="Output files or folders to check.")],
+    originals: Annotated[
+        list[Path] | None,
+        typer.Option("--originals", help="The inputs the outputs came from (their values)."),
+    ] = None,
+    profile: ProfileOpt = profiles.DEFAULT_PROFILE,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="OCR threads.")] = 2,
+) -> None:
+    """An independent second look at finished outputs. Exit 0 clean, 1 findings, 2 usage.
+
+    Every DICOM element at every depth (file meta and private ones too) is checked
+    against the originals' identifying values and against patterns; PNGs must have no
+    text chunks, and OCR of their pixels must find no PHI and no text outside the
+    profile's allow-list. Findings say file, where and what kind, never the value.
+    """
+    resolved = _load_profile(profile)
+    try:
+        policy = TextPolicy.from_profile(resolved.section("text"))
+        report = verify.verify_outputs(outputs, originals, policy, jobs=max(1, jobs))
+    except DeidError as exc:
+        raise _fail(exc) from None
+    for line in report.lines():
+        out.print(line, markup=False)
+    err.print(report.summary(), markup=False)
+    raise typer.Exit(int(ExitCode.OK if report.clean else ExitCode.MIXED_FAILURES))
+
+
+@profiles_app.command("test")
+def profiles_test(
+    name: Annotated[str, typer.Argument(help="Profile name or path.")],
+    samples: Annotated[Path, typer.Option("--samples", help="Folder of sample DICOM files.")],
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
+    ] = 0,
+) -> None:
+    """Anonymize samples with a profile in a temporary folder and verify every output.
+
+    Exit 0 when nothing leaked, 1 on any leak or failure: what a team runs in CI.
+    """
+    try:
+        report = leaktest.profile_test(name, samples, jobs=jobs or (os.cpu_count() or 1))
+    except DeidError as exc:
+        raise _fail(exc) from None
+    for line in report.lines():
+        out.print(line, markup=False)
+    raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.MIXED_FAILURES))
 
 
 @profiles_app.command("list")

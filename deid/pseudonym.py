@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
 from pydicom._uid_dict import UID_dictionary
 
-_UID_MAX_DIGITS = 39  # 2.25. + 39 digits stays under the 64-character UI limit
+_UID_MAX_DIGITS = 39
+_DIGIT_RUN = re.compile(r"\d{7}")  # 2.25. + 39 digits stays under the 64-character UI limit
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,23 @@ class Pseudonymizer:
         return hmac.new(self.key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
 
     def code(self, kind: str, value: str, length: int = 10) -> str:
-        """A short upper-case code, e.g. for IDs and folder names."""
+        """A short upper-case code, e.g. for IDs and folder names.
+
+        Codes never hold a run of seven digits, so no pseudonym looks like an MRN to a
+        leak check; a code that would is drawn again from the next digest.
+        """
         alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-        number = int.from_bytes(self.digest(kind, value), "big")
-        chars = []
-        for _ in range(length):
-            number, rem = divmod(number, 32)
-            chars.append(alphabet[rem])
-        return "".join(chars)
+        for attempt in range(100):
+            salt = f"{value}\0{attempt}" if attempt else value
+            number = int.from_bytes(self.digest(kind, salt), "big")
+            chars = []
+            for _ in range(length):
+                number, rem = divmod(number, 32)
+                chars.append(alphabet[rem])
+            code = "".join(chars)
+            if not _DIGIT_RUN.search(code):
+                return code
+        raise AssertionError("no code without a digit run in 100 draws")
 
     def uid(self, value: str) -> str:
         """A new UID for an original one; well-known standard UIDs are kept as they are."""

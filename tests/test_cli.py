@@ -254,3 +254,33 @@ def test_research_profile_is_not_safe_harbor() -> None:
     research = Path(__file__).parent.parent / "profiles" / "research-longitudinal.toml"
     code, text = run("profiles", "validate", research, "--safe-harbor")
     assert code == 1 and "(C) Dates and ages" in text
+
+
+def test_verify_finds_a_name_in_a_png_chunk_and_never_prints_it(tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Comment", PHI["name"])
+    leaky = tmp_path / "out" / "IMAGE.png"
+    leaky.parent.mkdir()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(leaky, pnginfo=info)
+    code, text = run("verify", leaky.parent)
+    assert code == 1, text
+    assert "IMAGE.png" in text and "tEXt" in text
+    assert PHI["name"] not in text and "DOE" not in text
+    leaky.unlink()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(leaky)
+    code, text = run("verify", leaky.parent)
+    assert code == 0, text
+
+
+def test_profiles_test_catches_a_weakened_profile(ct_file: Path, tmp_path: Path) -> None:
+    weak = tmp_path / "weak.toml"
+    weak.write_text(
+        'name = "weak"\nextends = "safe-harbor"\n[tags.rules]\nInstitutionName = "keep"\n'
+    )
+    code, text = run("profiles", "test", weak, "--samples", ct_file.parent, "-j", "1")
+    assert code == 1 and "institution" in text
+    assert PHI["institution"] not in text
+    code, text = run("profiles", "test", "safe-harbor", "--samples", ct_file.parent, "-j", "1")
+    assert code == 0, text

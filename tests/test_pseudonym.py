@@ -36,3 +36,10 @@ def test_empty_key_is_refused() -> None:
 def test_patient_pseudonym_fits_an_id() -> None:
     value = Pseudonymizer.from_passphrase("k").patient("PatientID=MRN1")
     assert len(value) <= 16 and value.startswith("ANON")
+
+
+def test_codes_never_look_like_an_mrn() -> None:
+    pseudo = Pseudonymizer.from_passphrase("k")
+    codes = [pseudo.identifier("AccessionNumber", f"ACC{i}") for i in range(5000)]
+    assert not [c for c in codes if re.search(r"\d{7}", c)]
+    assert len(set(codes)) == 5000

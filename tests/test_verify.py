@@ -1,0 +1,490 @@
+"""The second look at finished outputs: planted leaks are found, clean outputs pass.
+
+Outputs come from the real pipeline; each leak is planted into a copy of a clean one,
+so a test fails only for the leak it plants. Findings name a place and a kind, never
+the value, and that is checked on every report.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BURNED_LINES, PHI, burned_in_pixels, make_dataset
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage
+
+from deid import batch, pipeline, profiles
+from deid.pseudonym import Pseudonymizer
+from deid.text import TextPolicy
+from deid.verify import (
+    Leak,
+    check_dicom,
+    check_png,
+    check_text,
+    collect_originals,
+    verify_outputs,
+)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_dicom"
+P: dict[str, str] = {key: value for key, value in PHI.items() if isinstance(value, str)}
+POLICY = TextPolicy.from_profile(profiles.load("safe-harbor").section("text"))
+PLANTED = [
+    P["name"],
+    *PHI["name_words"],
+    P["patient_id"],
+    P["accession"],
+    P["birth_date"],
+    P["study_date"],
+    P["institution"],
+    P["physician"],
+    P["phone"],
+    P["sop_uid"],
+]
+# Values planted in the sample files (sample_dicom/README.md), a few of each kind.
+SAMPLE_PHI = [
+    "DOE^JANE",
+    "JANE",
+    "MRN4402817",
+    "SMITH^ROBERT",
+    "GARCIA",
+    "7781204",
+    "NGUYEN",
+    "PATEL",
+    "KOWALSKI",
+    "MUELLER",
+    "ALT-0098812",
+    "19680722",
+    "20230314",
+    "MERCY FICTIONAL MEDICAL CENTER",
+    "LAKESIDE FICTIONAL CLINIC",
+    "1.2.826.0.1.3680043.8.498.77001",
+]
+
+
+def assert_no_values(leaks: list[Leak], values: list[str] = PLANTED) -> None:
+    """Neither the place nor the kind of a finding repeats what was found."""
+    text = "\n".join(f"{leak.where} {leak.kind} {leak!r}".replace(leak.file, "") for leak in leaks)
+    for value in values:
+        assert value.upper() not in text.upper()
+
+
+def settings(out_dir: Path, *, tree: bool = False) -> pipeline.Settings:
+    return pipeline.Settings(
+        profile=profiles.load("safe-harbor"),
+        key=Pseudonymizer.from_passphrase("test-verify").key,
+        out_dir=out_dir,
+        formats=frozenset({"dicom", "png"}),
+        tree=tree,
+        context=True,
+    )
+
+
+def planted_dataset() -> FileDataset:
+    """A CT slice with fake PHI at the top, in a nested sequence and in a private block."""
+    rng = np.random.default_rng(7)
+    ds = make_dataset(rng.integers(0, 2000, size=(64, 64), dtype=np.uint16), bits_stored=12)
+    inner = Dataset()
+    inner.PatientName = P["name"]
+    inner.ContentDate = P["study_date"]
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CTImageStorage
+    ref.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.2001"
+    ref.ReferencedPatientSequence = Sequence([inner])
+    ds.ReferencedImageSequence = Sequence([ref])
+    block = ds.private_block(0x0011, "ACME SCANNER", create=True)
+    block.add_new(0x01, "LO", P["name"])
+    block.add_new(0x02, "DA", P["birth_date"])
+    return ds
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Inputs with fake PHI and what the pipeline made of them."""
+
+    inputs: Path
+    dicom: Path
+    png: Path
+    burned_png: Path
+    note: Path
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> Outputs:
+    root = tmp_path_factory.mktemp("verify")
+    inputs = root / "inputs"
+    inputs.mkdir()
+    ct = inputs / "ct.dcm"
+    planted_dataset().save_as(ct, enforce_file_format=True)
+    cr = inputs / "cr.dcm"
+    make_dataset(
+        burned_in_pixels(BURNED_LINES),
+        bits_stored=12,
+        sop_class="1.2.840.10008.5.1.4.1.1.1",
+        modality="CR",
+        extra={"WindowCenter": 2048, "WindowWidth": 4096, "ViewPosition": "PA"},
+    ).save_as(cr, enforce_file_format=True)
+    out = root / "out"
+    made = {}
+    for name, path in (("ct", ct), ("cr", cr)):
+        result = pipeline.process(path, settings(out / name))
+        assert result.status == "written", result.reason
+        made[name] = {Path(p).suffix: Path(p) for p in result.outputs}
+    return Outputs(
+        inputs, made["ct"][".dcm"], made["ct"][".png"], made["cr"][".png"], made["ct"][".txt"]
+    )
+
+
+@pytest.fixture(scope="module")
+def originals(outputs: Outputs) -> dict[str, str]:
+    return collect_originals([outputs.inputs])
+
+
+def test_collect_originals_reads_dicom_and_skips_the_rest(tmp_path: Path) -> None:
+    make_dataset().save_as(tmp_path / "a.dcm", enforce_file_format=True)
+    (tmp_path / "notes.txt").write_text("not DICOM\n")
+    (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0")
+    found = collect_originals([tmp_path])
+    assert found[P["name"]] == "patient name"
+    assert found["DOE"] == "patient name"
+    assert found[P["patient_id"]] == "patient ID"
+    assert found[P["sop_uid"]] == "original UID"
+    assert found[P["frame_uid"]] == "original UID"
+
+
+# --- DICOM -----------------------------------------------------------------------------
+
+DEEP = "ReferencedStudySequence[0] > ReferencedPatientSequence[0] > OtherPatientIDsSequence[0]"
+
+
+def _deep_name(ds: FileDataset) -> None:
+    deepest = Dataset()
+    deepest.PatientName = P["name"]
+    middle = Dataset()
+    middle.OtherPatientIDsSequence = Sequence([deepest])
+    top = Dataset()
+    top.ReferencedPatientSequence = Sequence([middle])
+    ds.ReferencedStudySequence = Sequence([top])
+
+
+def _private_date(ds: FileDataset) -> None:
+    ds.private_block(0x0019, "ACME SCANNER", create=True).add_new(0x10, "DA", P["birth_date"])
+
+
+def _original_uid(ds: FileDataset) -> None:
+    ds.FrameOfReferenceUID = P["frame_uid"]
+
+
+def _full_date(ds: FileDataset) -> None:
+    ds.AcquisitionDate = "20220915"
+
+
+def _file_meta_name(ds: FileDataset) -> None:
+    ds.file_meta.SourceApplicationEntityTitle = "JOHN DOE"
+
+
+def _preamble(ds: FileDataset) -> None:
+    ds.preamble = b"DOE^JOHN".ljust(128, b"\0")
+
+
+def _set(keyword: str, value: object) -> Callable[[FileDataset], None]:
+    def plant(ds: FileDataset) -> None:
+        setattr(ds, keyword, value)
+
+    return plant
+
+
+def _tag(tag: int, vr: str, value: object) -> Callable[[FileDataset], None]:
+    def plant(ds: FileDataset) -> None:
+        ds.add_new(tag, vr, value)
+
+    return plant
+
+
+# id -> (plant, where, kind, needs the originals)
+DICOM_LEAKS: dict[str, tuple[Callable[[FileDataset], None], str, str, bool]] = {
+    "name-3-deep": (_deep_name, f"{DEEP} > PatientName", "patient name", True),
+    "name-3-deep-no-originals": (_deep_name, f"{DEEP} > PatientName", "person name", False),
+    "date-in-private": (_private_date, "(0019,1010) private", "full date", False),
+    "private-element": (_private_date, "(0019,1010) private", "private element", False),
+    "private-original": (_private_date, "(0019,1010) private", "birth date", True),
+    "original-uid": (_original_uid, "FrameOfReferenceUID", "original UID", True),
+    "full-date": (_full_date, "AcquisitionDate", "full date", False),
+    "file-meta-name": (
+        _file_meta_name,
+        "file meta > SourceApplicationEntityTitle",
+        "patient name",
+        True,
+    ),
+    "preamble": (_preamble, "preamble", "non-zero preamble", False),
+    "phone": (
+        _set("ImageComments", f"call {P['phone']}"),
+        "ImageComments",
+        "phone number",
+        False,
+    ),
+    "email": (
+        _set("StudyDescription", "ask j.d@example.org"),
+        "StudyDescription",
+        "e-mail address",
+        False,
+    ),
+    "ssn": (
+        _set("ImageComments", "SSN 078-05-1120"),
+        "ImageComments",
+        "US social security number",
+        False,
+    ),
+    "id-number": (
+        _set("StudyDescription", "CT 4471923"),
+        "StudyDescription",
+        "ID-like number",
+        False,
+    ),
+    "written-date": (
+        _set("StudyDescription", "CT 03/14/2023"),
+        "StudyDescription",
+        "full date",
+        False,
+    ),
+    "person-name": (_set("OperatorsName", "SMITH^ANNA"), "OperatorsName", "person name", False),
+    "institution": (
+        _set("InstitutionName", P["institution"]),
+        "InstitutionName",
+        "institution",
+        True,
+    ),
+    "overlay": (_tag(0x60000010, "US", 64), "OverlayRows", "overlay element", False),
+    "curve": (_tag(0x50000005, "US", 1), "CurveDimensions", "curve element", False),
+    "age-over-90": (_set("PatientAge", "095Y"), "PatientAge", "age over 89", False),
+    "identity-flag": (
+        _set("PatientIdentityRemoved", "NO"),
+        "PatientIdentityRemoved",
+        "PatientIdentityRemoved not YES",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("plant", "where", "kind", "with_originals"), DICOM_LEAKS.values(), ids=DICOM_LEAKS.keys()
+)
+def test_check_dicom_finds_planted_leak(
+    outputs: Outputs,
+    originals: dict[str, str],
+    tmp_path: Path,
+    plant: Callable[[FileDataset], None],
+    where: str,
+    kind: str,
+    with_originals: bool,
+) -> None:
+    ds = dcmread(outputs.dicom)
+    plant(ds)
+    path = tmp_path / "leaky.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    leaks = check_dicom(path, originals if with_originals else None)
+    assert Leak(str(path), where, kind) in leaks
+    assert_no_values(leaks)
+
+
+def test_check_dicom_passes_pipeline_output(outputs: Outputs, originals: dict[str, str]) -> None:
+    assert check_dicom(outputs.dicom, originals) == []
+    assert check_dicom(outputs.dicom, None) == []
+
+
+def test_check_dicom_reports_the_original_everywhere(outputs: Outputs) -> None:
+    """The input itself, checked as if it were an output, leaks in every way planted."""
+    ct = outputs.inputs / "ct.dcm"
+    leaks = check_dicom(ct, collect_originals([outputs.inputs]))
+    found = {(leak.where, leak.kind) for leak in leaks}
+    assert ("ReferencedImageSequence[0] > ReferencedPatientSequence[0] > PatientName",
+            "patient name") in found  # fmt: skip
+    assert ("(0011,1001) private", "patient name") in found
+    assert ("PatientTelephoneNumbers", "telephone number") in found
+    assert ("StudyDescription", "patient name") in found
+    assert ("PatientIdentityRemoved", "PatientIdentityRemoved not YES") in found
+    assert_no_values(leaks)
+
+
+def test_unreadable_dicom_is_not_clean(tmp_path: Path) -> None:
+    path = tmp_path / "bad.dcm"
+    path.write_bytes(b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0")
+    assert check_dicom(path, None)[0] == Leak(str(path), "file", "unreadable DICOM")
+
+
+# --- PNG -------------------------------------------------------------------------------
+
+
+def png_file(path: Path, image: Image.Image, **text: str) -> Path:
+    info = PngImagePlugin.PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    image.save(path, format="PNG", pnginfo=info if text else None)
+    return path
+
+
+def drawn(
+    text: str, size: tuple[int, int] = (400, 160), at: tuple[int, int] = (40, 60)
+) -> Image.Image:
+    """White text on a dark, noisy background, in Pillow's own font at 28 px."""
+    rng = np.random.default_rng(11)
+    image = Image.fromarray(rng.integers(0, 60, (size[1], size[0]), dtype=np.uint8), mode="L")
+    ImageDraw.Draw(image).text(at, text, fill=255, font=ImageFont.load_default(size=28))
+    return image
+
+
+def boxes(leaks: list[Leak]) -> list[tuple[int, int, int, int]]:
+    found = []
+    for leak in leaks:
+        if leak.where.startswith("pixels "):
+            _, _, xs, _, ys = leak.where.split(" ")
+            (x0, x1), (y0, y1) = xs.split("-"), ys.split("-")
+            found.append((int(x0), int(y0), int(x1), int(y1)))
+    return found
+
+
+def test_png_text_chunk_is_a_leak(
+    outputs: Outputs, originals: dict[str, str], tmp_path: Path
+) -> None:
+    with Image.open(outputs.png) as image:
+        path = png_file(tmp_path / "chunk.png", image.copy(), Patient=P["name"])
+    leaks = check_png(path, originals, POLICY)
+    assert Leak(str(path), "PNG tEXt chunk", "text metadata") in leaks
+    assert Leak(str(path), "PNG tEXt chunk", "patient name") in leaks
+    assert_no_values(leaks)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "kind"),
+    [(b"tIME", "modification time"), (b"eXIf", "EXIF metadata"), (b"prVt", "unexpected chunk")],
+)
+def test_png_metadata_chunks_are_leaks(
+    outputs: Outputs, tmp_path: Path, chunk: bytes, kind: str
+) -> None:
+    data = outputs.png.read_bytes()
+    body = b"\0" * 7
+    extra = len(body).to_bytes(4, "big") + chunk + body + b"\0\0\0\0"
+    path = tmp_path / "meta.png"
+    path.write_bytes(data[:33] + extra + data[33:])  # after IHDR
+    assert Leak(str(path), f"PNG {chunk.decode()} chunk", kind) in check_png(path, None, POLICY)
+
+
+def test_png_data_after_the_end_is_a_leak(outputs: Outputs, tmp_path: Path) -> None:
+    path = tmp_path / "tail.png"
+    path.write_bytes(outputs.png.read_bytes() + b"DOE^JOHN")
+    leaks = check_png(path, None, POLICY)
+    assert Leak(str(path), "after PNG IEND", "data after the image end") in leaks
+
+
+@pytest.mark.parametrize(
+    ("text", "with_originals", "kind"),
+    [
+        ("DOE JOHN", True, "patient name"),
+        ("DOE JOHN", False, "text outside the allow-list"),
+        ("03/14/2023", False, "full date"),
+    ],
+    ids=["name", "name-no-originals", "date"],
+)
+def test_text_drawn_into_pixels_is_found(
+    originals: dict[str, str], tmp_path: Path, text: str, with_originals: bool, kind: str
+) -> None:
+    path = png_file(tmp_path / "drawn.png", drawn(text))
+    leaks = check_png(path, originals if with_originals else None, POLICY)
+    assert kind in {leak.kind for leak in leaks}
+    found = boxes([leak for leak in leaks if leak.kind == kind])
+    left, top = min(b[0] for b in found), min(b[1] for b in found)
+    right, bottom = max(b[2] for b in found), max(b[3] for b in found)
+    assert left < 80 and top < 100 and right > 120 and bottom > 60  # around the drawn text
+    assert_no_values(leaks)
+
+
+@pytest.mark.parametrize("marker", ["L", "R", "PA"])
+def test_allow_listed_marker_alone_passes(tmp_path: Path, marker: str) -> None:
+    path = png_file(tmp_path / "marker.png", drawn(marker, at=(180, 60)))
+    assert check_png(path, None, POLICY) == []
+
+
+def test_pipeline_pngs_pass(outputs: Outputs, originals: dict[str, str]) -> None:
+    assert check_png(outputs.png, originals, POLICY) == []
+    assert check_png(outputs.burned_png, originals, POLICY) == []
+
+
+def test_unreadable_png_is_not_clean(tmp_path: Path) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\0\0")
+    assert Leak(str(path), "file", "unreadable PNG") in check_png(path, None, POLICY)
+
+
+# --- Notes, names and whole folders ----------------------------------------------------
+
+
+def test_pipeline_note_passes_and_a_careless_one_does_not(
+    outputs: Outputs, originals: dict[str, str], tmp_path: Path
+) -> None:
+    assert check_text(outputs.note, originals) == []
+    note = tmp_path / "note.txt"
+    note.write_text(f"Modality: CT\nPatient: Doe, John {P['phone']}\nSeen at {P['institution']}\n")
+    leaks = check_text(note, originals)
+    assert {(leak.where, leak.kind) for leak in leaks} == {
+        ("line 2", "patient name"),
+        ("line 2", "telephone number"),
+        ("line 2", "phone number"),
+        ("line 3", "institution"),
+    }
+    assert_no_values(leaks)
+
+
+def test_verify_outputs_counts_and_file_names(outputs: Outputs, tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(outputs.dicom, folder / "clean.dcm")
+    shutil.copy(outputs.dicom, folder / "DOE_JOHN.dcm")
+    shutil.copy(outputs.note, folder / "note.txt")
+    (folder / "readme.md").write_text("hello\n")
+    report = verify_outputs([folder], [outputs.inputs], POLICY)
+    assert (report.checked, report.dicom, report.png, report.notes, report.skipped) == (
+        3,
+        2,
+        0,
+        1,
+        1,
+    )
+    assert report.leaks == [Leak(str(folder / "DOE_JOHN.dcm"), "file name", "patient name")]
+    assert report.lines() == [f"{folder / 'DOE_JOHN.dcm'}: file name: patient name"]
+    assert not report.clean and "1 leaks in 1 files" in report.summary()
+
+
+# --- The sample patient CD -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("samples") / "out"
+    summary = batch.run(batch.discover([SAMPLES]), settings(out, tree=True), jobs=2)
+    assert summary.counts["written"] == 10 and summary.counts["failed"] == 0, summary.problems
+    return out
+
+
+def test_every_sample_output_is_clean(sample_outputs: Path) -> None:
+    report = verify_outputs([sample_outputs], [SAMPLES], POLICY, jobs=2)
+    assert report.lines() == []
+    assert (report.dicom, report.png, report.notes, report.skipped) == (10, 10, 10, 0)
+
+
+def test_samples_themselves_leak_without_showing_values() -> None:
+    """Checked as if they were outputs, the originals leak, and no finding says what."""
+    report = verify_outputs([SAMPLES / "DICOM", SAMPLES / "PATIENT_SMITH"], [SAMPLES], POLICY)
+    by_file = report.by_file()
+    assert len(by_file) == 11  # 10 DICOM files and notes.txt
+    assert all(any(leak.kind == "patient name" for leak in leaks) for leaks in by_file.values())
+    assert_no_values(report.leaks, SAMPLE_PHI)
+    text = "\n".join(line.split(": ", 1)[1] for line in report.lines())
+    for value in SAMPLE_PHI:
+        assert value not in text
