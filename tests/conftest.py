@@ -134,8 +134,7 @@ def write_dicom(tmp_path: Path) -> Callable[..., Path]:
     return _write
 
 
-@pytest.fixture
-def ct_dataset() -> FileDataset:
+def make_ct_dataset() -> FileDataset:
     """A 64x64 CT slice with rescale, a window and full fake PHI, nested and private."""
     rng = np.random.default_rng(7)
     pixels = rng.integers(0, 2000, size=(64, 64), dtype=np.uint16)
@@ -161,6 +160,12 @@ def ct_dataset() -> FileDataset:
     block.add_new(0x01, "LO", PHI["name"])
     block.add_new(0x02, "DA", PHI["birth_date"])
     return ds
+
+
+@pytest.fixture
+def ct_dataset() -> FileDataset:
+    """`make_ct_dataset()` as a fixture."""
+    return make_ct_dataset()
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BURNED_LINES, PHI, burned_in_pixels, make_dataset
+from conftest import BURNED_LINES, PHI, burned_in_pixels, make_ct_dataset, make_dataset
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage
 
 from deid import batch, pipeline, profiles
 from deid.pseudonym import Pseudonymizer
@@ -77,10 +76,10 @@ def assert_no_values(leaks: list[Leak], values: list[str] = PLANTED) -> None:
 
 
 def settings(out_dir: Path, *, tree: bool = False) -> pipeline.Settings:
-    return pipeline.Settings(
-        profile=profiles.load("safe-harbor"),
-        key=Pseudonymizer.from_passphrase("test-verify").key,
-        out_dir=out_dir,
+    return pipeline.Settings.for_profile(
+        profiles.load("safe-harbor"),
+        Pseudonymizer.from_passphrase("test-verify").key,
+        out_dir,
         formats=frozenset({"dicom", "png"}),
         tree=tree,
         context=True,
@@ -89,20 +88,7 @@ def settings(out_dir: Path, *, tree: bool = False) -> pipeline.Settings:
 
 def planted_dataset() -> FileDataset:
     """A CT slice with fake PHI at the top, in a nested sequence and in a private block."""
-    rng = np.random.default_rng(7)
-    ds = make_dataset(rng.integers(0, 2000, size=(64, 64), dtype=np.uint16), bits_stored=12)
-    inner = Dataset()
-    inner.PatientName = P["name"]
-    inner.ContentDate = P["study_date"]
-    ref = Dataset()
-    ref.ReferencedSOPClassUID = CTImageStorage
-    ref.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.2001"
-    ref.ReferencedPatientSequence = Sequence([inner])
-    ds.ReferencedImageSequence = Sequence([ref])
-    block = ds.private_block(0x0011, "ACME SCANNER", create=True)
-    block.add_new(0x01, "LO", P["name"])
-    block.add_new(0x02, "DA", P["birth_date"])
-    return ds
+    return make_ct_dataset()
 
 
 @dataclass(frozen=True)
