@@ -9,6 +9,7 @@ on past a bad file. It fails closed: if any step fails the file gets no output a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from deid.boxes import Box
 from deid.errors import DeidError, ExitCode, LeakError, NotDicomError
 from deid.profiles import Profile
 from deid.pseudonym import Pseudonymizer
+from deid.regions import fixed_boxes
 
 Status = Literal["written", "skipped", "failed"]
 
@@ -102,24 +104,50 @@ class PixelWork:
     boxes: list[Box]
 
 
-def find_text(ds: Dataset, frames: np.ndarray, settings: Settings) -> list[text.Region]:
-    """Text regions over every distinct frame; identical frames are read once."""
+_SECOND_LOOKS = 2
+
+
+def find_text(
+    ds: Dataset, frames: np.ndarray, settings: Settings, phi: Mapping[str, str], where: str
+) -> list[text.Region]:
+    """Text regions over every distinct frame, plus the profile's fixed regions.
+
+    Identical frames are read once. After covering what was found, a second look reads
+    the surroundings again; text still readable there adds regions, and if it persists
+    after two rounds the file fails rather than leave it.
+    """
     policy = settings.text_policy
+    fixed = [
+        text.Region(box, "redact", "fixed region")
+        for box in fixed_boxes(ds, settings.profile.section("regions"))
+    ]
     seen: set[bytes] = set()
-    regions: list[text.Region] = []
+    found: list[text.Region] = list(fixed)
     for frame in frames:
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
         if digest in seen:
             continue
         seen.add(digest)
-        regions.extend(text.find_regions(pixels.render(ds, frame, settings.render), policy))
-    return regions
+        image = pixels.render(ds, frame, settings.render)
+        here = text.find_regions(image, policy, phi=phi)
+        for _ in range(_SECOND_LOOKS):
+            covered = pixels.black_out(image, text.redaction_boxes([*here, *fixed]))
+            extra = text.second_look(covered, here, policy, phi=phi)
+            if not extra:
+                break
+            here += extra
+        else:
+            covered = pixels.black_out(image, text.redaction_boxes([*here, *fixed]))
+            if text.second_look(covered, here, policy, phi=phi):
+                raise LeakError("text stays readable after redaction; nothing written", where)
+        found.extend(here)
+    return found
 
 
-def prepare_pixels(ds: Dataset, path: str, settings: Settings) -> PixelWork:
+def prepare_pixels(ds: Dataset, path: str, settings: Settings, phi: Mapping[str, str]) -> PixelWork:
     frames = pixels.decode(ds, path)
-    regions = find_text(ds, frames, settings) if settings.detect_text else []
-    return PixelWork(frames, regions, text.redaction_boxes(regions))
+    found = find_text(ds, frames, settings, phi, path) if settings.detect_text else []
+    return PixelWork(frames, found, text.redaction_boxes(found))
 
 
 def process(path: Path, settings: Settings) -> FileResult:
@@ -146,7 +174,7 @@ def _process(path: Path, settings: Settings) -> FileResult:
 
     work: PixelWork | None = None
     if want_png or settings.detect_text:
-        work = prepare_pixels(ds, where, settings)
+        work = prepare_pixels(ds, where, settings, originals)
     elif want_dicom:
         pixels.check_pixel_data(ds, where)
 
@@ -240,13 +268,15 @@ def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspect
     ds = reader.read(path)
     where = str(path)
     found = classify.classify(ds, where, settings.profile)
-    regions: list[text.Region] = []
+    regions_found: list[text.Region] = []
     image = None
     if settings.detect_text or preview:
-        work = prepare_pixels(ds, where, settings)
-        regions = work.regions
+        work = prepare_pixels(ds, where, settings, verify.phi_values(ds))
+        regions_found = work.regions
         if preview:
             index = pixels.select_frames(pixels.frame_count(ds), settings.frames)[0]
             image = pixels.render(ds, work.frames[index], settings.render)
     report = tags.deidentify(ds, settings.profile, settings.pseudonymizer)
-    return Inspection(where, found.kind, found.burned_in_annotation, report.changes, regions, image)
+    return Inspection(
+        where, found.kind, found.burned_in_annotation, report.changes, regions_found, image
+    )

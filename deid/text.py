@@ -1,32 +1,57 @@
 """Deciding which burned-in text to black out.
 
 Patient names, MRNs and dates stamped into the pixels survive every tag rule, so each
-rendered image is read with Tesseract and every word found is covered, except exact,
-confident matches of the profile's allow-list (laterality and view markers a reader
-needs). The policy fails closed: text that looks like text but cannot be read
-confidently is covered too. `Region` never carries what was read, so regions can be
-logged and shown; only a kept marker names itself.
+rendered image is searched for text and every line found is decided by the profile's
+text policy:
+
+- `all-text` (the default): every line is covered except exact, confident matches of
+  the allow-list (laterality and view markers a reader needs); a line that looks like
+  text but cannot be read is covered too (fail closed);
+- `phi-only`: only lines whose text matches the original header's identifying values
+  (fuzzily, to survive OCR errors) or a PHI pattern (dates, times, phone numbers, ...)
+  are covered; unreadable text is still covered.
+
+Two engines find the lines. `candidates` (the default) looks for text without OCR
+(`deid.detect`) and reads only the candidate lines, each cropped, cleaned to dark text
+on white and enlarged, all in one or two Tesseract processes. `whole-image` is the
+first version kept as a fallback: sparse-text Tesseract passes over the whole image.
+
+`Region` never carries what was read, so regions can be logged and shown; only a kept
+marker names itself, and a PHI match names the kind of value, never the value.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
+import tomllib
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from deid import detect
 from deid.boxes import Box
 from deid.errors import ProfileError
 from deid.ocr import Word, read_pages, read_words
 
 Decision = Literal["redact", "keep"]
-Reason = Literal["allow-listed marker", "text", "unreadable text"]
+Mode = Literal["all-text", "phi-only"]
+Engine = Literal["candidates", "whole-image"]
+# "allow-listed marker", "text", "unreadable text", "PHI match: <kind>",
+# "pattern: <name>" or "fixed region".
+Reason = str
+
+_MODES: tuple[Mode, ...] = ("all-text", "phi-only")
+_ENGINES: tuple[Engine, ...] = ("candidates", "whole-image")
 
 
 @dataclass(frozen=True)
@@ -34,15 +59,18 @@ class TextPolicy:
     """What to do with text found in the pixels; built from a profile's `[text]` table.
 
     `allow_list` holds the markers left in place, compared upper-case after stripping
-    whitespace. `padding` is the least margin in pixels around a covered word.
+    whitespace. `padding` is the least margin in pixels around a covered line.
     `min_confidence` (0-100) is the Tesseract score below which a word counts as
-    unreadable: it is covered even if it looks like a marker.
+    unreadable: it is covered even if it looks like a marker. `mode` is the policy
+    ("all-text" or "phi-only") and `engine` how text is found ("candidates" or
+    "whole-image").
     """
 
     allow_list: frozenset[str]
     padding: int = 4
     min_confidence: float = 60.0
-    mode: Literal["all-text"] = "all-text"
+    mode: Mode = "all-text"
+    engine: Engine = "candidates"
 
     def __post_init__(self) -> None:
         normal = frozenset(entry.strip().upper() for entry in self.allow_list)
@@ -51,16 +79,18 @@ class TextPolicy:
             raise ValueError(f"padding must be >= 0, not {self.padding}")
         if not 0 <= self.min_confidence <= 100:
             raise ValueError(f"min_confidence must be within 0..100, not {self.min_confidence}")
-        if self.mode != "all-text":
+        if self.mode not in _MODES:
             raise ValueError(f"unknown text policy {self.mode!r}")
+        if self.engine not in _ENGINES:
+            raise ValueError(f"unknown text engine {self.engine!r}")
 
     @classmethod
     def from_profile(cls, section: Mapping[str, Any]) -> TextPolicy:
-        """Read `allow_list`, `padding`, `min_confidence` and `policy` from a profile table.
+        """Read `allow_list`, `padding`, `min_confidence`, `policy` and `engine`.
 
         Missing keys take the defaults (an empty allow-list covers every word). Other
         keys of the table belong to other readers and are ignored. Raises
-        `ProfileError` for a value of the wrong type or an unknown policy.
+        `ProfileError` for a value of the wrong type, an unknown policy or engine.
         """
         allow = section.get("allow_list", [])
         if not isinstance(allow, list | tuple) or not all(isinstance(a, str) for a in allow):
@@ -74,19 +104,26 @@ class TextPolicy:
         if not 0 <= confidence <= 100:
             raise ProfileError("text.min_confidence must be a number from 0 to 100")
         mode = section.get("policy", "all-text")
-        if mode != "all-text":
-            raise ProfileError(f"text.policy {mode!r} is not known; use 'all-text'")
-        return cls(frozenset(allow), padding, float(confidence), "all-text")
+        if mode not in _MODES:
+            raise ProfileError(f"text.policy {mode!r} is not known; use 'all-text' or 'phi-only'")
+        engine = section.get("engine", "candidates")
+        if engine not in _ENGINES:
+            raise ProfileError(
+                f"text.engine {engine!r} is not known; use 'candidates' or 'whole-image'"
+            )
+        return cls(frozenset(allow), padding, float(confidence), mode, engine)
 
 
 @dataclass(frozen=True)
 class Region:
     """A rectangle of the image and what happens to it.
 
-    `reason` is "allow-listed marker" (kept), "text" (read confidently, covered) or
-    "unreadable text" (looked like text, read poorly, covered). `marker` names a kept
-    allow-listed marker such as "L"; it is None for every covered region, so a Region
-    never carries identifying text.
+    `reason` is "allow-listed marker" (kept), "text" (read confidently, covered),
+    "unreadable text" (looked like text, read poorly, covered), "PHI match: <kind>"
+    (its text matched an identifying header value of that kind, e.g. "patient name"),
+    "pattern: <name>" (its text matched a PHI pattern such as "date") or "fixed region"
+    (a profile's fixed box). `marker` names a kept allow-listed marker such as "L"; it is
+    None for every covered region, so a Region never carries identifying text.
     """
 
     box: Box
@@ -100,8 +137,568 @@ def redaction_boxes(regions: Iterable[Region]) -> list[Box]:
     return [region.box for region in regions if region.decision == "redact"]
 
 
-# Tuning of the search. These follow from how Tesseract reads and how overlays are
-# drawn, not from a site's policy, so they live here rather than in a profile.
+def find_regions(
+    image: np.ndarray, policy: TextPolicy, *, phi: Mapping[str, str] | None = None
+) -> list[Region]:
+    """Find burned-in text in a rendered uint8 grey or RGB image and decide each line.
+
+    `phi` maps the original header's identifying values to their kind (as
+    `verify.phi_values` gives them); the `phi-only` policy covers only text matching
+    one of them or a PHI pattern, and without `phi` only the patterns. Covers are padded
+    (the policy's padding, more for tall text), merged where they overlap, and a kept
+    marker never touches a cover. Pure: the same image gives the same regions.
+
+    Raises `OcrUnavailableError` when Tesseract cannot run, and TypeError for anything
+    but a uint8 (H, W) or (H, W, 3) image.
+    """
+    detect.planes(image)  # type check before anything else
+    height, width = image.shape[:2]
+    if min(height, width) < 2 * _MIN_TEXT_HEIGHT:
+        return []
+    matcher = _Matcher.build(phi or {}) if policy.mode == "phi-only" else None
+    if policy.engine == "whole-image":
+        return _whole_image(image, policy, matcher)
+    return _from_candidates(image, policy, matcher)
+
+
+def second_look(
+    image: np.ndarray,
+    regions: Sequence[Region],
+    policy: TextPolicy,
+    *,
+    phi: Mapping[str, str] | None = None,
+) -> list[Region]:
+    """Read the surroundings of every cover again, on the image after redaction.
+
+    Each covered region's neighbourhood (twice its height above and below, at least
+    16 px, four times that aside, widened while text runs off its sides) is searched
+    once more with `find_regions`; text still readable there (PHI, or any
+    non-allow-listed text under `all-text`) that no cover already holds comes back as
+    a region grown over the cover it touches. An empty list means the covers hold; a
+    caller repeats with the extra regions added, or fails the file.
+    """
+    height, width = image.shape[:2]
+    covers = redaction_boxes(regions)
+    if not covers:
+        return []
+    areas = _merge_boxes([_around(box, width, height) for box in covers])
+    extra: list[Region] = []
+    for area in areas:
+        for region in _look(image, area, policy, phi):
+            box = region.box
+            if any(_contains(cover, box) for cover in covers):
+                continue
+            for cover in covers:
+                if cover.padded(2, width, height).overlaps(box):
+                    box = _union(box, cover)
+            extra.append(Region(box, "redact", region.reason))
+    return _merge_regions(extra)
+
+
+def _around(box: Box, width: int, height: int) -> Box:
+    """The neighbourhood a second look reads: two heights above and below, eight aside."""
+    reach = max(16, 2 * box.height)
+    return Box(
+        max(0, box.left - 4 * reach),
+        max(0, box.top - reach),
+        min(width, box.right + 4 * reach),
+        min(height, box.bottom + reach),
+    )
+
+
+def _look(
+    image: np.ndarray, area: Box, policy: TextPolicy, phi: Mapping[str, str] | None
+) -> list[Region]:
+    """Readable covers found in one area, widened while text runs off its sides."""
+    width = image.shape[1]
+    for _ in range(4):
+        crop = np.ascontiguousarray(image[area.top : area.bottom, area.left : area.right])
+        found = [
+            Region(_shifted(r.box, area), r.decision, r.reason)
+            for r in find_regions(crop, policy, phi=phi)
+            if r.decision == "redact" and r.reason != "unreadable text"
+        ]
+        left = any(r.box.left <= area.left + 1 for r in found) and area.left > 0
+        right = any(r.box.right >= area.right - 1 for r in found) and area.right < width
+        if not (left or right):
+            return found
+        step = max(32, area.height)
+        area = Box(
+            max(0, area.left - step) if left else area.left,
+            area.top,
+            min(width, area.right + step) if right else area.right,
+            area.bottom,
+        )
+    return found
+
+
+# Tuning of the candidates engine. These follow from how Tesseract reads and how
+# overlays are drawn, not from a site's policy, so they live here.
+_OCR_SCORE = 0.35  # candidates scoring less are not worth reading
+_LINE_SCORE = 0.45  # ... nor lines of letters scoring less
+_MANY_GLYPHS = 6  # ... unless they hold this many glyphs (text crossed by a rule or rib)
+_MARKER_HEIGHT = 10  # px: a lone glyph lower than this is not read (no marker is)
+_WEAK_SCORE = 0.7  # a line read as low-confidence letters: covered from this score up
+_BLIND_SCORE = 0.8  # a line read as nothing at all: covered from this score up
+_MAX_READS = 160  # candidate lines read per image, the likeliest first
+_READ_HEIGHT = 34  # px: the glyph height crops are enlarged to
+_MAX_SCALE = 5.0
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One candidate line and the words read in it, in image coordinates.
+
+    `read` is False when the line was not read at all (over the reading budget).
+    `agreed` is False when the reads of a lone glyph confidently disagree.
+    """
+
+    candidate: detect.Candidate
+    words: tuple[Word, ...]
+    read: bool = True
+    agreed: bool = True
+
+
+def _from_candidates(
+    image: np.ndarray, policy: TextPolicy, matcher: _Matcher | None
+) -> list[Region]:
+    """The candidates engine: detect lines, read each crop, decide each line."""
+    grey_planes = detect.planes(image)
+    candidates = [
+        c
+        for c in detect.find_candidates(image)
+        if (c.wide and (c.score >= _LINE_SCORE or c.glyphs >= _MANY_GLYPHS))
+        or (not c.wide and c.height >= _MARKER_HEIGHT and c.score >= _OCR_SCORE)
+    ]
+    to_read = candidates[:_MAX_READS]
+    readings = _read_candidates(grey_planes, to_read, policy)
+    readings += [_Reading(c, (), read=False) for c in candidates[_MAX_READS:]]
+    return _decide_lines(readings, policy, matcher, image.shape[1], image.shape[0])
+
+
+def _read_candidates(
+    grey_planes: Sequence[np.ndarray],
+    candidates: Sequence[detect.Candidate],
+    policy: TextPolicy,
+) -> list[_Reading]:
+    """OCR every candidate crop, in at most two Tesseract processes side by side.
+
+    Lines are read once, as one line (psm 7), taller blocks as a block (psm 6). A lone
+    glyph (a candidate narrower than a line of letters) is read three times as a single
+    character (psm 10): its cleaned crop at two sizes and its plain crop, since
+    Tesseract's reading of one letter swings with size and preparation.
+    """
+    pages: list[tuple[int, np.ndarray, float, Box]] = []  # psm, crop, scale, origin
+    owner: list[int] = []
+    for index, cand in enumerate(candidates):
+        crop, origin = detect.ocr_crop(grey_planes, cand)
+        scale = min(_MAX_SCALE, max(1.0, _READ_HEIGHT / max(1, cand.height)))
+        if cand.wide:
+            psm = 6 if cand.box.height > 1.8 * cand.height else 7
+            pages.append((psm, crop, scale, origin))
+            owner.append(index)
+            continue
+        plain = detect.plain_crop(grey_planes, cand)
+        other = min(_MAX_SCALE, max(1.0, 1.5 * _READ_HEIGHT / max(1, cand.height)))
+        for view, factor in ((crop, scale), (crop, other), (plain, scale)):
+            pages.append((10, view, factor, origin))
+            owner.append(index)
+    groups: dict[int, list[int]] = {}
+    for page, (psm, _, _, _) in enumerate(pages):
+        groups.setdefault(psm, []).append(page)
+    batches = [(psm, members) for psm, members in sorted(groups.items())]
+    if len(batches) == 1 and len(batches[0][1]) > 8:
+        psm, members = batches[0]
+        half = len(members) // 2
+        batches = [(psm, members[:half]), (psm, members[half:])]
+
+    def run(batch: tuple[int, list[int]]) -> list[list[Word]]:
+        psm, members = batch
+        return read_pages(
+            [pages[i][1] for i in members], psm=psm, scales=[pages[i][2] for i in members]
+        )
+
+    reads: dict[int, list[Word]] = {}
+    workers = max(1, min(len(batches), 2, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for (_, members), results in zip(batches, pool.map(run, batches), strict=True):
+            for page, words in zip(members, results, strict=True):
+                origin = pages[page][3]
+                reads[page] = [
+                    Word(_shifted(w.box, origin), w.text, w.confidence)
+                    for w in words
+                    if _alnum(w.text)
+                ]
+    by_candidate: dict[int, list[list[Word]]] = {}
+    for page, index in enumerate(owner):
+        by_candidate.setdefault(index, []).append(reads.get(page, []))
+    out: list[_Reading] = []
+    for index, cand in enumerate(candidates):
+        views = by_candidate.get(index, [[]])
+        if cand.wide:
+            out.append(_Reading(cand, tuple(views[0])))
+        else:
+            out.append(_vote(cand, views, policy))
+    return _second_view(grey_planes, out, policy)
+
+
+def _second_view(
+    grey_planes: Sequence[np.ndarray], readings: list[_Reading], policy: TextPolicy
+) -> list[_Reading]:
+    """Read again, from the plain crop, lines that read as a near miss of a marker.
+
+    A thin letter lost in cleaning turns "SUPINE" into "SUP NE", which would cover a
+    marker the reader needs. Lines whose reading is within two edits of an allow-listed
+    marker, but not one, are read once more from the plain crop; a confident, exact
+    marker there replaces the first reading. Anything else keeps the first reading.
+    """
+    if not policy.allow_list:
+        return readings
+    redo = [
+        i
+        for i, r in enumerate(readings)
+        if r.candidate.wide and r.words and _near_marker(r.words, policy)
+    ]
+    if not redo:
+        return readings
+    crops = [detect.plain_crop(grey_planes, readings[i].candidate) for i in redo]
+    scales = [
+        min(_MAX_SCALE, max(1.0, _READ_HEIGHT / max(1, readings[i].candidate.height))) for i in redo
+    ]
+    pages = read_pages(crops, psm=7, scales=scales)
+    out = list(readings)
+    for i, page in zip(redo, pages, strict=True):
+        cand = readings[i].candidate
+        border = max(6, cand.height // 2)
+        outer = cand.box.padded(
+            max(4, cand.height // 2), grey_planes[0].shape[1], grey_planes[0].shape[0]
+        )
+        origin = Box(outer.left - border, outer.top - border, outer.right, outer.bottom)
+        words = [
+            Word(_shifted(w.box, origin), w.text, w.confidence) for w in page if _alnum(w.text)
+        ]
+        if words and all(
+            w.confidence >= policy.min_confidence and _bare(w.text) in policy.allow_list
+            for w in words
+        ):
+            out[i] = _Reading(cand, tuple(words))
+    return out
+
+
+def _near_marker(words: Sequence[Word], policy: TextPolicy) -> bool:
+    """Whether a reading is not a marker but within two edits of one (of 2+ letters)."""
+    names = [_bare(w.text) for w in words]
+    if all(name in policy.allow_list for name in names):
+        return False
+    said = "".join(names)
+    return any(len(entry) >= 2 and _distance(said, entry) <= 2 for entry in policy.allow_list)
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance between two short strings."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _vote(cand: detect.Candidate, views: Sequence[list[Word]], policy: TextPolicy) -> _Reading:
+    """One reading of a lone glyph from its three reads.
+
+    Two confident reads saying the same, and no confident read saying otherwise, make
+    an agreed reading; confident reads that differ make a disagreeing one (covered as
+    text); no confident read leaves only what the reads said, low confidence and all.
+    """
+    said: list[tuple[str, list[Word]]] = []
+    for words in views:
+        if words and all(w.confidence >= policy.min_confidence for w in words):
+            said.append((" ".join(_bare(w.text) for w in words), words))
+    if not said:
+        weak = [w for words in views for w in words]
+        return _Reading(cand, tuple(weak[:1]))
+    votes = Counter(text for text, _ in said)
+    best, count = votes.most_common(1)[0]
+    if count >= 2 and len(votes) == 1:
+        return _Reading(cand, tuple(next(words for text, words in said if text == best)))
+    return _Reading(cand, tuple(said[0][1]), agreed=False)
+
+
+def _bare(text: str) -> str:
+    """A read word upper-cased, without the quotes and stops OCR adds at its ends."""
+    return text.strip().strip("'\"`‘’“”.,:;").upper()
+
+
+def _decide_lines(
+    readings: Sequence[_Reading],
+    policy: TextPolicy,
+    matcher: _Matcher | None,
+    width: int,
+    height: int,
+) -> list[Region]:
+    """Cover or keep each read line by the policy; keep markers clear of covers.
+
+    A line read with no confident word, lying mostly (80%) inside a line that was read
+    confidently, defers to that reading: it is the same text seen worse.
+    """
+    covers: list[tuple[Box, Reason]] = []
+    markers: list[tuple[Box, str]] = []
+    sure_boxes = [
+        r.candidate.box
+        for r in readings
+        if any(w.confidence >= policy.min_confidence for w in r.words)
+    ]
+    for reading in readings:
+        cand = reading.candidate
+        pad = max(policy.padding, math.ceil(0.25 * cand.height))
+        box = cand.box
+        for word in reading.words:
+            box = _union(box, word.box)
+        cover = box.padded(pad, width, height)
+        words = reading.words
+        confident = [w for w in words if w.confidence >= policy.min_confidence]
+        sure = bool(words) and len(confident) == len(words) and reading.agreed
+        names = [_bare(w.text) for w in words]
+        if sure and all(name in policy.allow_list for name in names):
+            spread = _union_all([w.box for w in words]).padded(
+                max(2, cand.height // 2), width, height
+            )
+            if _contains(spread, cand.box):
+                markers.extend(
+                    (w.box.padded(pad, width, height), n) for w, n in zip(words, names, strict=True)
+                )
+                continue
+        if not confident and any(
+            _overlap(cand.box, other) >= 0.8 * cand.box.area
+            for other in sure_boxes
+            if other != cand.box
+        ):
+            continue
+        if not cand.wide and not reading.agreed:
+            continue  # a lone blob read as different letters each time: texture
+        if words and matcher is not None and reading.agreed:
+            found = matcher.match([w.text for w in words])
+            if found is not None:
+                covers.append((cover, found))
+                continue
+            if sure:
+                continue  # read confidently, and not PHI: phi-only keeps it
+        if confident and matcher is None:
+            covers.append((cover, "text"))
+        elif cand.wide and cand.score >= (_WEAK_SCORE if words else _BLIND_SCORE):
+            covers.append((cover, "unreadable text"))
+    return _finish(covers, markers)
+
+
+def _overlap(a: Box, b: Box) -> int:
+    width = min(a.right, b.right) - max(a.left, b.left)
+    height = min(a.bottom, b.bottom) - max(a.top, b.top)
+    return max(0, width) * max(0, height)
+
+
+def _finish(covers: list[tuple[Box, Reason]], markers: list[tuple[Box, str]]) -> list[Region]:
+    """Merged covers, and the markers that touch no cover and agree with each other."""
+    sightings = _merge_named(markers)
+    kept: list[tuple[Box, str]] = []
+    for box, name in sightings:
+        if any(box.overlaps(other) and other_name != name for other, other_name in sightings):
+            covers.append((box, "text"))  # two readings disagree on what it says
+        else:
+            kept.append((box, name))
+    while True:
+        merged = _merge_regions([Region(b, "redact", r) for b, r in covers])
+        hit = [m for m in kept if any(m[0].overlaps(r.box) for r in merged)]
+        if not hit:
+            break
+        covers.extend((box, "text") for box, _ in hit)
+        kept = [m for m in kept if m not in hit]
+    regions = merged + [Region(box, "keep", "allow-listed marker", name) for box, name in kept]
+    return sorted(regions, key=lambda r: (r.box.top, r.box.left))
+
+
+_REASON_RANK = ("PHI match", "pattern", "text", "unreadable text")
+
+
+def _rank(reason: Reason) -> int:
+    for index, prefix in enumerate(_REASON_RANK):
+        if reason.startswith(prefix):
+            return index
+    return len(_REASON_RANK)
+
+
+def _merge_regions(regions: Sequence[Region]) -> list[Region]:
+    """Join overlapping covers whose union adds little (a fifth) to their own areas.
+
+    A union keeps the weightiest reason. Covers that only touch at a corner stay apart,
+    so joining never blacks out the anatomy between them.
+    """
+    groups = [(r.box, r.reason) for r in regions]
+    changed = True
+    while changed:
+        changed = False
+        out: list[tuple[Box, Reason]] = []
+        for box, reason in groups:
+            for i, (other, other_reason) in enumerate(out):
+                union = _union(box, other)
+                if box.overlaps(other) and union.area <= 1.2 * (box.area + other.area):
+                    best = reason if _rank(reason) < _rank(other_reason) else other_reason
+                    out[i] = (_union(box, other), best)
+                    changed = True
+                    break
+            else:
+                out.append((box, reason))
+        groups = out
+    return [Region(box, "redact", reason) for box, reason in groups]
+
+
+def _merge_boxes(boxes: Sequence[Box]) -> list[Box]:
+    return [r.box for r in _merge_regions([Region(b, "redact", "text") for b in boxes])]
+
+
+def _shifted(box: Box, origin: Box) -> Box:
+    return Box(
+        box.left + origin.left, box.top + origin.top, box.right + origin.left,
+        box.bottom + origin.top,
+    )  # fmt: skip
+
+
+def _contains(outer: Box, inner: Box) -> bool:
+    return (
+        outer.left <= inner.left
+        and outer.top <= inner.top
+        and outer.right >= inner.right
+        and outer.bottom >= inner.bottom
+    )
+
+
+def _union_all(boxes: Sequence[Box]) -> Box:
+    box = boxes[0]
+    for other in boxes[1:]:
+        box = _union(box, other)
+    return box
+
+
+# PHI matching for the phi-only policy. Recognised text never leaves these functions:
+# a match is reported by the kind of value or the pattern's name.
+
+# Characters OCR confuses, mapped to one representative on both sides of a comparison.
+_CONFUSABLE = str.maketrans("0Q1L5826", "OOIISBZG")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_NAME_KINDS = ("patient name", "person name")
+_DATE_KINDS = ("birth date", "study date")
+
+
+def _canonical(text: str) -> str:
+    """Upper-case letters and digits only, OCR look-alikes folded together."""
+    kept = "".join(ch for ch in text.upper() if ch.isalnum())
+    return kept.translate(_CONFUSABLE)
+
+
+def _digits(text: str) -> str:
+    """A token that is mostly digits, with the letters OCR reads for digits put back."""
+    table = str.maketrans("OQDIL|SBZ", "000111582")
+    tokens = []
+    for token in text.upper().split():
+        digits = sum(ch.isdigit() for ch in token)
+        tokens.append(token.translate(table) if digits * 2 >= len(token) else token)
+    return " ".join(tokens)
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    name: str
+    regex: re.Pattern[str]
+
+
+@cache
+def _patterns() -> tuple[_Pattern, ...]:
+    """PHI patterns shipped in `deid/data/text_patterns.toml`."""
+    raw = (resources.files("deid") / "data" / "text_patterns.toml").read_text("utf-8")
+    table = tomllib.loads(raw)
+    return tuple(
+        _Pattern(str(entry["name"]), re.compile(str(entry["regex"])))
+        for entry in table.get("pattern", [])
+    )
+
+
+def _date_forms(value: str) -> set[str]:
+    """The ways a DICOM date YYYYMMDD is printed, canonical (separators dropped)."""
+    if not re.fullmatch(r"\d{8}", value):
+        return set()
+    y, m, d = value[:4], value[4:6], value[6:8]
+    forms = {y + m + d, m + d + y, d + m + y, m + d + y[2:], d + m + y[2:], y[2:] + m + d}
+    if 1 <= int(m) <= 12:
+        forms.add(d + _MONTHS[int(m) - 1] + y)
+        forms.add(d + _MONTHS[int(m) - 1] + y[2:])
+    return forms
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """Identifying values in canonical form, each with its kind, ready to match lines."""
+
+    needles: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def build(cls, phi: Mapping[str, str]) -> _Matcher:
+        needles: dict[str, str] = {}
+        for value, kind in phi.items():
+            raw = value.strip(" \0")
+            forms = {raw}
+            if "^" in raw or kind in _NAME_KINDS:
+                parts = [p for p in re.split(r"[\^=,\s]+", raw) if p]
+                forms.add("".join(parts))
+                if len(parts) >= 2:
+                    forms.add(parts[1] + parts[0])
+                    forms.update(parts)
+            forms.update(_date_forms(raw))
+            for form in forms:
+                canon = _canonical(form)
+                if len(canon) >= 3:
+                    needles.setdefault(canon, kind)
+        ordered = sorted(needles.items(), key=lambda item: -len(item[0]))
+        return cls(tuple(ordered))
+
+    def match(self, words: Sequence[str]) -> Reason | None:
+        """The reason to cover a line of read words, or None when nothing matches."""
+        canon_words = [_canonical(w) for w in words]
+        line = "".join(canon_words)
+        pairs = {a + b for a, b in itertools.pairwise(canon_words)}
+        for needle, kind in self.needles:
+            if len(needle) <= 4:
+                if needle in canon_words or needle in pairs:
+                    return f"PHI match: {kind}"
+            elif _near_substring(needle, line, 1 if len(needle) <= 7 else 2):
+                return f"PHI match: {kind}"
+        raw = " ".join(words).upper()
+        for text in (raw, _digits(raw)):
+            for pattern in _patterns():
+                if pattern.regex.search(text):
+                    return f"pattern: {pattern.name}"
+        return None
+
+
+def _near_substring(needle: str, text: str, errors: int) -> bool:
+    """Whether `text` holds `needle` with at most `errors` edits (Sellers' algorithm)."""
+    if not text:
+        return False
+    if needle in text:
+        return True
+    previous = list(range(len(needle) + 1))
+    for ch in text:
+        current = [0]
+        for i, nc in enumerate(needle, start=1):
+            cost = 0 if nc == ch else 1
+            current.append(min(previous[i] + 1, current[i - 1] + 1, previous[i - 1] + cost))
+        if current[-1] <= errors:
+            return True
+        previous = current
+    return False
+
+
+# The whole-image engine: the first version, kept as a fallback. Tuning of its search.
 _SMALL_IMAGE = 1000  # long side (px) below which the image is enlarged before OCR
 _BLUR = 5  # radius (px) of the neighbourhood that stroke contrast is measured against
 _INK_BLUR = 12  # ... for the ink images OCR reads, wide enough to keep bold strokes solid
@@ -119,29 +716,23 @@ _GLYPH_HEIGHTS = (28, 32, 36, 40, 44)  # px a candidate is scaled to, one read e
 _GLYPH_VOTES = 3  # reads that must say the same for a candidate to count
 
 
-def find_regions(image: np.ndarray, policy: TextPolicy) -> list[Region]:
-    """Find burned-in text in a rendered uint8 grey or RGB image and decide each word.
+def _whole_image(image: np.ndarray, policy: TextPolicy, matcher: _Matcher | None) -> list[Region]:
+    """The first version: Tesseract in sparse-text mode over whole images.
 
-    Tesseract in sparse-text mode (psm 11) reads, side by side: the image, its
-    inverse, a channel-max grey of a colour image (so coloured text shows), and two
-    stroke images, where whatever is much brighter or darker than its neighbourhood
-    is drawn black on white (so text over bright anatomy is not lost to Tesseract's
-    global threshold). Images with a long side under 1000 px are enlarged 2-3x first.
-    A reported word counts as text when it has a letter or digit, is shaped like
-    letters and part of its box is ink; that drops what Tesseract imagines in
-    anatomy and grain. Bold strokes no word explains are then cut out and read as
-    single lines, at five sizes that must agree, which finds the lone letters ("L", "R")
-    sparse mode skips. Each word is covered by a padded box, grown over the glyphs
-    that continue its line, except an exact, confident allow-list match that touches
-    no cover. Overlapping covers are merged.
-
-    Raises `OcrUnavailableError` when Tesseract cannot run, and TypeError for anything
-    but a uint8 (H, W) or (H, W, 3) image.
+    Tesseract (psm 11) reads, side by side: the image, its inverse, a channel-max grey
+    of a colour image (so coloured text shows), and two stroke images, where whatever is
+    much brighter or darker than its neighbourhood is drawn black on white (so text over
+    bright anatomy is not lost to Tesseract's global threshold). Images with a long side
+    under 1000 px are enlarged 2-3x first. A reported word counts as text when it has a
+    letter or digit, is shaped like letters and part of its box is ink. Bold strokes no
+    word explains are then cut out and read as single lines, at five sizes that must
+    agree, which finds the lone letters ("L", "R") sparse mode skips. Each word is
+    covered by a padded box, grown over the glyphs that continue its line, except an
+    exact, confident allow-list match that touches no cover. Under `phi-only`, only
+    words on a line that matches PHI (and unreadable words) are covered.
     """
     height, width = image.shape[:2]
     greys = _greys(image)
-    if min(height, width) < 2 * _MIN_TEXT_HEIGHT:
-        return []
     contrasts = [_contrast(grey, _BLUR) for grey in greys]
     strokes = _strokes(greys)
     passes = [greys[0], 255 - greys[0], *greys[1:]]
@@ -150,7 +741,39 @@ def find_regions(image: np.ndarray, policy: TextPolicy) -> list[Region]:
     inked = _ink(contrasts, *_FAINT) | strokes[0] | strokes[1]
     words = [word for word in words if _is_text(word, inked)]
     words += _read_glyphs(greys, contrasts, words, policy)
+    if matcher is not None:
+        words = _phi_words(words, matcher, policy)
     return _decide(words, _glyphs(strokes[0] | strokes[1]), policy, width, height)
+
+
+def _phi_words(words: Sequence[Word], matcher: _Matcher, policy: TextPolicy) -> list[Word]:
+    """The words of lines that match PHI, and every unreadable word (fail closed)."""
+    out: list[Word] = []
+    for line in _word_lines(words):
+        ordered = sorted(line, key=lambda w: w.box.left)
+        if matcher.match([w.text for w in ordered]) is not None:
+            out.extend(ordered)
+        else:
+            out.extend(w for w in ordered if w.confidence < policy.min_confidence)
+    return out
+
+
+def _word_lines(words: Sequence[Word]) -> list[list[Word]]:
+    """Words grouped into lines: sharing half their height, gaps under a line height."""
+    lines: list[list[Word]] = []
+    for word in sorted(words, key=lambda w: w.box.left):
+        for line in lines:
+            last = line[-1].box
+            if _same_line(last, word.box) or (
+                min(last.bottom, word.box.bottom) - max(last.top, word.box.top)
+                >= 0.5 * min(last.height, word.box.height)
+                and word.box.left - last.right <= 1.5 * max(last.height, word.box.height)
+            ):
+                line.append(word)
+                break
+        else:
+            lines.append([word])
+    return lines
 
 
 def _greys(image: np.ndarray) -> list[np.ndarray]:

@@ -276,6 +276,13 @@ _OFFSET_RE = re.compile(r"^xx[0-9A-Fa-f]{2}$")
 _TAG_HINT = "write (gggg,eeee) with four hex digits in each half and x for any digit"
 
 
+def _span_ok(low: int, high: int) -> bool:
+    """A box side is non-empty; a negative value counts back from the far edge."""
+    if low >= 0 and high < 0:
+        return True  # from the near edge to short of the far one: depends on the size
+    return (low < 0) == (high < 0) and low < high
+
+
 def _lookup(data: Mapping[str, Any], *keys: str) -> Any:
     value: Any = data
     for key in keys:
@@ -665,11 +672,12 @@ class _Checker:
                 and all(isinstance(v, int) and not isinstance(v, bool) for v in box)
             ):
                 self.add(where, f"{label}: box {i + 1} must be [left, top, right, bottom] integers")
-            elif not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
+            elif not (_span_ok(box[0], box[2]) and _span_ok(box[1], box[3])):
                 self.add(
                     where,
                     f"{label}: box {i + 1} {_toml(box)} is empty or inverted; "
-                    "need 0 <= left < right and 0 <= top < bottom",
+                    "need left < right and top < bottom (negative values count from "
+                    "the far edge)",
                 )
 
     # -- extends

@@ -6,6 +6,7 @@ and the proof of a redaction is that Tesseract no longer reads the text afterwar
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from deid import text
 from deid.boxes import Box
 from deid.errors import ProfileError
 from deid.ocr import Word, read_words
-from deid.text import Region, TextPolicy, find_regions, redaction_boxes
+from deid.text import Region, TextPolicy, find_regions, redaction_boxes, second_look
 
 MARKERS = TextPolicy(frozenset({"L", "R", "PA", "AP", "LAT"}))
 NO_MARKERS = TextPolicy(frozenset())
@@ -259,6 +260,11 @@ def test_only_display_images_are_accepted(image: np.ndarray) -> None:
 W, H = 200, 100
 
 
+def whole(policy: TextPolicy) -> TextPolicy:
+    """The same policy on the whole-image engine, whose reads the fakes below replace."""
+    return dataclasses.replace(policy, engine="whole-image")
+
+
 def fake_ocr(monkeypatch: pytest.MonkeyPatch, words: list[Word]) -> None:
     """Make the sparse pass read `words` and every lone-glyph read find nothing."""
     monkeypatch.setattr(text, "read_words", lambda image, **kw: list(words))
@@ -322,19 +328,19 @@ def test_decision_rules(
     expected: list[tuple[str, str, str | None]],
 ) -> None:
     fake_ocr(monkeypatch, words)
-    regions = find_regions(inked([w.box for w in words]), MARKERS)
+    regions = find_regions(inked([w.box for w in words]), whole(MARKERS))
     assert [(r.decision, r.reason, r.marker) for r in regions] == expected
 
 
 def test_words_without_ink_are_texture(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_ocr(monkeypatch, [Word(LEFT_WORD, "DOE", 95), Word(MARKER, "L", 95)])
-    assert find_regions(np.full((H, W), 90, np.uint8), MARKERS) == []
+    assert find_regions(np.full((H, W), 90, np.uint8), whole(MARKERS)) == []
 
 
 def test_covers_are_padded_and_merged(monkeypatch: pytest.MonkeyPatch) -> None:
     words = [Word(LEFT_WORD, "DOE", 95), Word(NEXT_TO_WORD, "JO", 95), Word(MARKER, "X", 95)]
     fake_ocr(monkeypatch, words)
-    regions = find_regions(inked([w.box for w in words]), TextPolicy(frozenset(), padding=6))
+    regions = find_regions(inked([w.box for w in words]), whole(TextPolicy(frozenset(), padding=6)))
     boxes = sorted(redaction_boxes(regions))
     assert boxes == [Box(4, 4, 62, 28), Box(144, 34, 168, 66)]
 
@@ -342,7 +348,7 @@ def test_covers_are_padded_and_merged(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_padding_grows_with_text_height(monkeypatch: pytest.MonkeyPatch) -> None:
     tall = Box(50, 20, 110, 60)
     fake_ocr(monkeypatch, [Word(tall, "MRN", 95)])
-    (region,) = find_regions(inked([tall]), TextPolicy(frozenset(), padding=2))
+    (region,) = find_regions(inked([tall]), whole(TextPolicy(frozenset(), padding=2)))
     assert region.box == Box(40, 10, 120, 70)
 
 
@@ -367,8 +373,12 @@ def test_redaction_boxes_skips_kept_markers() -> None:
             TextPolicy(frozenset({"L", "PA"}), 2, 75.0),
         ),
         ({"min_confidence": 50.5, "detect": "always"}, TextPolicy(frozenset(), 4, 50.5)),
+        (
+            {"policy": "phi-only", "engine": "whole-image"},
+            TextPolicy(frozenset(), mode="phi-only", engine="whole-image"),
+        ),
     ],
-    ids=["defaults", "all-keys", "other-keys-ignored"],
+    ids=["defaults", "all-keys", "other-keys-ignored", "policy-and-engine"],
 )
 def test_policy_from_profile(section: dict[str, Any], expected: TextPolicy) -> None:
     assert TextPolicy.from_profile(section) == expected
@@ -385,6 +395,7 @@ def test_policy_from_profile(section: dict[str, Any], expected: TextPolicy) -> N
         {"min_confidence": "high"},
         {"min_confidence": 101},
         {"policy": "names-only"},
+        {"engine": "magic"},
     ],
 )
 def test_bad_text_section_is_a_profile_error(section: dict[str, Any]) -> None:
@@ -400,3 +411,96 @@ def test_builtin_profile_allows_the_usual_markers() -> None:
     policy = TextPolicy.from_profile(section)
     assert {"L", "R", "PA", "AP", "LAT"} <= policy.allow_list
     assert policy.mode == "all-text" and policy.min_confidence >= 50
+
+
+# The phi-only policy: header values matched fuzzily, patterns from the data file.
+
+HEADER = {
+    "DOE^JOHN": "patient name",
+    "DOE": "patient name",
+    "JOHN": "patient name",
+    "4471923": "patient ID",
+    "19610412": "birth date",
+    "ST MARY HOSPITAL": "institution",
+}
+PHI_ONLY = TextPolicy(frozenset({"L", "R"}), mode="phi-only")
+
+
+@pytest.fixture(scope="module")
+def phi_film() -> Scan:
+    image = anatomy(seed=20)
+    masks = {
+        "fuzzy-name": draw_text(image, (12, 12), "D0E JOHN", 16),
+        "date": draw_text(image, (300, 470), "2023-08-17", 16),
+        "unrelated": draw_text(image, (12, 470), "120 kV 250 mAs", 16),
+    }
+    return Scan(image, masks, find_regions(image, PHI_ONLY, phi=HEADER))
+
+
+@pytest.mark.parametrize(
+    ("key", "hidden"), [("fuzzy-name", True), ("date", True), ("unrelated", False)]
+)
+def test_phi_only_covers_phi_and_keeps_other_text(phi_film: Scan, key: str, hidden: bool) -> None:
+    mask = phi_film.masks[key]
+    hit = covered(phi_film.image.shape, phi_film.regions)[mask]
+    assert hit.all() if hidden else not hit.any()
+
+
+def test_phi_only_reasons_name_the_kind_never_the_text(phi_film: Scan) -> None:
+    reasons = {r.reason for r in phi_film.regions if r.decision == "redact"}
+    assert "PHI match: patient name" in reasons
+    assert "pattern: date" in reasons
+    shown = repr(phi_film.regions)
+    for secret in ("DOE", "JOHN", "D0E", "2023"):
+        assert secret not in shown
+
+
+@pytest.mark.parametrize(
+    ("words", "reason"),
+    [
+        (["D0E", "JOHN"], "PHI match: patient name"),
+        (["John", "Doe"], "PHI match: patient name"),
+        (["DOE,", "J0HN"], "PHI match: patient name"),
+        (["ID:", "447I923"], "PHI match: patient ID"),
+        (["DOB", "04/12/1961"], "PHI match: birth date"),
+        (["12-APR-1961"], "PHI match: birth date"),
+        (["ST", "MARV", "HOSPITAL"], "PHI match: institution"),
+        (["2023-08-17"], "pattern: date"),
+        (["14:32:07"], "pattern: time"),
+        (["555-123-4567"], "pattern: phone"),
+        (["jdoe@example.org"], "pattern: e-mail"),
+        (["123-45-6789"], "pattern: SSN"),
+        (["MRN", "88812345"], "pattern: record number"),
+        (["120", "kV", "250", "mAs"], None),
+        (["W", "400", "L", "40"], None),
+        (["DOES"], None),
+    ],
+)
+def test_phi_matching(words: list[str], reason: str | None) -> None:
+    assert text._Matcher.build(HEADER).match(words) == reason
+
+
+# Second look: what a too-small cover leaves readable is found again.
+
+
+def test_second_look_catches_a_too_small_box() -> None:
+    image = anatomy(seed=21)
+    mask = draw_text(image, (60, 40), "SMITH ANNA 4471923", 18)
+    ys, xs = np.nonzero(mask)
+    left = int(xs.min())
+    short = Box(left - 2, int(ys.min()) - 2, left + (int(xs.max()) - left) // 3, int(ys.max()) + 3)
+    regions = [Region(short, "redact", "text")]
+    after = blacked_out(image, [short])
+    extra = second_look(after, regions, TextPolicy(frozenset()))
+    assert extra and all(r.decision == "redact" for r in extra)
+    grown = covered(image.shape, regions + extra)
+    assert grown[mask].all()
+    assert not second_look(
+        blacked_out(image, redaction_boxes(regions + extra)),
+        regions + extra,
+        TextPolicy(frozenset()),
+    )
+
+
+def test_second_look_without_covers_reads_nothing() -> None:
+    assert second_look(anatomy(seed=22), [], TextPolicy(frozenset())) == []

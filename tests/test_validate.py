@@ -354,7 +354,7 @@ CASES = [
         {},
         6,
         "[[regions.fixed]] #1 boxes: box 2 [5, 5, 1, 1] is empty or inverted; "
-        "need 0 <= left < right and 0 <= top < bottom",
+        "need left < right and top < bottom (negative values count from the far edge)",
         id="region-box",
     ),
     pytest.param(
@@ -505,7 +505,7 @@ def test_a_profile_with_many_mistakes_gets_all_of_them_at_once(tmp_path: Path) -
         (
             32,
             "[[regions.fixed]] #1 boxes: box 2 [5, 5, 1, 1] is empty or inverted; "
-            "need 0 <= left < right and 0 <= top < bottom",
+            "need left < right and top < bottom (negative values count from the far edge)",
         ),
         (34, "[[regions.fixed]] #2 has no modality"),
         (35, 'unknown key "modalty" in [[regions.fixed]] #2; did you mean "modality"?'),

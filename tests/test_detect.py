@@ -1,0 +1,157 @@
+"""The text candidate detector: finds overlay text without OCR, and little else.
+
+Images are drawn with Pillow onto seeded anatomy-like backgrounds; every assertion is
+about pixels (is the drawn text inside a candidate box or not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from deid import detect
+from deid.boxes import Box
+from deid.detect import Candidate, find_candidates, label, stroke_contrast
+
+
+def anatomy(height: int = 512, width: int = 512, seed: int = 0) -> np.ndarray:
+    """A dark field with a bright, ribbed, grainy ellipse: roughly a chest film."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = ((y - height / 2) / (0.42 * height)) ** 2 + ((x - width / 2) / (0.35 * width)) ** 2
+    body = np.clip(1.0 - r, 0, 1) ** 0.5 * 140
+    ribs = 25 * (np.sin(y / height * 40) > 0.6) * (r < 0.8)
+    film = np.clip(body + ribs + rng.normal(0, 12, (height, width)) + 15, 0, 255)
+    return np.asarray(film, dtype=np.uint8)
+
+
+def draw(image: np.ndarray, xy: tuple[int, int], words: str, size: int, fill: object) -> np.ndarray:
+    """Burn text into `image` in place; the mask of the pixels it touches."""
+    font = ImageFont.load_default(size=size)
+    picture = Image.fromarray(image)
+    ImageDraw.Draw(picture).text(xy, words, font=font, fill=fill)  # type: ignore[arg-type]
+    image[...] = np.asarray(picture)
+    mask = Image.new("L", picture.size, 0)
+    ImageDraw.Draw(mask).text(xy, words, font=font, fill=255)
+    return np.asarray(mask) > 0
+
+
+def inside(mask: np.ndarray, candidates: Sequence[Candidate], share: float = 1.0) -> bool:
+    """Whether at least `share` of the text's pixels lie in the candidates' boxes."""
+    hit = np.zeros(mask.shape, dtype=bool)
+    for c in candidates:
+        hit[c.box.top : c.box.bottom, c.box.left : c.box.right] = True
+    return float(hit[mask].mean()) >= share
+
+
+def _white_corner() -> tuple[np.ndarray, np.ndarray]:
+    image = anatomy(seed=1)
+    return image, draw(image, (10, 10), "DOE JOHN 4471923", 14, 255)
+
+
+def _grey_corner() -> tuple[np.ndarray, np.ndarray]:
+    image = anatomy(seed=2)
+    return image, draw(image, (12, 470), "2023-08-17", 16, 170)
+
+
+def _white_over_anatomy() -> tuple[np.ndarray, np.ndarray]:
+    image = anatomy(seed=3)
+    return image, draw(image, (180, 230), "SMITH ANNA", 18, 255)
+
+
+def _dark_over_anatomy() -> tuple[np.ndarray, np.ndarray]:
+    image = anatomy(seed=4)
+    return image, draw(image, (190, 300), "MRN 4471923", 18, 10)
+
+
+def _yellow_on_blue_banner() -> tuple[np.ndarray, np.ndarray]:
+    grey = anatomy(480, 640, seed=5) // 2
+    image = np.stack([grey, grey, grey], axis=-1)
+    image[0:34, :] = (20, 30, 90)
+    return image, draw(image, (12, 8), "DOE JOHN  ACC A4471923", 16, (255, 230, 0))
+
+
+def _blue_on_black() -> tuple[np.ndarray, np.ndarray]:
+    image = np.stack([anatomy(seed=6) // 3] * 3, axis=-1)
+    return image, draw(image, (40, 460), "17-AUG-2023", 18, (40, 90, 255))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _white_corner,
+        _grey_corner,
+        _white_over_anatomy,
+        _dark_over_anatomy,
+        _yellow_on_blue_banner,
+        _blue_on_black,
+    ],
+    ids=["white", "grey", "white-over-anatomy", "dark-over-anatomy", "yellow-banner", "blue"],
+)
+def test_text_is_found_as_likely_candidates(
+    make: Callable[[], tuple[np.ndarray, np.ndarray]],
+) -> None:
+    image, mask = make()
+    likely = [c for c in find_candidates(image) if c.wide and c.score >= 0.7]
+    assert inside(mask, likely, share=0.98)
+
+
+@pytest.mark.parametrize("seed", [10, 11, 12])
+def test_text_free_anatomy_has_no_likely_line(seed: int) -> None:
+    image = anatomy(seed=seed)
+    assert not [c for c in find_candidates(image) if c.wide and c.score >= 0.7]
+
+
+def test_large_image_small_text_is_found_quickly_enough() -> None:
+    image = anatomy(1250, 1000, seed=13)
+    mask = draw(image, (30, 1200), "DOE^JOHN 1961-04-12", 12, 255)
+    assert inside(mask, find_candidates(image, least_score=0.7), share=0.98)
+
+
+def test_large_text_is_found_at_the_coarser_level() -> None:
+    image = anatomy(seed=14)
+    mask = draw(image, (20, 20), "PA", 110, 255)
+    assert inside(mask, find_candidates(image), share=0.95)
+
+
+def test_stroke_contrast_keeps_thin_strokes_and_drops_wide_shapes() -> None:
+    image = np.zeros((40, 40), np.uint8)
+    image[5:35, 5:8] = 200  # a 3 px stroke
+    image[5:35, 20:35] = 200  # a 15 px block
+    contrast = stroke_contrast(image, 3)
+    assert (contrast[5:35, 5:8] == 200).all()
+    assert (contrast[10:30, 24:31] == 0).all()
+
+
+def test_label_finds_8_connected_groups() -> None:
+    mask = np.zeros((10, 12), bool)
+    mask[1:3, 1:4] = True
+    mask[3, 4] = True  # touches the first group diagonally
+    mask[6:9, 8:11] = True
+    groups = label(mask)
+    boxes = sorted(Box(*map(int, b)) for b in groups.boxes)
+    assert boxes == [Box(1, 1, 5, 4), Box(8, 6, 11, 9)]
+    assert sorted(groups.counts.tolist()) == [7, 9]
+
+
+def test_crop_for_ocr_is_dark_text_on_white() -> None:
+    image, mask = _white_over_anatomy()
+    (best, *_) = [c for c in find_candidates(image) if c.wide]
+    crop, origin = detect.ocr_crop(detect.planes(image), best)
+    text_pixels = mask[origin.top : origin.bottom, origin.left : origin.right]
+    assert crop.shape == text_pixels.shape
+    assert np.median(crop[~text_pixels]) > 230  # the background turned white
+    assert np.median(crop[text_pixels]) < 128  # the strokes turned dark
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.zeros((32, 32), np.float32), np.zeros((32, 32, 4), np.uint8)],
+    ids=["float", "rgba"],
+)
+def test_only_display_images_are_searched(image: np.ndarray) -> None:
+    with pytest.raises(TypeError):
+        find_candidates(image)
