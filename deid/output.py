@@ -66,7 +66,29 @@ def dicom_bytes(ds: Dataset) -> bytes:
     syntax = UID(meta.TransferSyntaxUID)
     if syntax.is_deflated or not syntax.is_little_endian:
         return _plain(ds)  # rare syntaxes: let pydicom encode everything
-    return b"".join((_file_meta(meta), _encode_dataset(ds, syntax.is_implicit_VR)))
+    return b"".join(serialize(ds).chunks)
+
+
+@dataclass
+class Serialized:
+    """A DICOM file as pieces: the pixel data value stays one uncopied piece."""
+
+    chunks: list[bytes]
+    pixel_value: int | None = None
+
+    def header(self) -> bytes:
+        """Everything but the pixel data value: what a leak check must read."""
+        return b"".join(c for i, c in enumerate(self.chunks) if i != self.pixel_value)
+
+
+def serialize(ds: Dataset) -> Serialized:
+    """`dicom_bytes` in pieces, so large pixel data is never copied to join it."""
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    if syntax.is_deflated or not syntax.is_little_endian:
+        return Serialized([_plain(ds)])
+    result = Serialized([_file_meta(ds.file_meta)])
+    _encode_into(result, ds, syntax.is_implicit_VR)
+    return result
 
 
 def _file_meta(meta: FileMetaDataset) -> bytes:
@@ -95,12 +117,28 @@ def _plain(ds: Dataset) -> bytes:
 
 
 def _encode_dataset(ds: Dataset, implicit: bool) -> bytes:
-    parts = []
+    result = Serialized([])
+    _encode_into(result, ds, implicit)
+    return b"".join(result.chunks)
+
+
+def _encode_into(result: Serialized, ds: Dataset, implicit: bool) -> None:
+    parts = result.chunks
     encodings = None
     for tag in sorted(ds.keys()):
         elem = ds.get_item(tag)
         if elem is None:
             continue
+        if tag == 0x7FE00010:
+            pieces = _pixel_pieces(elem, implicit)
+            if pieces is not None:
+                head, value, tail = pieces
+                parts.append(head)
+                result.pixel_value = len(parts)
+                parts.append(value)
+                if tail:
+                    parts.append(tail)
+                continue
         data = _encode(elem, implicit)
         if data is None:
             one = DicomBytesIO()
@@ -110,7 +148,6 @@ def _encode_dataset(ds: Dataset, implicit: bool) -> bytes:
             write_data_element(one, ds[tag], encodings)
             data = one.getvalue()
         parts.append(data)
-    return b"".join(parts)
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes | None:
@@ -124,21 +161,54 @@ def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes | None:
     return head + vr.encode() + struct.pack("<H", length)
 
 
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _pixel_pieces(elem: object, implicit: bool) -> tuple[bytes, bytes, bytes] | None:
+    """Pixel data as (tag and length, value, end): native or encapsulated, raw or not."""
+    if isinstance(elem, RawDataElement):
+        if not elem.is_little_endian or elem.is_implicit_VR != implicit:
+            return None
+        value, vr, undefined = elem.value, elem.VR or "OW", elem.length == 0xFFFFFFFF
+    elif isinstance(elem, DataElement):
+        value, vr, undefined = elem.value, elem.VR, elem.is_undefined_length
+    else:
+        return None
+    if not isinstance(value, bytes) or vr not in ("OB", "OW") or len(value) % 2:
+        return None
+    if undefined:
+        if not value.startswith(b"\xfe\xff\x00\xe0"):
+            return None
+        head = (
+            struct.pack("<HHI", 0x7FE0, 0x0010, 0xFFFFFFFF)
+            if implicit
+            else (b"\xe0\x7f\x10\x00" + vr.encode() + b"\0\0\xff\xff\xff\xff")
+        )
+        return head, value, _SEQUENCE_END
+    native = _header(0x7FE00010, vr, len(value), implicit)
+    return None if native is None else (native, value, b"")
+
+
+def _raw_head(elem: RawDataElement, implicit: bool) -> bytes | None:
+    """The tag and length of an untouched raw element that can be copied as it is."""
+    value = elem.value
+    if (
+        value is None
+        or not elem.is_little_endian
+        or elem.is_implicit_VR != implicit
+        or elem.length == 0xFFFFFFFF
+        or len(value) % 2
+        or (not implicit and (not elem.VR or elem.VR == "SQ"))
+    ):
+        return None
+    return _header(int(elem.tag), str(elem.VR), len(value), implicit)
+
+
 def _encode(elem: object, implicit: bool) -> bytes | None:
     """The encoded bytes of one element when they can be made simply, else None."""
     if isinstance(elem, RawDataElement):
-        value = elem.value
-        if (
-            value is None
-            or not elem.is_little_endian
-            or elem.is_implicit_VR != implicit
-            or elem.length == 0xFFFFFFFF
-            or len(value) % 2
-            or (not implicit and (not elem.VR or elem.VR == "SQ"))
-        ):
-            return None
-        head = _header(int(elem.tag), str(elem.VR), len(value), implicit)
-        return None if head is None else head + value
+        head = _raw_head(elem, implicit)
+        return None if head is None or elem.value is None else head + elem.value
     if not isinstance(elem, DataElement):
         return None
     vr = elem.VR
@@ -185,18 +255,21 @@ class Transaction:
     overwrite: bool = False
     pending: list[tuple[Path, Path]] = field(default_factory=list)
 
-    def add(self, path: Path, data: bytes) -> None:
-        """Write `data` under a temporary name beside `path`."""
+    def add(self, path: Path, data: bytes | Sequence[bytes]) -> None:
+        """Write `data` (bytes, or pieces written in order) under a temporary name."""
         if not self.overwrite and path.exists():
             self.abort()
             raise OutputExistsError(
                 f"output exists: {path} (give --overwrite to replace it)", str(path)
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path.parent)
         temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
         try:
             with temp.open("xb") as f:
-                f.write(data)
+                if isinstance(data, bytes | bytearray | memoryview):
+                    f.write(data)
+                else:
+                    f.writelines(data)
         except BaseException:
             temp.unlink(missing_ok=True)
             self.abort()
@@ -225,6 +298,16 @@ class Transaction:
         for temp, _ in self.pending:
             temp.unlink(missing_ok=True)
         self.pending.clear()
+
+
+_MADE: set[Path] = set()
+
+
+def _make_folder(folder: Path) -> None:
+    """mkdir -p, remembered per process: a batch writes many files per folder."""
+    if folder not in _MADE:
+        folder.mkdir(parents=True, exist_ok=True)
+        _MADE.add(folder)
 
 
 def _link_no_clobber(temp: Path, path: Path) -> None:

@@ -227,12 +227,12 @@ def _process(path: Path, settings: Settings) -> FileResult:
     if want_dicom:
         dicom_path = names["dicom"]
         assert isinstance(dicom_path, Path)
-        data = output.dicom_bytes(ds)
-        findings = verify.scan_bytes(data, originals, dicom_path.name)
+        serialized = output.serialize(ds)
+        findings = verify.scan_bytes(serialized.header(), originals, dicom_path.name)
         if findings:
             kinds = ", ".join(sorted({f.kind for f in findings}))
             raise LeakError(f"leak check found {kinds} in the output; nothing written", where)
-        txn.add(dicom_path, data)
+        txn.add(dicom_path, serialized.chunks)
     png_paths = names["png"]
     assert isinstance(png_paths, list)
     for (_, data), png_path in zip(images, png_paths, strict=True):

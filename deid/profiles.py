@@ -382,6 +382,8 @@ def _apply(profile: Profile, path: Path, data: dict[str, Any], lines: KeyLines) 
             where = src("annex_e", "options" if "options" in data["annex_e"] else "basis")
             _annex_e_rules(profile, list(annex.get("options", [])), where)
             profile.tag_rules.update(profile.explicit)  # rules a profile names still win
+    if "action" in data.get("descriptors", {}):
+        _descriptor_rules(profile, data["descriptors"]["action"], src("descriptors", "action"))
     tags = data.get("tags", {})
     if "unlisted" in tags:
         profile.unlisted = make_rule(
@@ -410,7 +412,14 @@ def _apply(profile: Profile, path: Path, data: dict[str, Any], lines: KeyLines) 
     for creator, offsets in data.get("private", {}).get("safe", {}).items():
         profile.safe_private[creator] = frozenset(int(str(o)[-2:], 16) for o in offsets)
     for name, table in data.items():
-        if isinstance(table, dict) and name not in ("tags", "dates", "ages", "uids", "private"):
+        if isinstance(table, dict) and name not in (
+            "tags",
+            "dates",
+            "ages",
+            "uids",
+            "private",
+            "descriptors",
+        ):
             profile.sections.setdefault(name, {}).update(table)
 
 
@@ -452,6 +461,26 @@ def _row_vr(row: Mapping[str, Any]) -> str | None:
         return str(dictionary_VR(int(parsed.group(1) + parsed.group(2), 16))).split(" or ")[0]
     except KeyError:
         return None
+
+
+def descriptor_tags() -> list[int]:
+    """Free-text descriptors: the Annex E rows the Clean Descriptors option marks C."""
+    tags = []
+    for row in annex_e_rows():
+        parsed = parse_selector(row["tag"])
+        if row["options"]["clean_descriptors"] == "C" and isinstance(parsed, int):
+            tags.append(parsed)
+    return tags
+
+
+def _descriptor_rules(profile: Profile, raw: Any, source: str) -> None:
+    """One action for every free-text descriptor a rule does not name itself."""
+    rule = make_rule(raw, "free-text descriptor", source)
+    if rule.action not in (Action.KEEP, Action.REMOVE, Action.EMPTY, Action.REPLACE):
+        raise ProfileError(f"{source}: descriptors take keep, remove, empty or a replacement")
+    for tag in descriptor_tags():
+        if tag not in profile.explicit:
+            profile.tag_rules[tag] = rule
 
 
 def _annex_e_rules(profile: Profile, options: list[str], source: str) -> None:

@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, cast
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -32,11 +32,19 @@ _PATIENT_ID_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID")
 
 @dataclass(frozen=True)
 class Change:
-    """One attribute the profile changed: where, and by which rule (never the value)."""
+    """One attribute the profile changed: where, and by which rule (never the value).
 
-    path: str
+    `prefix` is the sequence path above the attribute; the full path is built only when
+    someone reads it, as most runs never do.
+    """
+
+    prefix: str
     tag: int
     rule: Rule
+
+    @property
+    def path(self) -> str:
+        return _path(self.prefix, self.tag)
 
     @property
     def tag_text(self) -> str:
@@ -65,10 +73,21 @@ def method_codes() -> dict[str, dict[str, str]]:
 def patient_identity(ds: Dataset) -> str:
     """The original value that identifies the patient, for one stable pseudonym."""
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID"):
-        value = str(ds.get(keyword, "") or "").strip()
+        value = text_of(ds, keyword).strip()
         if value:
             return f"{keyword}={value}"
     return "unknown"
+
+
+def text_of(ds: Dataset, keyword: str) -> str:
+    """A top-level value as text ("" if absent), without converting a raw element."""
+    tag = tag_for_keyword(keyword)
+    if tag is None or tag not in _elements(ds):
+        return ""
+    value = _get(ds, tag)
+    if isinstance(value, list):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 @cache
@@ -173,13 +192,13 @@ class _Walker:
             action = rule.action
             if action is Action.REMOVE:
                 del elements[tag]
-                changes.append(Change(_path(prefix, tag_int), tag_int, rule))
+                changes.append(Change(prefix, tag_int, rule))
                 continue
             if action is Action.KEEP and rule.allowed:
                 value = _get(ds, tag_int)
                 if value and str(value) not in rule.allowed:
                     _set(ds, tag_int, vr, None)
-                    changes.append(Change(_path(prefix, tag_int), tag_int, rule))
+                    changes.append(Change(prefix, tag_int, rule))
                 continue
             if action is Action.KEEP or (action is Action.PSEUDONYMIZE and vr == "SQ"):
                 if vr == "SQ":
@@ -188,7 +207,7 @@ class _Walker:
                         self.walk(item, f"{path}[{index}] > ")
                 continue
             if self.apply(ds, tag_int, vr, rule):
-                changes.append(Change(_path(prefix, tag_int), tag_int, rule))
+                changes.append(Change(prefix, tag_int, rule))
 
     def apply(self, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
         """Apply one rule; True if the attribute changed."""
@@ -322,12 +341,12 @@ def deidentify(
     `pixels_cleaned` records the Clean Pixel Data option; `pixels_changed` gives the
     instance a new SOPInstanceUID, as the standard asks when pixel data are altered.
     """
-    original_sop = str(ds.get("SOPInstanceUID", "") or "")
-    study_uid = str(ds.get("StudyInstanceUID", "") or "")
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    original_sop = text_of(ds, "SOPInstanceUID")
+    study_uid = text_of(ds, "StudyInstanceUID")
+    series_uid = text_of(ds, "SeriesInstanceUID")
     identity = patient_identity(ds)
-    birth_year = _year(str(ds.get("PatientBirthDate", "") or ""))
-    reference_year = _year(str(ds.get("StudyDate", "") or ds.get("ContentDate", "") or ""))
+    birth_year = _year(text_of(ds, "PatientBirthDate"))
+    reference_year = _year(text_of(ds, "StudyDate") or text_of(ds, "ContentDate"))
     report = TagReport(
         patient=pseudo.patient(identity),
         study="ST" + pseudo.code("study", study_uid or identity, 8),

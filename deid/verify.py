@@ -55,7 +55,6 @@ _IDENTIFYING_KEYWORDS = {
     "StudyID": "study ID",
 }
 _UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-_PIXEL_TAG = b"\xe0\x7f\x10\x00"
 
 
 @dataclass(frozen=True)
@@ -131,14 +130,14 @@ def phi_values(ds: Dataset) -> dict[str, str]:
     return found
 
 
-def scan_bytes(data: bytes, values: dict[str, str], where: str) -> list[Finding]:
-    """Search a serialized DICOM header (pixel data excluded) for identifying values.
+def scan_bytes(header: bytes, values: dict[str, str], where: str) -> list[Finding]:
+    """Search a serialized DICOM file, pixel data value left out, for identifying values.
 
-    A leak copies a value verbatim, so values match case-sensitively and as whole words:
-    a name part such as "PATIENT" must not match inside "Retain Patient Characteristics".
+    Pixel bytes are left out by the caller (`output.Serialized.header`) because random
+    image data holds any short string by chance. A leak copies a value verbatim, so
+    values match case-sensitively and as whole words: a name part such as "PATIENT"
+    must not match inside "Retain Patient Characteristics".
     """
-    cut = data.find(_PIXEL_TAG, 132)
-    header = data if cut < 0 else data[:cut]
     findings = []
     for value, kind in values.items():
         needle = value.encode("latin-1", "replace")

@@ -284,3 +284,15 @@ def test_profiles_test_catches_a_weakened_profile(ct_file: Path, tmp_path: Path)
     assert PHI["institution"] not in text
     code, text = run("profiles", "test", "safe-harbor", "--samples", ct_file.parent, "-j", "1")
     assert code == 0, text
+
+
+def test_leak_check_withholds_the_output(ct_file: Path, tmp_path: Path) -> None:
+    weak = tmp_path / "weak.toml"
+    weak.write_text('extends = "safe-harbor"\n[tags.rules]\nInstitutionName = "keep"\n')
+    out = tmp_path / "out"
+    code, text = run(
+        "anonymize", ct_file, "--out", out, "--format", "dicom", "--profile", weak, "-j", "1"
+    )
+    assert code == ExitCode.LEAK_FOUND, text
+    assert "institution" in text and PHI["institution"] not in text
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]

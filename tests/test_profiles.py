@@ -79,3 +79,35 @@ def test_repeating_group_and_vr_rules() -> None:
     assert profile.rule_for(0x00200052, "UI").action is Action.PSEUDONYMIZE
     assert profile.rule_for(0x0040A124, "UI").action is Action.PSEUDONYMIZE
     assert profile.rule_for(0x00181000, "LO").action is Action.REMOVE
+
+
+@pytest.mark.parametrize(
+    ("body", "keyword", "expected"),
+    [
+        ('[descriptors]\naction = "keep"\n', "StudyDescription", Action.KEEP),
+        ('[descriptors]\naction = "empty"\n', "ImageComments", Action.EMPTY),
+        (
+            '[descriptors]\naction = "keep"\n[tags.rules]\nStudyDescription = "remove"\n',
+            "StudyDescription",
+            Action.REMOVE,
+        ),
+        ('[descriptors]\naction = { replace = "CT" }\n', "SeriesDescription", Action.REPLACE),
+    ],
+)
+def test_descriptors_section_sets_every_free_text_descriptor(
+    tmp_path: Path, body: str, keyword: str, expected: Action
+) -> None:
+    path = tmp_path / "desc.toml"
+    path.write_text('extends = "safe-harbor"\n' + body)
+    profile = profiles.load(str(path))
+    tag = profiles.parse_selector(keyword)
+    assert isinstance(tag, int)
+    assert profile.rule_for(tag, "LO").action is expected
+    assert len(profiles.descriptor_tags()) > 100
+
+
+def test_descriptors_refuse_pseudonyms(tmp_path: Path) -> None:
+    path = tmp_path / "desc.toml"
+    path.write_text('extends = "safe-harbor"\n[descriptors]\naction = "pseudonymize"\n')
+    with pytest.raises(ProfileError, match="descriptors take"):
+        profiles.load(str(path))

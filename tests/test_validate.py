@@ -55,7 +55,7 @@ CASES = [
         HEAD + "[colours]\nred = 1\n",
         {},
         3,
-        "unknown section [colours]; sections are: [dates], [ages], [uids], [tags], [private], "
+        "unknown section [colours]; sections are: [dates], [ages], [uids], [descriptors], [tags], [private], "
         "[annex_e], [objects], [render], [text], [regions], [png], [method], [safe_harbor]",
         id="unknown-section-listed",
     ),
