@@ -55,8 +55,9 @@ CASES = [
         HEAD + "[colours]\nred = 1\n",
         {},
         3,
-        "unknown section [colours]; sections are: [dates], [ages], [uids], [descriptors], [tags], [private], "
-        "[annex_e], [objects], [render], [text], [regions], [png], [method], [safe_harbor]",
+        "unknown section [colours]; sections are: [dates], [ages], [uids], [descriptors], "
+        "[tags], [private], [annex_e], [objects], [render], [text], [regions], [png], "
+        "[method], [safe_harbor]",
         id="unknown-section-listed",
     ),
     pytest.param(
