@@ -67,7 +67,8 @@ class Summary:
         parts = [f"{self.counts['written']} written"]
         parts.append(f"{skipped.get('not-dicom', 0)} skipped as not DICOM")
         parts.append(f"{self.counts['failed']} failed")
-        return f"{self.total} files: " + ", ".join(parts)
+        noun = "file" if self.total == 1 else "files"
+        return f"{self.total} {noun}: " + ", ".join(parts)
 
 
 def _chunks(paths: list[Path], jobs: int) -> int:

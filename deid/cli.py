@@ -357,7 +357,9 @@ def profiles_validate(
         out.print(str(problem), markup=False)
     checked = len(validate.profile_files(paths))
     failed = validate.has_errors(problems)
-    err.print(f"{checked} profiles checked, {len(problems)} problems", markup=False)
+    profiles_word = "profile" if checked == 1 else "profiles"
+    problems_word = "problem" if len(problems) == 1 else "problems"
+    err.print(f"{checked} {profiles_word} checked, {len(problems)} {problems_word}", markup=False)
     raise typer.Exit(int(ExitCode.MIXED_FAILURES if failed else ExitCode.OK))
 
 

@@ -170,11 +170,11 @@ def test_output_inside_input_is_never_read_back(ct_file: Path, tmp_path: Path) -
     assert code == ExitCode.OK, text
     code, text = run("anonymize", source, "--out", out, "--format", "dicom", "--key", "k")
     assert code == ExitCode.OUTPUT_EXISTS
-    assert "1 files: 0 written" in text
+    assert "1 file: 0 written" in text
     code, text = run(
         "anonymize", source, "--out", out, "--format", "dicom", "--key", "k", "--overwrite"
     )
-    assert code == ExitCode.OK and "1 files: 1 written" in text
+    assert code == ExitCode.OK and "1 file: 1 written" in text
 
 
 @pytest.mark.parametrize(
