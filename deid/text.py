@@ -778,17 +778,7 @@ def _word_lines(words: Sequence[Word]) -> list[list[Word]]:
 
 def _greys(image: np.ndarray) -> list[np.ndarray]:
     """The grey images to search: luma, and for colour also the brightest channel."""
-    if image.dtype != np.uint8:
-        raise TypeError(f"text search needs a uint8 display image, not {image.dtype}")
-    if image.ndim == 2:
-        return [image]
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise TypeError(f"text search needs a (H, W) or (H, W, 3) image, not {image.shape}")
-    luma = np.asarray(Image.fromarray(image, mode="RGB").convert("L"))
-    brightest = image.max(axis=2)
-    if np.array_equal(luma, brightest):
-        return [luma]
-    return [luma, brightest]
+    return detect.planes(image)[:2]
 
 
 def _ocr_scale(height: int, width: int) -> float:

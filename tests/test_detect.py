@@ -10,22 +10,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+from conftest import anatomy
 from PIL import Image, ImageDraw, ImageFont
 
 from deid import detect
 from deid.boxes import Box
 from deid.detect import Candidate, find_candidates, label, stroke_contrast
-
-
-def anatomy(height: int = 512, width: int = 512, seed: int = 0) -> np.ndarray:
-    """A dark field with a bright, ribbed, grainy ellipse: roughly a chest film."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = ((y - height / 2) / (0.42 * height)) ** 2 + ((x - width / 2) / (0.35 * width)) ** 2
-    body = np.clip(1.0 - r, 0, 1) ** 0.5 * 140
-    ribs = 25 * (np.sin(y / height * 40) > 0.6) * (r < 0.8)
-    film = np.clip(body + ribs + rng.normal(0, 12, (height, width)) + 15, 0, 255)
-    return np.asarray(film, dtype=np.uint8)
 
 
 def draw(image: np.ndarray, xy: tuple[int, int], words: str, size: int, fill: object) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import anatomy
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from deid import text
@@ -26,17 +27,6 @@ from deid.text import Region, TextPolicy, find_regions, redaction_boxes, second_
 MARKERS = TextPolicy(frozenset({"L", "R", "PA", "AP", "LAT"}))
 NO_MARKERS = TextPolicy(frozenset())
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
-
-
-def anatomy(height: int = 512, width: int = 512, seed: int = 0) -> np.ndarray:
-    """A dark field with a bright, ribbed, grainy ellipse: roughly a chest film."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = ((y - height / 2) / (0.42 * height)) ** 2 + ((x - width / 2) / (0.35 * width)) ** 2
-    body = np.clip(1.0 - r, 0, 1) ** 0.5 * 140
-    ribs = 25 * (np.sin(y / height * 40) > 0.6) * (r < 0.8)
-    film = np.clip(body + ribs + rng.normal(0, 12, (height, width)) + 15, 0, 255)
-    return np.asarray(film, dtype=np.uint8)
 
 
 def draw_text(
