@@ -20,10 +20,17 @@ from deid import classify, output, reader, tags
 from deid.batch import Summary, discover, run
 from deid.errors import DeidError, LeakError
 from deid.pipeline import FileResult, Settings
-from deid.profiles import AgeMode, DateMode, Profile, load
+from deid.profiles import Action, AgeMode, DateMode, Profile, load
 from deid.pseudonym import Pseudonymizer
 from deid.text import TextPolicy
-from deid.verify import Leak, VerifyReport, check_dicom, collect_originals, verify_outputs
+from deid.verify import (
+    Leak,
+    VerifyReport,
+    check_dicom,
+    collect_originals,
+    kept_on_purpose,
+    verify_outputs,
+)
 
 # Pseudonyms only name outputs that are deleted at the end, so any fixed key will do;
 # a fixed one keeps the report's output names the same from run to run.
@@ -149,7 +156,10 @@ def profile_test(profile_ref: str, samples: Path, *, jobs: int = 1) -> ProfileTe
         out_dir.mkdir()
         settings = settings_for(profile, out_dir)
         summary = run(paths, settings, jobs=jobs, on_result=results.append)
-        checked = verify_outputs([out_dir], [samples], profile_policy(profile), jobs=jobs)
+        kept = kept_on_purpose(profile)
+        checked = verify_outputs(
+            [out_dir], [samples], profile_policy(profile), jobs=jobs, kept=kept
+        )
         failed = [r for r in summary.problems if r.status == "failed"]
         withheld = [r for r in failed if r.kind == LeakError.kind]
         withheld_leaks = _withheld_leaks(withheld, settings, samples, Path(folder) / "withheld")
@@ -178,7 +188,8 @@ def expected_kinds(profile: Profile) -> frozenset[str]:
     if profile.claims_safe_harbor:
         return frozenset()
     kinds = set()
-    if profile.date_mode in (DateMode.SHIFT, DateMode.KEEP):
+    study_date = profile.rule_for(0x00080020, "DA")
+    if profile.date_mode in (DateMode.SHIFT, DateMode.KEEP) or study_date.action is Action.KEEP:
         kinds.add("full date")
     if profile.age_mode is AgeMode.KEEP:
         kinds.add("age over 89")
@@ -197,7 +208,7 @@ def _withheld_leaks(
     """
     if not results:
         return []
-    originals = collect_originals([samples])
+    originals = collect_originals([samples], kept_on_purpose(settings.profile))
     folder.mkdir(parents=True, exist_ok=True)
     leaks: list[Leak] = []
     for number, result in enumerate(results):

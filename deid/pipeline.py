@@ -167,7 +167,7 @@ def _process(path: Path, settings: Settings) -> FileResult:
     ds = reader.read(path)
     where = str(path)
     classify.classify(ds, where, settings.profile)
-    originals = verify.phi_values(ds)
+    originals = verify.phi_values(ds, verify.kept_on_purpose(settings.profile))
     note = context.build(ds).text() if settings.context else None
     want_png = "png" in settings.formats
     want_dicom = "dicom" in settings.formats

@@ -19,7 +19,7 @@ import string
 import tomllib
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +37,7 @@ from pydicom.multival import MultiValue
 from deid.boxes import Box
 from deid.errors import DeidError
 from deid.ocr import Word, read_words
+from deid.profiles import Action, AgeMode, DateMode, Profile
 from deid.reader import read, sniff
 from deid.text import TextPolicy
 
@@ -101,8 +102,12 @@ def _raw_strings(ds: Dataset) -> Iterator[tuple[int, str, str]]:
             yield int(tag), vr, part
 
 
-def phi_values(ds: Dataset) -> dict[str, str]:
-    """Identifying values of an original dataset, mapped to the kind of each."""
+def phi_values(ds: Dataset, kept: Callable[[int, str], bool] | None = None) -> dict[str, str]:
+    """Identifying values of an original dataset, mapped to the kind of each.
+
+    `kept(tag, vr)` names attributes a profile keeps on purpose (see `kept_on_purpose`):
+    their values are left out, so keeping them is not reported as a leak.
+    """
     found: dict[str, str] = {}
 
     def add(value: str, kind: str) -> None:
@@ -111,6 +116,8 @@ def phi_values(ds: Dataset) -> dict[str, str]:
             found.setdefault(value, kind)
 
     for tag, vr, text in _raw_strings(ds):
+        if kept is not None and kept(tag, vr):
+            continue
         keyword = keyword_for_tag(tag)
         kind = _IDENTIFYING_KEYWORDS.get(keyword)
         if vr == "PN":
@@ -128,6 +135,27 @@ def phi_values(ds: Dataset) -> dict[str, str]:
         elif tag >> 16 & 1 and tag & 0xFF00 and vr in _IDENTIFYING_VRS and len(text) >= 6:
             add(text, "private value")  # private creators (gggg,00xx) name vendors: skipped
     return found
+
+
+def kept_on_purpose(profile: Profile) -> Callable[[int, str], bool] | None:
+    """What a profile keeps by its own rules, unless it claims Safe Harbor.
+
+    A Safe Harbor profile (or one extending it) may keep nothing identifying, so every
+    value is checked; a profile that does not claim it (the Basic Profile with Retain
+    Full Dates, say) keeps some values by design, and those are not leaks.
+    """
+    if profile.claims_safe_harbor:
+        return None
+
+    def kept(tag: int, vr: str) -> bool:
+        rule = profile.rule_for(tag, vr)
+        if rule.action is Action.KEEP:
+            return not rule.allowed
+        if rule.action is Action.DATE:
+            return profile.date_mode is DateMode.KEEP
+        return rule.action is Action.AGE and profile.age_mode is AgeMode.KEEP
+
+    return kept
 
 
 def scan_bytes(header: bytes, values: dict[str, str], where: str) -> list[Finding]:
@@ -248,7 +276,9 @@ def _text_kinds(text: str, matcher: _Matcher, vr: str | None = None) -> list[str
     return list(dict.fromkeys([*matcher.kinds(text), *_pattern_kinds(text, vr)]))
 
 
-def collect_originals(paths: Iterable[Path]) -> dict[str, str]:
+def collect_originals(
+    paths: Iterable[Path], kept: Callable[[int, str], bool] | None = None
+) -> dict[str, str]:
     """Identifying values of every DICOM original under `paths`, mapped to their kind.
 
     The union of `phi_values` over the originals, plus every UID they hold at any depth
@@ -265,8 +295,12 @@ def collect_originals(paths: Iterable[Path]) -> dict[str, str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = read(path, stop_before_pixels=True)
-                values = phi_values(ds)
-                uids = [text for _, vr, text in _raw_strings(ds) if vr == "UI"]
+                values = phi_values(ds, kept)
+                uids = [
+                    text
+                    for tag, vr, text in _raw_strings(ds)
+                    if vr == "UI" and not (kept is not None and kept(tag, vr))
+                ]
         except DeidError:
             continue
         for text in uids:
@@ -842,6 +876,7 @@ def verify_outputs(
     policy: TextPolicy,
     *,
     jobs: int = 1,
+    kept: Callable[[int, str], bool] | None = None,
 ) -> VerifyReport:
     """Check every file under `outputs`, against the values of the `originals` if given.
 
@@ -853,7 +888,7 @@ def verify_outputs(
     """
     from deid.batch import discover  # batch imports the pipeline, which imports this module
 
-    matcher = _Matcher(collect_originals(originals) if originals is not None else None)
+    matcher = _Matcher(collect_originals(originals, kept) if originals is not None else None)
     work: list[tuple[Path, Path | None]] = []
     for output in outputs:
         root = output if output.is_dir() else None

@@ -296,3 +296,22 @@ def test_leak_check_withholds_the_output(ct_file: Path, tmp_path: Path) -> None:
     assert code == ExitCode.LEAK_FOUND, text
     assert "institution" in text and PHI["institution"] not in text
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_values_a_non_safe_harbor_profile_keeps_are_not_leaks(
+    ct_file: Path, tmp_path: Path
+) -> None:
+    dates = tmp_path / "basic-dates.toml"
+    dates.write_text(
+        'extends = "dicom-basic"\n[annex_e]\noptions = ["retain-longitudinal-full-dates"]\n'
+    )
+    out = tmp_path / "out"
+    code, text = run(
+        "anonymize", ct_file, "--out", out, "--format", "dicom", "--profile", dates, "-j", "1"
+    )
+    assert code == ExitCode.OK, text
+    written = dcmread(next(out.glob("*.dcm")))
+    assert written.StudyDate == PHI["study_date"]
+    assert "113106" in [item.CodeValue for item in written.DeidentificationMethodCodeSequence]
+    code, text = run("profiles", "test", dates, "--samples", ct_file.parent, "-j", "1")
+    assert code == 0 and "kept on purpose" in text
