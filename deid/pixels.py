@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.decoders.base import get_decoder
@@ -427,13 +429,30 @@ def _geometry(ds: Dataset, path: str) -> _Geometry:
 
 def _positive(ds: Dataset, keyword: str, path: str) -> int:
     """A required positive integer attribute, or UnreadableError naming the keyword."""
-    try:
-        value = int(ds.get(keyword))
-    except (TypeError, ValueError):
-        value = 0
+    value = _raw_us(ds, keyword)
+    if value is None:
+        try:
+            value = int(ds.get(keyword))
+        except (TypeError, ValueError):
+            value = 0
     if value <= 0:
         raise UnreadableError(f"image pixel attribute {keyword} is missing or invalid", path=path)
     return value
+
+
+def _raw_us(ds: Dataset, keyword: str) -> int | None:
+    """A US value straight from a little-endian raw element, sparing its conversion."""
+    tag = tag_for_keyword(keyword)
+    elem = ds._dict.get(tag) if tag is not None else None  # type: ignore[call-overload]
+    if (
+        isinstance(elem, RawDataElement)
+        and elem.VR == "US"
+        and elem.is_little_endian
+        and isinstance(elem.value, bytes)
+        and len(elem.value) == 2
+    ):
+        return int.from_bytes(elem.value, "little")
+    return None
 
 
 def _native_length(geometry: _Geometry) -> int:
