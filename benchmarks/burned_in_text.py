@@ -737,18 +737,23 @@ def _normal(text: str) -> str:
 
 def readable_leaks(image: np.ndarray, words: Sequence[Word]) -> int:
     """PHI words an independent whole-image OCR still reads in the redacted image."""
+    return len(leaked_words(image, words))
+
+
+def leaked_words(image: np.ndarray, words: Sequence[Word]) -> list[Word]:
+    """The PHI words that `readable_leaks` counts (a debugging aid for --verbose)."""
     grey = np.asarray(Image.fromarray(image).convert("L")) if image.ndim == 3 else image
     scale = 2.0 if max(grey.shape) < 1200 else 1.0
     found = read_words(grey, psm=3, scale=scale) + read_words(255 - grey, psm=11, scale=scale)
     seen = [_normal(w.text) for w in found]
     seen = [s for s in seen if s]
-    leaks = 0
+    leaks: list[Word] = []
     for word in words:
         target = _normal(word.text)
         if word.kind != "phi" or len(target) < 4:
             continue
         if any(target in s for s in seen):
-            leaks += 1
+            leaks.append(word)
     return leaks
 
 
@@ -764,6 +769,7 @@ class Score:
     clear: int = 0
     clear_changed: int = 0
     seconds: list[float] = field(default_factory=list)
+    leaked: list[Word] = field(default_factory=list)  # this sample's, for --verbose
 
     def add(self, other: Score) -> None:
         for name in (
@@ -803,10 +809,10 @@ def score(sample: Sample, boxes: Sequence[Box], *, leaks: bool) -> Score:
         zone[fair.top : fair.bottom, fair.left : fair.right] = True
     result.clear = int((~zone).sum())
     result.clear_changed = int((covered & ~zone).sum())
-    if leaks and boxes:
-        result.leaks = readable_leaks(pixels.black_out(sample.image, list(boxes)), sample.words)
-    elif leaks:
-        result.leaks = readable_leaks(sample.image, sample.words)
+    if leaks:
+        redacted = pixels.black_out(sample.image, list(boxes)) if boxes else sample.image
+        result.leaked = leaked_words(redacted, sample.words)
+        result.leaks = len(result.leaked)
     return result
 
 
@@ -905,6 +911,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{seconds:.2f}s regions {len(regions)}",
                         file=sys.stderr,
                     )
+                    for word in result.leaked:
+                        print(
+                            f"    leaked: {word.text!r} at {word.box} cap {word.cap}",
+                            file=sys.stderr,
+                        )
                 if show is not None:
                     picture = pixels.black_out(sample.image, boxes)
                     Image.fromarray(picture).save(show / f"{sample.name}.png")

@@ -300,7 +300,7 @@ def _search(grey: np.ndarray, level: int, plane: int, polarity: Polarity) -> lis
     cell = 2 if level == 0 else 1
     cells = _cells(strokes) if cell == 2 else strokes
     groups = label(cells)
-    boxes = _unthreaded(cells, groups.boxes, 6 // cell) * cell
+    boxes = _unthreaded(cells, groups, 6 // cell) * cell
     boxes[:, 2] = np.minimum(boxes[:, 2], strokes.shape[1])
     boxes[:, 3] = np.minimum(boxes[:, 3], strokes.shape[0])
     heights = boxes[:, 3] - boxes[:, 1]
@@ -332,7 +332,7 @@ def _search(grey: np.ndarray, level: int, plane: int, polarity: Polarity) -> lis
     return out[:_MAX_CANDIDATES]
 
 
-def _unthreaded(cells: np.ndarray, boxes: np.ndarray, least: int) -> np.ndarray:
+def _unthreaded(cells: np.ndarray, groups: _Groups, least: int) -> np.ndarray:
     """Group boxes with thin lines (rulers, a table's edge, a rib, a wire) taken out.
 
     A group far wider than tall keeps only the cells on upright runs of at least
@@ -341,8 +341,10 @@ def _unthreaded(cells: np.ndarray, boxes: np.ndarray, least: int) -> np.ndarray:
     found and the line alone disappears. Any other elongated group of some size
     whose columns mostly span a small part of its height and whose rows mostly span a
     small part of its width is a thin curve, not letters (whose stems and bowls span
-    them), and is dropped.
+    them), and is dropped. Each group is judged on its own cells only: letters inside
+    the box of a long curve (a table edge under a line of text) are not cut up with it.
     """
+    boxes = groups.boxes
     heights = boxes[:, 3] - boxes[:, 1]
     widths = boxes[:, 2] - boxes[:, 0]
     long = widths > 4 * np.maximum(heights, 1)
@@ -350,22 +352,46 @@ def _unthreaded(cells: np.ndarray, boxes: np.ndarray, least: int) -> np.ndarray:
     sized = ~long & elongated & (np.maximum(heights, widths) >= 2 * least)
     keep = ~long & ~sized
     out = [boxes[keep]]
+    owners = _paint(groups, cells.shape) if (sized | long).any() else cells
     for index in np.nonzero(sized)[0].tolist():
         left, top, right, bottom = boxes[index].tolist()
-        part = cells[top:bottom, left:right]
+        part = owners[top:bottom, left:right] == index + 1
         if max(_span(part, 0), _span(part.T, 0)) >= 0.25:
             out.append(boxes[index : index + 1])
     for index in np.nonzero(long)[0].tolist():
         left, top, right, bottom = boxes[index].tolist()
-        part = cells[top:bottom, left:right]
+        part = owners[top:bottom, left:right] == index + 1
         upright = _vertical_runs(part, least)
         if not upright.any():
             continue
         pieces = label(upright).boxes
         pieces = pieces[pieces[:, 3] - pieces[:, 1] >= least]
         if pieces.size:
+            pieces = _regrown(part, pieces)
             out.append(pieces + np.array([left, top, left, top]))
     return np.concatenate(out).astype(np.int64)
+
+
+def _regrown(part: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """Stem pieces widened over the cells beside them, in their rows, up to 3/4 height.
+
+    Only stems survive the cut of a long group, so a line would end at the stem of its
+    last letter: the foot of an L, the bar of a T or the tail of a 2 lie past it. Each
+    piece takes in the unbroken run of inked columns beside it within its own rows, up
+    to three quarters of its height away, never the far reaches of a crossing line.
+    """
+    out = pieces.copy()
+    width = part.shape[1]
+    for i, (left, top, right, bottom) in enumerate(pieces.tolist()):
+        inked = np.asarray(part[top:bottom].any(axis=0), dtype=bool).tolist()
+        reach = max(1, 3 * (bottom - top) // 4)
+        lo, hi = left, right
+        while lo > max(0, left - reach) and inked[lo - 1]:
+            lo -= 1
+        while hi < min(width, right + reach) and inked[hi]:
+            hi += 1
+        out[i, 0], out[i, 2] = lo, hi
+    return out
 
 
 def _vertical_runs(part: np.ndarray, least: int) -> np.ndarray:
@@ -480,9 +506,9 @@ def _score(strokes: np.ndarray, box: Box, height: int, glyphs: int) -> float:
 def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
     """One candidate per piece of text: drop or absorb what better ones already hold.
 
-    Single lines go first, then by score. A candidate lying mostly (80%) inside those
-    taken is dropped; one lying half inside a single taken line, on the same line, widens
-    that line instead (so a word seen whole in one plane and in part in another is read
+    Single lines go first, then by score. A candidate lying half inside a single taken
+    line, on the same line, widens that line; one lying mostly (80%) inside those taken
+    is otherwise dropped (so a word seen whole in one plane and in part in another is read
     once, whole). A block that a coarser level saw over several lines is dropped when the
     lines themselves were found.
     """
@@ -504,8 +530,6 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
                     max(0, other.left - box.left) : other.right - box.left,
                 ] = True
             share = float(seen.mean())
-            if share >= 0.8:
-                continue
             if share >= 0.5 and len(hits) == 1:
                 taken = out[hits[0]]
                 union = Box(
@@ -525,6 +549,8 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
                         taken.score,
                     )
                     continue
+            if share >= 0.8:
+                continue
         out.append(cand)
     return out
 

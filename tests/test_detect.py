@@ -145,3 +145,32 @@ def test_crop_for_ocr_is_dark_text_on_white() -> None:
 def test_only_display_images_are_searched(image: np.ndarray) -> None:
     with pytest.raises(TypeError):
         find_candidates(image)
+
+
+def test_word_ending_in_a_foot_is_held_whole() -> None:
+    # Letters of small text join into one long group, of which only the stems are kept:
+    # the foot of a final L lies past the last stem and must still be in the box.
+    image = np.zeros((200, 400), np.uint8)
+    mask = draw(image, (20, 60), "TOTAL", 14, 230)
+    assert inside(mask, find_candidates(image), share=1.0)
+
+
+def test_letters_inside_the_box_of_a_long_curve_are_not_cut_up() -> None:
+    cells = np.zeros((30, 120), bool)
+    for x in range(120):  # a shallow arc, two cells thick, spanning rows 2..24
+        y = 2 + round(22 * ((x - 60) / 60) ** 2)
+        cells[y : y + 2, x] = True
+    cells[10:20, 50:52] = True  # a C: its stem, top and bottom bars, apart from the arc
+    cells[10:12, 50:56] = True
+    cells[18:20, 50:56] = True
+    groups = label(cells)
+    boxes = {Box(*map(int, b)) for b in detect._unthreaded(cells, groups, 3)}
+    near = {b for b in boxes if b.overlaps(Box(48, 8, 58, 22))}
+    assert near == {Box(50, 10, 56, 20)}
+
+
+def test_a_line_seen_mostly_inside_another_widens_it() -> None:
+    taken = Candidate(Box(100, 50, 200, 70), 0, "dark", 20, 6, 1.0)
+    wider = Candidate(Box(88, 52, 200, 68), 0, "bright", 16, 8, 0.9)
+    (only,) = detect._distinct([taken, wider])
+    assert only.box == Box(88, 50, 200, 70)
