@@ -613,6 +613,13 @@ def _rgb_file(ds: FileDataset, image: np.ndarray) -> None:
     ds.PixelData = image.astype(np.uint8).tobytes()
 
 
+def _picker(
+    rng: np.random.Generator, choices: Sequence[tuple[float, float, float]]
+) -> Callable[[], tuple[float, float, float]]:
+    """A colour chooser for `place_lines`: one of `choices` at random on each call."""
+    return lambda: choices[int(rng.integers(len(choices)))]
+
+
 def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bool) -> Sample:
     rng = np.random.default_rng([seed, TYPES.index(kind), index])
     patient = make_patient(rng)
@@ -668,17 +675,17 @@ def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bo
             kind, [("tl", 8, 6), ("tr", w - 8, 6), ("bl", 8, h - 8), ("br", w - 8, h - 8)], (8, 16)
         )
 
-        def colour() -> tuple[float, float, float]:
-            choices = [
+        colour = _picker(
+            rng,
+            [
                 (1.0, 1.0, 1.0),
                 (0.7, 0.7, 0.7),
                 (1.0, 0.9, 0.0),
                 (0.0, 0.9, 1.0),
                 (0.2, 1.0, 0.3),
                 (1.0, 0.6, 0.1),
-            ]
-            return tuple(choices[int(rng.integers(len(choices)))])  # type: ignore[return-value]
-
+            ],
+        )
         place_lines(rng, canvas, fonts, lines, layout, colour, mid_share=0.15)
         image = np.clip(canvas.pixels * 255, 0, 255).round().astype(np.uint8)
         ds = _dataset(UltrasoundImageStorage, "US", h, w)
@@ -692,16 +699,16 @@ def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bo
             (8, 18),
         )
 
-        def colour() -> tuple[float, float, float]:
-            choices = [
+        colour = _picker(
+            rng,
+            [
                 (1.0, 1.0, 1.0),
                 (0.05, 0.05, 0.05),
                 (1.0, 0.9, 0.2),
                 (0.6, 0.8, 1.0),
                 (0.75, 0.75, 0.75),
-            ]
-            return tuple(choices[int(rng.integers(len(choices)))])  # type: ignore[return-value]
-
+            ],
+        )
         place_lines(rng, canvas, fonts, lines, layout, colour, mid_share=0.25)
         if not text_free and rng.random() < 0.5:
             place_markers(rng, canvas, fonts, 1, (12, 24), lambda: (1.0, 1.0, 1.0))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,17 +85,15 @@ def run(
 ) -> Summary:
     """Process every path with `jobs` worker processes; one bad file never stops the rest."""
     summary = Summary(total=len(paths))
-    results: Iterator[FileResult]
-    if jobs <= 1 or len(paths) <= 1:
-        results = (process(p, settings) for p in paths)
+    with ExitStack() as stack:
+        results: Iterable[FileResult]
+        if jobs <= 1 or len(paths) <= 1:
+            results = (process(p, settings) for p in paths)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=jobs))
+            chunks = _chunks(paths, jobs)
+            results = pool.map(process, paths, [settings] * len(paths), chunksize=chunks)
         for result in results:
-            summary.add(result)
-            if on_result:
-                on_result(result)
-        return summary
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        settings_list = [settings] * len(paths)
-        for result in pool.map(process, paths, settings_list, chunksize=_chunks(paths, jobs)):
             summary.add(result)
             if on_result:
                 on_result(result)

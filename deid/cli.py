@@ -148,13 +148,6 @@ def anonymize(
         raise _fail(exc) from None
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)
 
-    def report(result: pipeline.FileResult) -> None:
-        progress.advance(task)
-        if result.status == "failed":
-            progress.console.print(f"FAILED {result.path}: {result.reason}", markup=False)
-        elif verbose and result.status == "skipped":
-            progress.console.print(f"skipped {result.path}: {result.reason}", markup=False)
-
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -169,7 +162,11 @@ def anonymize(
         task = progress.add_task("de-identifying", total=len(paths), rate="")
 
         def on_result(result: pipeline.FileResult) -> None:
-            report(result)
+            progress.advance(task)
+            if result.status == "failed":
+                progress.console.print(f"FAILED {result.path}: {result.reason}", markup=False)
+            elif verbose and result.status == "skipped":
+                progress.console.print(f"skipped {result.path}: {result.reason}", markup=False)
             speed = progress.tasks[0].speed
             progress.update(task, rate=f"{speed:.1f} files/s" if speed else "")
 

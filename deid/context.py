@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from deid.tags import age_in_years
 from deid.verify import phi_values
 
 _SAFE = re.compile(r"^[A-Za-z0-9 _\-/().,]{1,32}$")
@@ -58,11 +59,9 @@ def age_band(years: float | None) -> str | None:
 
 
 def _age_years(ds: Dataset) -> float | None:
-    age = str(ds.get("PatientAge", "") or "").strip().upper()
-    if len(age) == 4 and age[:3].isdigit():
-        per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}.get(age[3])
-        if per_year:
-            return int(age[:3]) / per_year
+    years = age_in_years(str(ds.get("PatientAge", "") or ""))
+    if years is not None:
+        return years
     birth = str(ds.get("PatientBirthDate", "") or "")
     when = str(ds.get("StudyDate", "") or ds.get("ContentDate", "") or "")
     if len(birth) >= 8 and len(when) >= 8 and birth[:8].isdigit() and when[:8].isdigit():

@@ -101,7 +101,13 @@ def find_candidates(image: np.ndarray, *, least_score: float = 0.0) -> list[Cand
     dropped; partial overlaps are kept, each is read on its own. Pure: the same image
     always gives the same list.
     """
-    grey_planes = planes(image)
+    return candidates_in(planes(image), least_score=least_score)
+
+
+def candidates_in(
+    grey_planes: Sequence[np.ndarray], *, least_score: float = 0.0
+) -> list[Candidate]:
+    """`find_candidates` on the image's `planes`, for a caller that already has them."""
     found: list[Candidate] = []
     for index, plane in enumerate(grey_planes):
         polarities: tuple[Polarity, ...] = ("bright", "dark") if index == 0 else ("bright",)
@@ -532,16 +538,11 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
             share = float(seen.mean())
             if share >= 0.5 and len(hits) == 1:
                 taken = out[hits[0]]
-                union = Box(
-                    min(box.left, taken.box.left),
-                    min(box.top, taken.box.top),
-                    max(box.right, taken.box.right),
-                    max(box.bottom, taken.box.bottom),
-                )
+                joined = union(box, taken.box)
                 tallest = max(taken.height, cand.height)
-                if union.height <= 1.8 * tallest:
+                if joined.height <= 1.8 * tallest:
                     out[hits[0]] = Candidate(
-                        union,
+                        joined,
                         taken.plane,
                         taken.polarity,
                         tallest,
@@ -555,10 +556,32 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
     return out
 
 
-def _overlap(a: Box, b: Box) -> int:
+def union(a: Box, b: Box) -> Box:
+    """The smallest box holding both."""
+    return Box(
+        min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom)
+    )
+
+
+def overlap(a: Box, b: Box) -> int:
+    """The area two boxes share."""
     width = min(a.right, b.right) - max(a.left, b.left)
     height = min(a.bottom, b.bottom) - max(a.top, b.top)
     return max(0, width) * max(0, height)
+
+
+def _page(plane: np.ndarray, candidate: Candidate) -> tuple[Box, int, Box]:
+    """Where a candidate's page comes from: the crop (a margin of half a glyph height),
+    the border added around it (Tesseract wants white around a line), and where the
+    page, border included, lies in image coordinates (it may reach past the edges).
+    """
+    height, width = plane.shape
+    outer = candidate.box.padded(max(4, candidate.height // 2), width, height)
+    border = max(6, candidate.height // 2)
+    origin = Box(
+        outer.left - border, outer.top - border, outer.right + border, outer.bottom + border
+    )
+    return outer, border, origin
 
 
 def ocr_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple[np.ndarray, Box]:
@@ -570,14 +593,13 @@ def ocr_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple[n
     black border or bright anatomy, turns white, and the strokes turn black: dark text on
     a clean white page, whatever the polarity or colour was. Contrast under four times
     the crop's median (grain), and anything outside the line's box, is dropped, so the
-    page stays white around the letters,
-    and a white border is added. The returned box is where the page (border included)
-    lies in image coordinates, so it may reach past the image's edges.
+    page stays white around the letters, and a white border is added. The returned box
+    is where the page (border included) lies in image coordinates, so it may reach past
+    the image's edges.
     """
     plane = grey_planes[candidate.plane]
     height, width = plane.shape
-    margin = max(4, candidate.height // 2)
-    outer = candidate.box.padded(margin, width, height)
+    outer, border, origin = _page(plane, candidate)
     crop = np.ascontiguousarray(plane[outer.top : outer.bottom, outer.left : outer.right])
     if candidate.polarity == "dark":
         crop = 255 - crop
@@ -599,28 +621,23 @@ def ocr_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple[n
     ] = True
     ink[~keep] = 0
     page = np.asarray(255 - ink, dtype=np.uint8)
-    border = max(6, candidate.height // 2)  # Tesseract wants white around a line
     page = np.pad(page, border, mode="constant", constant_values=255)
-    origin = Box(
-        outer.left - border, outer.top - border, outer.right + border, outer.bottom + border
-    )
     return page, origin
 
 
-def plain_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> np.ndarray:
+def plain_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple[np.ndarray, Box]:
     """The candidate's crop as it is, turned dark-on-light and stretched to full range.
 
     A second view for lone glyphs, whose reading swings with the preparation: what the
-    top-hat view and this one both read is what is there.
+    top-hat view and this one both read is what is there. The box is where the page
+    lies in image coordinates, as `ocr_crop` gives it (the two pages line up).
     """
     plane = grey_planes[candidate.plane]
-    height, width = plane.shape
-    outer = candidate.box.padded(max(4, candidate.height // 2), width, height)
+    outer, border, origin = _page(plane, candidate)
     crop = plane[outer.top : outer.bottom, outer.left : outer.right].astype(np.float32)
     if candidate.polarity == "bright":
         crop = 255 - crop
     low, high = np.percentile(crop, (1, 99))
     stretched = (crop - low) * (255.0 / max(float(high - low), 1.0))
     page = np.asarray(np.clip(stretched, 0, 255), dtype=np.uint8)
-    border = max(6, candidate.height // 2)
-    return np.pad(page, border, mode="edge")
+    return np.pad(page, border, mode="edge"), origin

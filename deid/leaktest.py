@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,12 +158,13 @@ def profile_test(profile_ref: str, samples: Path, *, jobs: int = 1) -> ProfileTe
         settings = settings_for(profile, out_dir)
         summary = run(paths, settings, jobs=jobs, on_result=results.append)
         kept = kept_on_purpose(profile)
+        originals = collect_originals([samples], kept)
         checked = verify_outputs(
-            [out_dir], [samples], profile_policy(profile), jobs=jobs, kept=kept
+            [out_dir], [samples], profile_policy(profile), jobs=jobs, kept=kept, values=originals
         )
         failed = [r for r in summary.problems if r.status == "failed"]
         withheld = [r for r in failed if r.kind == LeakError.kind]
-        withheld_leaks = _withheld_leaks(withheld, settings, samples, Path(folder) / "withheld")
+        withheld_leaks = _withheld_leaks(withheld, settings, originals, Path(folder) / "withheld")
     sources = {
         Path(path).relative_to(out_dir).as_posix(): result.path
         for result in results
@@ -197,18 +199,18 @@ def expected_kinds(profile: Profile) -> frozenset[str]:
 
 
 def _withheld_leaks(
-    results: list[FileResult], settings: Settings, samples: Path, folder: Path
+    results: list[FileResult], settings: Settings, originals: Mapping[str, str], folder: Path
 ) -> list[Leak]:
     """What the profile let through in the files whose output the pipeline withheld.
 
     The pipeline says only which kinds it found; to say where, the header is
     de-identified again the same way, written to `folder` (inside the temporary
     folder) and checked like any output. Pixels are not redacted: the header is what
-    the pipeline's check looks at.
+    the pipeline's check looks at. `originals` are the samples' values, as
+    `collect_originals` gives them.
     """
     if not results:
         return []
-    originals = collect_originals([samples], kept_on_purpose(settings.profile))
     folder.mkdir(parents=True, exist_ok=True)
     leaks: list[Leak] = []
     for number, result in enumerate(results):

@@ -48,7 +48,8 @@ def png_bytes(image: np.ndarray, *, compress_level: int = 1, max_size: int = 0) 
 _LONG_VRS = frozenset(
     {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 )
-_TEXT_VRS = frozenset(
+# VRs whose value is text: encoded here, and read and written raw by the tag step.
+TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
 _ITEM = b"\xfe\xff\x00\xe0"
@@ -214,7 +215,7 @@ def _encode(elem: object, implicit: bool) -> bytes | None:
     vr = elem.VR
     if vr == "SQ":
         return _encode_sequence(elem, implicit)
-    if vr not in _TEXT_VRS:
+    if vr not in TEXT_VRS:
         return None
     value = elem.value
     if value is None or value == "":
@@ -327,6 +328,15 @@ def _link_no_clobber(temp: Path, path: Path) -> None:
     temp.unlink()
 
 
+@dataclass(frozen=True)
+class OutputNames:
+    """Where each output of one instance goes; nothing comes from the input's name."""
+
+    dicom: Path
+    png: list[Path]
+    context: Path
+
+
 def output_names(
     out_dir: Path,
     *,
@@ -337,15 +347,11 @@ def output_names(
     instance: str,
     frames: Sequence[int],
     frame_count: int,
-) -> dict[str, Path | list[Path]]:
-    """Paths for every output of one instance; nothing comes from the input's name."""
+) -> OutputNames:
+    """Paths for every output of one instance, from its pseudonyms."""
     folder = out_dir / patient / study / series if tree else out_dir
     pngs = [
         folder / (f"{instance}.png" if frame_count == 1 else f"{instance}-f{i + 1:04d}.png")
         for i in frames
     ]
-    return {
-        "dicom": folder / f"{instance}.dcm",
-        "png": pngs,
-        "context": folder / f"{instance}.txt",
-    }
+    return OutputNames(folder / f"{instance}.dcm", pngs, folder / f"{instance}.txt")

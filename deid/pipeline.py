@@ -9,7 +9,7 @@ on past a bad file. It fails closed: if any step fails the file gets no output a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,24 +97,37 @@ class FileResult:
 
 @dataclass
 class PixelWork:
-    """The decoded frames of one image and the text found on them."""
+    """The decoded frames of one image, the text found on them, and kept renders."""
 
     frames: np.ndarray
     regions: list[text.Region]
     boxes: list[Box]
+    rendered: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def shown(self, ds: Dataset, index: int, options: pixels.RenderOptions) -> np.ndarray:
+        """Frame `index` as displayed, rendered once for the text search and the PNG."""
+        image = self.rendered.get(index)
+        return pixels.render(ds, self.frames[index], options) if image is None else image
 
 
 _SECOND_LOOKS = 2
 
 
 def find_text(
-    ds: Dataset, frames: np.ndarray, settings: Settings, phi: Mapping[str, str], where: str
+    ds: Dataset,
+    frames: np.ndarray,
+    settings: Settings,
+    phi: Mapping[str, str],
+    where: str,
+    rendered: dict[int, np.ndarray],
+    keep: Collection[int] = (),
 ) -> list[text.Region]:
     """Text regions over every distinct frame, plus the profile's fixed regions.
 
     Identical frames are read once. After covering what was found, a second look reads
     the surroundings again; text still readable there adds regions, and if it persists
-    after two rounds the file fails rather than leave it.
+    after two rounds the file fails rather than leave it. Renders of the read frames
+    that are in `keep` are stored in `rendered` for the caller.
     """
     policy = settings.text_policy
     fixed = [
@@ -123,31 +136,40 @@ def find_text(
     ]
     seen: set[bytes] = set()
     found: list[text.Region] = list(fixed)
-    for frame in frames:
+    for index, frame in enumerate(frames):
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
         if digest in seen:
             continue
         seen.add(digest)
         image = pixels.render(ds, frame, settings.render)
+        if index in keep:
+            rendered[index] = image
         here = text.find_regions(image, policy, phi=phi)
-        for _ in range(_SECOND_LOOKS):
+        for look in range(_SECOND_LOOKS + 1):
             covered = pixels.black_out(image, text.redaction_boxes([*here, *fixed]))
             extra = text.second_look(covered, here, policy, phi=phi)
             if not extra:
                 break
-            here += extra
-        else:
-            covered = pixels.black_out(image, text.redaction_boxes([*here, *fixed]))
-            if text.second_look(covered, here, policy, phi=phi):
+            if look == _SECOND_LOOKS:
                 raise LeakError("text stays readable after redaction; nothing written", where)
+            here += extra
         found.extend(here)
     return found
 
 
-def prepare_pixels(ds: Dataset, path: str, settings: Settings, phi: Mapping[str, str]) -> PixelWork:
+def prepare_pixels(
+    ds: Dataset,
+    path: str,
+    settings: Settings,
+    phi: Mapping[str, str],
+    keep: Collection[int] = (),
+) -> PixelWork:
     frames = pixels.decode(ds, path)
-    found = find_text(ds, frames, settings, phi, path) if settings.detect_text else []
-    return PixelWork(frames, found, text.redaction_boxes(found))
+    rendered: dict[int, np.ndarray] = {}
+    found = (
+        find_text(ds, frames, settings, phi, path, rendered, keep) if settings.detect_text else []
+    )
+    return PixelWork(frames, found, text.redaction_boxes(found), rendered)
 
 
 def process(path: Path, settings: Settings) -> FileResult:
@@ -172,30 +194,24 @@ def _process(path: Path, settings: Settings) -> FileResult:
     want_png = "png" in settings.formats
     want_dicom = "dicom" in settings.formats
 
+    count = pixels.frame_count(ds)
+    selected = pixels.select_frames(count, settings.frames) if want_png else []
     work: PixelWork | None = None
     if want_png or settings.detect_text:
-        work = prepare_pixels(ds, where, settings, originals)
+        work = prepare_pixels(ds, where, settings, originals, keep=selected)
     elif want_dicom:
         pixels.check_pixel_data(ds, where)
 
-    images: list[tuple[int, bytes]] = []
-    count = pixels.frame_count(ds)
-    selected = pixels.select_frames(count, settings.frames) if want_png else []
+    images: list[bytes] = []
     if work is not None:
-        for index in selected:
-            shown = pixels.black_out(
-                pixels.render(ds, work.frames[index], settings.render), work.boxes
+        images = [
+            output.png_bytes(
+                pixels.black_out(work.shown(ds, index, settings.render), work.boxes),
+                compress_level=settings.compress_level,
+                max_size=settings.max_size,
             )
-            images.append(
-                (
-                    index,
-                    output.png_bytes(
-                        shown,
-                        compress_level=settings.compress_level,
-                        max_size=settings.max_size,
-                    ),
-                )
-            )
+            for index in selected
+        ]
 
     redacted = None
     if want_dicom and work is not None and work.boxes:
@@ -225,22 +241,16 @@ def _process(path: Path, settings: Settings) -> FileResult:
     )
     txn = output.Transaction(overwrite=settings.overwrite)
     if want_dicom:
-        dicom_path = names["dicom"]
-        assert isinstance(dicom_path, Path)
         serialized = output.serialize(ds)
-        findings = verify.scan_bytes(serialized.header(), originals, dicom_path.name)
+        findings = verify.scan_bytes(serialized.header(), originals, names.dicom.name)
         if findings:
             kinds = ", ".join(sorted({f.kind for f in findings}))
             raise LeakError(f"leak check found {kinds} in the output; nothing written", where)
-        txn.add(dicom_path, serialized.chunks)
-    png_paths = names["png"]
-    assert isinstance(png_paths, list)
-    for (_, data), png_path in zip(images, png_paths, strict=True):
+        txn.add(names.dicom, serialized.chunks)
+    for data, png_path in zip(images, names.png, strict=True):
         txn.add(png_path, data)
     if note is not None:
-        context_path = names["context"]
-        assert isinstance(context_path, Path)
-        txn.add(context_path, note.encode("utf-8"))
+        txn.add(names.context, note.encode("utf-8"))
     written = txn.commit()
     return FileResult(
         str(path),
@@ -271,11 +281,11 @@ def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspect
     regions_found: list[text.Region] = []
     image = None
     if settings.detect_text or preview:
-        work = prepare_pixels(ds, where, settings, verify.phi_values(ds))
+        index = pixels.select_frames(pixels.frame_count(ds), settings.frames)[0]
+        work = prepare_pixels(ds, where, settings, verify.phi_values(ds), keep=[index])
         regions_found = work.regions
         if preview:
-            index = pixels.select_frames(pixels.frame_count(ds), settings.frames)[0]
-            image = pixels.render(ds, work.frames[index], settings.render)
+            image = work.shown(ds, index, settings.render)
     report = tags.deidentify(ds, settings.profile, settings.pseudonymizer)
     return Inspection(
         where, found.kind, found.burned_in_annotation, report.changes, regions_found, image

@@ -136,16 +136,15 @@ class Mask:
     rule: Rule
 
 
-def parse_selector(selector: str) -> int | Mask | None:
-    """A keyword or `(gggg,eeee)` gives a tag; a pattern with x gives a mask."""
+def parse_selector(selector: str) -> int | tuple[int, int] | None:
+    """A keyword or `(gggg,eeee)` gives a tag; a pattern with x gives (mask, value)."""
     m = _TAG_RE.match(selector)
     if m:
         text = (m.group(1) + m.group(2)).upper()
         if "X" not in text:
             return int(text, 16)
         mask = int("".join("0" if c == "X" else "F" for c in text), 16)
-        value = int(text.replace("X", "0"), 16)
-        return Mask(mask, value, Rule(Action.REMOVE, selector, ""))
+        return mask, int(text.replace("X", "0"), 16)
     tag = tag_for_keyword(selector)
     if tag is not None:
         return int(tag)
@@ -404,8 +403,8 @@ def _apply(profile: Profile, path: Path, data: dict[str, Any], lines: KeyLines) 
         parsed = parse_selector(selector)
         if parsed is None:
             raise ProfileError(f"{where}: {selector!r} is not a DICOM keyword or (gggg,eeee) tag")
-        if isinstance(parsed, Mask):
-            profile.mask_rules.insert(0, Mask(parsed.mask, parsed.value, rule))
+        if isinstance(parsed, tuple):
+            profile.mask_rules.insert(0, Mask(*parsed, rule))
         else:
             profile.tag_rules[parsed] = rule
             profile.explicit[parsed] = rule
@@ -454,11 +453,15 @@ def annex_e_action(row: Mapping[str, Any], options: list[str]) -> tuple[Action, 
 
 
 def _row_vr(row: Mapping[str, Any]) -> str | None:
-    parsed = _TAG_RE.match(row["tag"])
-    if not parsed or "X" in row["tag"].upper():
-        return None
+    parsed = parse_selector(row["tag"])
+    return dictionary_vr(parsed) if isinstance(parsed, int) else None
+
+
+@cache
+def dictionary_vr(tag: int) -> str | None:
+    """The VR the data dictionary gives a tag (the first, where it allows two), or None."""
     try:
-        return str(dictionary_VR(int(parsed.group(1) + parsed.group(2), 16))).split(" or ")[0]
+        return str(dictionary_VR(tag)).split(" or ")[0]
     except KeyError:
         return None
 
@@ -494,7 +497,7 @@ def _annex_e_rules(profile: Profile, options: list[str], source: str) -> None:
             profile.private = replace(rule, selector="private attributes")
             continue
         parsed = parse_selector(row["tag"])
-        if isinstance(parsed, Mask):
-            profile.mask_rules.append(Mask(parsed.mask, parsed.value, rule))
+        if isinstance(parsed, tuple):
+            profile.mask_rules.append(Mask(*parsed, rule))
         elif parsed is not None:
             profile.tag_rules[parsed] = rule

@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, cast
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -23,7 +23,8 @@ from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
 from deid import __version__
-from deid.profiles import Action, AgeMode, DateMode, Profile, Rule
+from deid.output import TEXT_VRS
+from deid.profiles import Action, AgeMode, DateMode, Profile, Rule, dictionary_vr
 from deid.pseudonym import Pseudonymizer
 
 IMPLEMENTATION_UID = "2.25.195773432817395364612906519322066722147"
@@ -91,14 +92,6 @@ def text_of(ds: Dataset, keyword: str) -> str:
 
 
 @cache
-def _dictionary_vr(tag: int) -> str | None:
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return None
-
-
-@cache
 def _dummies() -> dict[str, Any]:
     text = (resources.files("deid") / "data" / "dummy_values.toml").read_text("utf-8")
     return tomllib.loads(text)
@@ -153,7 +146,8 @@ def _year(value: str) -> str:
     return value.strip()[:4] if len(value.strip()) >= 4 and value[:4].isdigit() else ""
 
 
-def _age_years(value: str) -> float | None:
+def age_in_years(value: str) -> float | None:
+    """An Age String (nnnD/W/M/Y) in years, or None when it is not one."""
     value = value.strip()
     if len(value) != 4 or not value[:3].isdigit():
         return None
@@ -181,7 +175,7 @@ class _Walker:
             if tag_int & 0xFFFF == 0 or tag_int >> 16 in (0x0000, 0x0002):
                 del elements[tag]  # group lengths, command and stray file-meta elements
                 continue
-            vr = elements[tag].VR or _dictionary_vr(tag_int)
+            vr = elements[tag].VR or dictionary_vr(tag_int)
             rule = self.profile.rule_for(tag_int, vr)
             if (
                 tag_int >> 16 & 1
@@ -241,7 +235,7 @@ class _Walker:
             del _elements(ds)[tag]
             return True
         text = str(_get(ds, tag) or "")
-        years = _age_years(text)
+        years = age_in_years(text)
         if years is None and text:
             _set(ds, tag, vr, None)  # not a valid age string: it could hold anything
             return True
@@ -287,11 +281,6 @@ class _Walker:
         return f"{year}0101" if year else None
 
 
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
-
-
 def _elements(ds: Dataset) -> dict[int, Any]:
     """pydicom's tag -> element map (raw or converted), keyed by plain ints.
 
@@ -304,7 +293,7 @@ def _elements(ds: Dataset) -> dict[int, Any]:
 def _get(ds: Dataset, tag: int) -> Any:
     """A value as text (a list if multi-valued), read from raw bytes where possible."""
     elem = _elements(ds)[tag]
-    if isinstance(elem, RawDataElement) and elem.VR in _TEXT_VRS and elem.value is not None:
+    if isinstance(elem, RawDataElement) and elem.VR in TEXT_VRS and elem.value is not None:
         parts = elem.value.decode("latin-1").rstrip(" \0").split("\\")
         parts = [p.strip(" \0") for p in parts]
         return parts[0] if len(parts) == 1 else parts
@@ -317,7 +306,7 @@ def _get(ds: Dataset, tag: int) -> Any:
 def _set(ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
     """Store a new value; ASCII text over a raw element stays raw, ready to write."""
     elem = _elements(ds)[tag]
-    if isinstance(elem, RawDataElement) and (vr in _TEXT_VRS or value is None) and vr != "SQ":
+    if isinstance(elem, RawDataElement) and (vr in TEXT_VRS or value is None) and vr != "SQ":
         text = "\\".join(value) if isinstance(value, list) else (value or "")
         if isinstance(text, str) and text.isascii():
             data = text.encode("ascii")

@@ -27,25 +27,27 @@ import math
 import os
 import re
 import tomllib
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from deid import detect
 from deid.boxes import Box
+from deid.detect import overlap, union
 from deid.errors import ProfileError
 from deid.ocr import Word, read_pages, read_words
 
 Decision = Literal["redact", "keep"]
 Mode = Literal["all-text", "phi-only"]
 Engine = Literal["candidates", "whole-image"]
+_T = TypeVar("_T")
 # "allow-listed marker", "text", "unreadable text", "PHI match: <kind>",
 # "pattern: <name>" or "fixed region".
 Reason = str
@@ -151,14 +153,14 @@ def find_regions(
     Raises `OcrUnavailableError` when Tesseract cannot run, and TypeError for anything
     but a uint8 (H, W) or (H, W, 3) image.
     """
-    detect.planes(image)  # type check before anything else
+    grey_planes = detect.planes(image)  # type check before anything else
     height, width = image.shape[:2]
     if min(height, width) < 2 * _MIN_TEXT_HEIGHT:
         return []
     matcher = _Matcher.build(phi or {}) if policy.mode == "phi-only" else None
     if policy.engine == "whole-image":
-        return _whole_image(image, policy, matcher)
-    return _from_candidates(image, policy, matcher)
+        return _whole_image(grey_planes[:2], policy, matcher)
+    return _from_candidates(grey_planes, policy, matcher)
 
 
 def second_look(
@@ -182,15 +184,14 @@ def second_look(
     if not covers:
         return []
     areas = _merge_boxes([_around(box, width, height) for box in covers])
+    near = [(cover, cover.padded(2, width, height)) for cover in covers]
     extra: list[Region] = []
     for area in areas:
         for region in _look(image, area, policy, phi):
-            box = region.box
-            if any(_contains(cover, box) for cover in covers):
+            if any(_contains(cover, region.box) for cover in covers):
                 continue
-            for cover in covers:
-                if cover.padded(2, width, height).overlaps(box):
-                    box = _union(box, cover)
+            touched = [cover for cover, grown in near if grown.overlaps(region.box)]
+            box = _union_all([region.box, *touched])
             extra.append(Region(box, "redact", region.reason))
     return _merge_regions(extra)
 
@@ -249,31 +250,30 @@ _MAX_SCALE = 5.0
 class _Reading:
     """One candidate line and the words read in it, in image coordinates.
 
-    `read` is False when the line was not read at all (over the reading budget).
-    `agreed` is False when the reads of a lone glyph confidently disagree.
+    A line not read at all (over the reading budget) has no words. `agreed` is False
+    when the reads of a lone glyph confidently disagree.
     """
 
     candidate: detect.Candidate
     words: tuple[Word, ...]
-    read: bool = True
     agreed: bool = True
 
 
 def _from_candidates(
-    image: np.ndarray, policy: TextPolicy, matcher: _Matcher | None
+    grey_planes: Sequence[np.ndarray], policy: TextPolicy, matcher: _Matcher | None
 ) -> list[Region]:
     """The candidates engine: detect lines, read each crop, decide each line."""
-    grey_planes = detect.planes(image)
+    height, width = grey_planes[0].shape
     candidates = [
         c
-        for c in detect.find_candidates(image)
+        for c in detect.candidates_in(grey_planes)
         if (c.wide and (c.score >= _LINE_SCORE or c.glyphs >= _MANY_GLYPHS))
         or (not c.wide and c.height >= _MARKER_HEIGHT and c.score >= _OCR_SCORE)
     ]
     to_read = candidates[:_MAX_READS]
     readings = _read_candidates(grey_planes, to_read, policy)
-    readings += [_Reading(c, (), read=False) for c in candidates[_MAX_READS:]]
-    return _decide_lines(readings, policy, matcher, image.shape[1], image.shape[0])
+    readings += [_Reading(c, ()) for c in candidates[_MAX_READS:]]
+    return _decide_lines(readings, policy, matcher, width, height)
 
 
 def _read_candidates(
@@ -288,25 +288,23 @@ def _read_candidates(
     character (psm 10): its cleaned crop at two sizes and its plain crop, since
     Tesseract's reading of one letter swings with size and preparation.
     """
-    pages: list[tuple[int, np.ndarray, float, Box]] = []  # psm, crop, scale, origin
-    owner: list[int] = []
+    # candidate index, psm, crop, scale, origin
+    pages: list[tuple[int, int, np.ndarray, float, Box]] = []
     for index, cand in enumerate(candidates):
         crop, origin = detect.ocr_crop(grey_planes, cand)
-        scale = min(_MAX_SCALE, max(1.0, _READ_HEIGHT / max(1, cand.height)))
+        scale = _read_scale(cand)
         if cand.wide:
             psm = 6 if cand.box.height > 1.8 * cand.height else 7
-            pages.append((psm, crop, scale, origin))
-            owner.append(index)
+            pages.append((index, psm, crop, scale, origin))
             continue
-        plain = detect.plain_crop(grey_planes, cand)
-        other = min(_MAX_SCALE, max(1.0, 1.5 * _READ_HEIGHT / max(1, cand.height)))
+        plain, _ = detect.plain_crop(grey_planes, cand)
+        other = _read_scale(cand, 1.5)
         for view, factor in ((crop, scale), (crop, other), (plain, scale)):
-            pages.append((10, view, factor, origin))
-            owner.append(index)
+            pages.append((index, 10, view, factor, origin))
     groups: dict[int, list[int]] = {}
-    for page, (psm, _, _, _) in enumerate(pages):
+    for page, (_, psm, _, _, _) in enumerate(pages):
         groups.setdefault(psm, []).append(page)
-    batches = [(psm, members) for psm, members in sorted(groups.items())]
+    batches = sorted(groups.items())
     if len(batches) == 1 and len(batches[0][1]) > 8:
         psm, members = batches[0]
         half = len(members) // 2
@@ -315,31 +313,32 @@ def _read_candidates(
     def run(batch: tuple[int, list[int]]) -> list[list[Word]]:
         psm, members = batch
         return read_pages(
-            [pages[i][1] for i in members], psm=psm, scales=[pages[i][2] for i in members]
+            [pages[i][2] for i in members], psm=psm, scales=[pages[i][3] for i in members]
         )
 
-    reads: dict[int, list[Word]] = {}
+    # A candidate's pages share one psm and are read in order, so its views keep theirs.
+    views: list[list[list[Word]]] = [[] for _ in candidates]
     workers = max(1, min(len(batches), 2, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for (_, members), results in zip(batches, pool.map(run, batches), strict=True):
             for page, words in zip(members, results, strict=True):
-                origin = pages[page][3]
-                reads[page] = [
-                    Word(_shifted(w.box, origin), w.text, w.confidence)
-                    for w in words
-                    if _alnum(w.text)
-                ]
-    by_candidate: dict[int, list[list[Word]]] = {}
-    for page, index in enumerate(owner):
-        by_candidate.setdefault(index, []).append(reads.get(page, []))
-    out: list[_Reading] = []
-    for index, cand in enumerate(candidates):
-        views = by_candidate.get(index, [[]])
-        if cand.wide:
-            out.append(_Reading(cand, tuple(views[0])))
-        else:
-            out.append(_vote(cand, views, policy))
+                index, _, _, _, origin = pages[page]
+                views[index].append(_placed(words, origin))
+    out = [
+        _Reading(cand, tuple(seen[0])) if cand.wide else _vote(cand, seen, policy)
+        for cand, seen in zip(candidates, views, strict=True)
+    ]
     return _second_view(grey_planes, out, policy)
+
+
+def _placed(words: Iterable[Word], origin: Box) -> list[Word]:
+    """Words read on a crop, those with a letter or digit, moved to image coordinates."""
+    return [Word(_shifted(w.box, origin), w.text, w.confidence) for w in words if _alnum(w.text)]
+
+
+def _read_scale(cand: detect.Candidate, factor: float = 1.0) -> float:
+    """Enlargement that brings a candidate's glyphs to `factor` times the read height."""
+    return min(_MAX_SCALE, max(1.0, factor * _READ_HEIGHT / max(1, cand.height)))
 
 
 def _second_view(
@@ -361,22 +360,13 @@ def _second_view(
     ]
     if not redo:
         return readings
-    crops = [detect.plain_crop(grey_planes, readings[i].candidate) for i in redo]
-    scales = [
-        min(_MAX_SCALE, max(1.0, _READ_HEIGHT / max(1, readings[i].candidate.height))) for i in redo
-    ]
-    pages = read_pages(crops, psm=7, scales=scales)
+    views = [detect.plain_crop(grey_planes, readings[i].candidate) for i in redo]
+    scales = [_read_scale(readings[i].candidate) for i in redo]
+    pages = read_pages([crop for crop, _ in views], psm=7, scales=scales)
     out = list(readings)
-    for i, page in zip(redo, pages, strict=True):
+    for i, page, (_, origin) in zip(redo, pages, views, strict=True):
         cand = readings[i].candidate
-        border = max(6, cand.height // 2)
-        outer = cand.box.padded(
-            max(4, cand.height // 2), grey_planes[0].shape[1], grey_planes[0].shape[0]
-        )
-        origin = Box(outer.left - border, outer.top - border, outer.right, outer.bottom)
-        words = [
-            Word(_shifted(w.box, origin), w.text, w.confidence) for w in page if _alnum(w.text)
-        ]
+        words = _placed(page, origin)
         if words and all(
             w.confidence >= policy.min_confidence and _bare(w.text) in policy.allow_list
             for w in words
@@ -452,10 +442,8 @@ def _decide_lines(
     ]
     for reading in readings:
         cand = reading.candidate
-        pad = max(policy.padding, math.ceil(0.25 * cand.height))
-        box = cand.box
-        for word in reading.words:
-            box = _union(box, word.box)
+        pad = _pad(cand.height, policy)
+        box = _union_all([cand.box, *(word.box for word in reading.words)])
         cover = box.padded(pad, width, height)
         words = reading.words
         confident = [w for w in words if w.confidence >= policy.min_confidence]
@@ -471,7 +459,7 @@ def _decide_lines(
                 )
                 continue
         if not confident and any(
-            _overlap(cand.box, other) >= 0.8 * cand.box.area
+            overlap(cand.box, other) >= 0.8 * cand.box.area
             for other in sure_boxes
             if other != cand.box
         ):
@@ -492,29 +480,44 @@ def _decide_lines(
     return _finish(covers, markers)
 
 
-def _overlap(a: Box, b: Box) -> int:
-    width = min(a.right, b.right) - max(a.left, b.left)
-    height = min(a.bottom, b.bottom) - max(a.top, b.top)
-    return max(0, width) * max(0, height)
-
-
 def _finish(covers: list[tuple[Box, Reason]], markers: list[tuple[Box, str]]) -> list[Region]:
     """Merged covers, and the markers that touch no cover and agree with each other."""
+    merged, kept = _clear_markers(covers, markers, "text", _merge_reasons)
+    regions = [Region(box, "redact", reason) for box, reason in merged]
+    return _with_markers(regions, kept)
+
+
+def _clear_markers(
+    covers: list[tuple[Box, _T]],
+    markers: Sequence[tuple[Box, str]],
+    text: _T,
+    merge: Callable[[Sequence[tuple[Box, _T]]], list[tuple[Box, _T]]],
+) -> tuple[list[tuple[Box, _T]], list[tuple[Box, str]]]:
+    """Merged covers, and the marker sightings kept clear of them.
+
+    Sightings of one marker are joined; where two disagree on what it says, or a marker
+    touches a merged cover, it is covered too (with payload `text`) and the covers are
+    merged again, until the kept markers touch none. `covers` is extended in place.
+    """
     sightings = _merge_named(markers)
     kept: list[tuple[Box, str]] = []
     for box, name in sightings:
         if any(box.overlaps(other) and other_name != name for other, other_name in sightings):
-            covers.append((box, "text"))  # two readings disagree on what it says
+            covers.append((box, text))  # two readings disagree on what it says
         else:
             kept.append((box, name))
     while True:
-        merged = _merge_regions([Region(b, "redact", r) for b, r in covers])
-        hit = [m for m in kept if any(m[0].overlaps(r.box) for r in merged)]
+        merged = merge(covers)
+        hit = [m for m in kept if any(m[0].overlaps(cover) for cover, _ in merged)]
         if not hit:
-            break
-        covers.extend((box, "text") for box, _ in hit)
+            return merged, kept
+        covers.extend((box, text) for box, _ in hit)
         kept = [m for m in kept if m not in hit]
-    regions = merged + [Region(box, "keep", "allow-listed marker", name) for box, name in kept]
+
+
+def _with_markers(covers: list[Region], kept: Sequence[tuple[Box, str]]) -> list[Region]:
+    """The covers and the kept markers, top to bottom, left to right."""
+    regions = covers + [Region(box, "keep", "allow-listed marker", name) for box, name in kept]
     return sorted(regions, key=lambda r: (r.box.top, r.box.left))
 
 
@@ -528,29 +531,54 @@ def _rank(reason: Reason) -> int:
     return len(_REASON_RANK)
 
 
+def _merge_until_stable(
+    items: Sequence[tuple[Box, _T]],
+    joins: Callable[[Box, Box], bool],
+    combine: Callable[[_T, _T], _T],
+) -> list[tuple[Box, _T]]:
+    """Union boxes that `joins` accepts, again and again until no two join.
+
+    Each item carries a payload; a union's payload is `combine(item's, joined one's)`.
+    """
+    groups = list(items)
+    changed = True
+    while changed:
+        changed = False
+        out: list[tuple[Box, _T]] = []
+        for box, payload in groups:
+            for i, (other, other_payload) in enumerate(out):
+                if joins(box, other):
+                    out[i] = (union(box, other), combine(payload, other_payload))
+                    changed = True
+                    break
+            else:
+                out.append((box, payload))
+        groups = out
+    return groups
+
+
 def _merge_regions(regions: Sequence[Region]) -> list[Region]:
     """Join overlapping covers whose union adds little (a fifth) to their own areas.
 
     A union keeps the weightiest reason. Covers that only touch at a corner stay apart,
     so joining never blacks out the anatomy between them.
     """
-    groups = [(r.box, r.reason) for r in regions]
-    changed = True
-    while changed:
-        changed = False
-        out: list[tuple[Box, Reason]] = []
-        for box, reason in groups:
-            for i, (other, other_reason) in enumerate(out):
-                union = _union(box, other)
-                if box.overlaps(other) and union.area <= 1.2 * (box.area + other.area):
-                    best = reason if _rank(reason) < _rank(other_reason) else other_reason
-                    out[i] = (_union(box, other), best)
-                    changed = True
-                    break
-            else:
-                out.append((box, reason))
-        groups = out
-    return [Region(box, "redact", reason) for box, reason in groups]
+    merged = _merge_reasons([(r.box, r.reason) for r in regions])
+    return [Region(box, "redact", reason) for box, reason in merged]
+
+
+def _merge_reasons(covers: Sequence[tuple[Box, Reason]]) -> list[tuple[Box, Reason]]:
+    """`_merge_regions` on (box, reason) pairs."""
+    return _merge_until_stable(covers, _snug, _weightier)
+
+
+def _snug(a: Box, b: Box) -> bool:
+    """Whether two boxes overlap and their union adds at most a fifth to their areas."""
+    return a.overlaps(b) and union(a, b).area <= 1.2 * (a.area + b.area)
+
+
+def _weightier(reason: Reason, other: Reason) -> Reason:
+    return reason if _rank(reason) < _rank(other) else other
 
 
 def _merge_boxes(boxes: Sequence[Box]) -> list[Box]:
@@ -576,7 +604,7 @@ def _contains(outer: Box, inner: Box) -> bool:
 def _union_all(boxes: Sequence[Box]) -> Box:
     box = boxes[0]
     for other in boxes[1:]:
-        box = _union(box, other)
+        box = union(box, other)
     return box
 
 
@@ -716,7 +744,9 @@ _GLYPH_HEIGHTS = (28, 32, 36, 40, 44)  # px a candidate is scaled to, one read e
 _GLYPH_VOTES = 3  # reads that must say the same for a candidate to count
 
 
-def _whole_image(image: np.ndarray, policy: TextPolicy, matcher: _Matcher | None) -> list[Region]:
+def _whole_image(
+    greys: Sequence[np.ndarray], policy: TextPolicy, matcher: _Matcher | None
+) -> list[Region]:
     """The first version: Tesseract in sparse-text mode over whole images.
 
     Tesseract (psm 11) reads, side by side: the image, its inverse, a channel-max grey
@@ -731,19 +761,19 @@ def _whole_image(image: np.ndarray, policy: TextPolicy, matcher: _Matcher | None
     exact, confident allow-list match that touches no cover. Under `phi-only`, only
     words on a line that matches PHI (and unreadable words) are covered.
     """
-    height, width = image.shape[:2]
-    greys = _greys(image)
+    height, width = greys[0].shape
     contrasts = [_contrast(grey, _BLUR) for grey in greys]
     strokes = _strokes(greys)
     passes = [greys[0], 255 - greys[0], *greys[1:]]
     passes += [np.where(mask, 0, 255).astype(np.uint8) for mask in strokes if mask.any()]
     words = _read_passes(passes, _ocr_scale(height, width))
-    inked = _ink(contrasts, *_FAINT) | strokes[0] | strokes[1]
+    stroked = strokes[0] | strokes[1]
+    inked = _ink(contrasts, *_FAINT) | stroked
     words = [word for word in words if _is_text(word, inked)]
     words += _read_glyphs(greys, contrasts, words, policy)
     if matcher is not None:
         words = _phi_words(words, matcher, policy)
-    return _decide(words, _glyphs(strokes[0] | strokes[1]), policy, width, height)
+    return _decide(words, _glyphs(stroked), policy, width, height)
 
 
 def _phi_words(words: Sequence[Word], matcher: _Matcher, policy: TextPolicy) -> list[Word]:
@@ -774,11 +804,6 @@ def _word_lines(words: Sequence[Word]) -> list[list[Word]]:
         else:
             lines.append([word])
     return lines
-
-
-def _greys(image: np.ndarray) -> list[np.ndarray]:
-    """The grey images to search: luma, and for colour also the brightest channel."""
-    return detect.planes(image)[:2]
 
 
 def _ocr_scale(height: int, width: int) -> float:
@@ -907,7 +932,7 @@ def _read_glyphs(
     height, width = greys[0].shape
     taken = np.zeros((height, width), dtype=bool)
     for word in words:
-        box = word.box.padded(_pad(word.box, policy), width, height)
+        box = word.box.padded(_pad(word.box.height, policy), width, height)
         taken[box.top : box.bottom, box.left : box.right] = True
     candidates: list[tuple[int, Box, np.ndarray]] = []
     for grey, contrast in zip(greys, contrasts, strict=True):
@@ -941,10 +966,7 @@ def _agreed(reads: Sequence[list[Word]], origin: Box, policy: TextPolicy) -> lis
         if read:
             said = " ".join(word.text.strip().upper() for word in read)
             confidence = sum(word.confidence for word in read) / len(read)
-            box = read[0].box
-            for word in read[1:]:
-                box = _union(box, word.box)
-            lines.append((said, confidence, box))
+            lines.append((said, confidence, _union_all([word.box for word in read])))
     votes = Counter(said for said, _, _ in lines)
     if not votes:
         return []
@@ -953,11 +975,7 @@ def _agreed(reads: Sequence[list[Word]], origin: Box, policy: TextPolicy) -> lis
     confidence = sum(c for c, _ in agreeing) / count
     if count < _GLYPH_VOTES or confidence < policy.min_confidence or not _alnum(said):
         return []
-    b = agreeing[0][1]
-    box = Box(
-        b.left + origin.left, b.top + origin.top, b.right + origin.left, b.bottom + origin.top
-    )
-    return [Word(box, said, confidence)]
+    return [Word(_shifted(agreeing[0][1], origin), said, confidence)]
 
 
 def _margin(box: Box, width: int, height: int) -> Box:
@@ -982,30 +1000,12 @@ def _glyphs(mask: np.ndarray) -> list[Box]:
     rows, cols = -(-height // _CELL), -(-width // _CELL)
     grid = np.zeros((rows * _CELL, cols * _CELL), dtype=bool)
     grid[:height, :width] = mask
-    cells: list[list[bool]] = np.asarray(
-        grid.reshape(rows, _CELL, cols, _CELL).any(axis=(1, 3))
-    ).tolist()
-    seen = [[False] * cols for _ in range(rows)]
+    cells = np.asarray(grid.reshape(rows, _CELL, cols, _CELL).any(axis=(1, 3)))
     boxes: list[Box] = []
-    for r0 in range(rows):
-        for c0 in range(cols):
-            if not cells[r0][c0] or seen[r0][c0]:
-                continue
-            seen[r0][c0] = True
-            queue = deque([(r0, c0)])
-            top, bottom, left, right = r0, r0, c0, c0
-            while queue:
-                r, c = queue.popleft()
-                top, bottom = min(top, r), max(bottom, r)
-                left, right = min(left, c), max(right, c)
-                for rr in range(max(0, r - 1), min(rows, r + 2)):
-                    for cc in range(max(0, c - 1), min(cols, c + 2)):
-                        if cells[rr][cc] and not seen[rr][cc]:
-                            seen[rr][cc] = True
-                            queue.append((rr, cc))
-            box = _ink_box(mask, top, bottom, left, right)
-            if _glyph_sized(box, mask, height):
-                boxes.append(box)
+    for left, top, right, bottom in detect.label(cells).boxes.tolist():
+        box = _ink_box(mask, top, bottom - 1, left, right - 1)
+        if _glyph_sized(box, mask, height):
+            boxes.append(box)
     return boxes
 
 
@@ -1027,21 +1027,8 @@ def _glyph_sized(box: Box, mask: np.ndarray, image_height: int) -> bool:
 
 def _lines(glyphs: Sequence[Box]) -> list[Box]:
     """Join glyphs side by side on one baseline into words, as a reader would group them."""
-    boxes = sorted(glyphs, key=lambda b: b.left)
-    changed = True
-    while changed:
-        changed = False
-        out: list[Box] = []
-        for box in boxes:
-            for i, other in enumerate(out):
-                if _same_line(box, other):
-                    out[i] = _union(box, other)
-                    changed = True
-                    break
-            else:
-                out.append(box)
-        boxes = out
-    return boxes
+    boxes = [(box, None) for box in sorted(glyphs, key=lambda b: b.left)]
+    return [box for box, _ in _merge_until_stable(boxes, _same_line, lambda _a, _b: None)]
 
 
 def _same_line(a: Box, b: Box) -> bool:
@@ -1059,19 +1046,19 @@ def _grown(word: Box, glyphs: Sequence[Box]) -> Box:
     while changed:
         changed = False
         for glyph in glyphs:
-            if glyph.height > 1.5 * word.height or _union(box, glyph) == box:
+            if glyph.height > 1.5 * word.height or union(box, glyph) == box:
                 continue
             shared = min(glyph.bottom, word.bottom) - max(glyph.top, word.top)
             gap = max(box.left, glyph.left) - min(box.right, glyph.right)
             if shared >= 0.5 * min(glyph.height, word.height) and gap <= 0.5 * word.height:
-                box = _union(box, glyph)
+                box = union(box, glyph)
                 changed = True
     return box
 
 
-def _pad(box: Box, policy: TextPolicy) -> int:
-    """Margin around a word: the policy's least, more for tall text (anti-aliased edges)."""
-    return max(policy.padding, math.ceil(0.25 * box.height))
+def _pad(height: int, policy: TextPolicy) -> int:
+    """Margin around text this tall: the policy's least, more for tall text (anti-aliasing)."""
+    return max(policy.padding, math.ceil(0.25 * height))
 
 
 def _decide(
@@ -1088,55 +1075,21 @@ def _decide(
         confident = word.confidence >= policy.min_confidence
         name = word.text.strip().upper()
         if confident and name in policy.allow_list:
-            sightings.append((word.box.padded(_pad(word.box, policy), width, height), name))
+            sightings.append((word.box.padded(_pad(word.box.height, policy), width, height), name))
         else:
             box = _grown(word.box, glyphs)
-            covered.append((box.padded(_pad(word.box, policy), width, height), confident))
-    markers = _merge_named(sightings)
-    kept: list[tuple[Box, str]] = []
-    for box, name in markers:
-        if any(box.overlaps(other) and other_name != name for other, other_name in markers):
-            covered.append((box, True))  # two passes disagree on what it says
-        else:
-            kept.append((box, name))
-    while True:
-        covers = _merge(covered)
-        hit = [m for m in kept if any(m[0].overlaps(cover) for cover, _ in covers)]
-        if not hit:
-            break
-        covered.extend((box, True) for box, _ in hit)
-        kept = [m for m in kept if m not in hit]
+            covered.append((box.padded(_pad(word.box.height, policy), width, height), confident))
+    covers, kept = _clear_markers(covered, sightings, True, _merge)
     regions = [
         Region(box, "redact", "text" if confident else "unreadable text")
         for box, confident in covers
     ]
-    regions += [Region(box, "keep", "allow-listed marker", name) for box, name in kept]
-    return sorted(regions, key=lambda r: (r.box.top, r.box.left))
-
-
-def _union(a: Box, b: Box) -> Box:
-    return Box(
-        min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom)
-    )
+    return _with_markers(regions, kept)
 
 
 def _merge(boxes: Sequence[tuple[Box, bool]]) -> list[tuple[Box, bool]]:
     """Union overlapping boxes until none overlap; a group is confident if any member is."""
-    groups = list(boxes)
-    changed = True
-    while changed:
-        changed = False
-        out: list[tuple[Box, bool]] = []
-        for box, flag in groups:
-            for i, (other, other_flag) in enumerate(out):
-                if box.overlaps(other):
-                    out[i] = (_union(box, other), flag or other_flag)
-                    changed = True
-                    break
-            else:
-                out.append((box, flag))
-        groups = out
-    return groups
+    return _merge_until_stable(boxes, Box.overlaps, lambda flag, other: flag or other)
 
 
 def _merge_named(boxes: Sequence[tuple[Box, str]]) -> list[tuple[Box, str]]:
@@ -1145,7 +1098,7 @@ def _merge_named(boxes: Sequence[tuple[Box, str]]) -> list[tuple[Box, str]]:
     for box, name in boxes:
         for i, (other, other_name) in enumerate(out):
             if other_name == name and box.overlaps(other):
-                out[i] = (_union(box, other), name)
+                out[i] = (union(box, other), name)
                 break
         else:
             out.append((box, name))

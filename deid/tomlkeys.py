@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import re
 import tomllib
+from collections.abc import Callable
 
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -91,11 +92,7 @@ class KeyLines:
                     table = self._header(start, array=False)
                     self._expect("]")
                 else:
-                    keys = self._keys()
-                    for i in range(1, len(keys) + 1):
-                        self._note(table + keys[:i], start)
-                    self._expect("=")
-                    self._value(table + keys)
+                    self._pair(table)
             except (_Lost, IndexError):
                 end = self._text.find("\n", max(self._pos, start + 1))
                 self._pos = len(self._text) if end < 0 else end + 1
@@ -159,43 +156,45 @@ class KeyLines:
             i += 1
         self._pos = i
 
+    def _pair(self, table: Key) -> None:
+        """`key = value` at the current position, its key path under `table`."""
+        start = self._pos
+        keys = self._keys()
+        for i in range(1, len(keys) + 1):
+            self._note(table + keys[:i], start)
+        self._expect("=")
+        self._value(table + keys)
+
+    def _items(self, close: str, item: Callable[[int], None]) -> None:
+        """The comma-separated items of an array or inline table, up to `close`."""
+        self._pos += 1
+        index = 0
+        while True:
+            if not self._skip(newlines=True):
+                raise _Lost
+            if self._char() == close:
+                self._pos += 1
+                return
+            item(index)
+            index += 1
+            self._skip(newlines=True)
+            if self._char() == ",":
+                self._pos += 1
+
     def _value(self, key: Key) -> None:
         self._skip(newlines=False)
         c = self._char()
         if c in ('"', "'"):
             self._string()
         elif c == "[":
-            self._pos += 1
-            index = 0
-            while True:
-                if not self._skip(newlines=True):
-                    raise _Lost
-                if self._char() == "]":
-                    self._pos += 1
-                    return
+
+            def element(index: int) -> None:
                 self._note((*key, index), self._pos)
                 self._value((*key, index))
-                index += 1
-                self._skip(newlines=True)
-                if self._char() == ",":
-                    self._pos += 1
+
+            self._items("]", element)
         elif c == "{":
-            self._pos += 1
-            while True:
-                if not self._skip(newlines=True):
-                    raise _Lost
-                if self._char() == "}":
-                    self._pos += 1
-                    return
-                start = self._pos
-                keys = self._keys()
-                for i in range(1, len(keys) + 1):
-                    self._note(key + keys[:i], start)
-                self._expect("=")
-                self._value(key + keys)
-                self._skip(newlines=True)
-                if self._char() == ",":
-                    self._pos += 1
+            self._items("}", lambda _: self._pair(key))
         else:
             m = _SCALAR.match(self._text, self._pos)
             if not m:

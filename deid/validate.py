@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydicom._dicom_dict import RepeatersDictionary
-from pydicom.datadict import dictionary_VR, keyword_dict
+from pydicom.datadict import keyword_dict
 
 from deid import profiles
 from deid.errors import ProfileError
@@ -147,12 +147,6 @@ def _schema() -> dict[str, Any]:
 
 
 @cache
-def _annex_rows() -> tuple[dict[str, Any], ...]:
-    rows: list[dict[str, Any]] = json.loads(_data("ps3.15-annex-e.json"))
-    return tuple(rows)
-
-
-@cache
 def _categories() -> tuple[dict[str, Any], ...]:
     return tuple(tomllib.loads(_data("safe_harbor_categories.toml"))["category"])
 
@@ -170,11 +164,10 @@ def _repeater_keywords() -> dict[str, str]:
 def _keyword_tags() -> dict[str, int]:
     """pydicom's keywords, plus the newer ones Annex E names that pydicom lacks."""
     tags: dict[str, int] = {str(k): int(v) for k, v in keyword_dict.items()}
-    for row in _annex_rows():
-        keyword, text = row["keyword"], row["tag"]
-        digits = text.strip("()").replace(",", "")
-        if keyword and keyword not in tags and re.fullmatch(r"[0-9A-F]{8}", digits):
-            tags[keyword] = int(digits, 16)
+    for row in profiles.annex_e_rows():
+        tag = profiles.parse_selector(row["keyword"]) if row["keyword"] else None
+        if isinstance(tag, int):
+            tags.setdefault(row["keyword"], tag)
     return tags
 
 
@@ -197,13 +190,6 @@ def _keywords_by_lower() -> dict[str, str]:
     return {k.lower(): k for k in _all_keywords()}
 
 
-def _vr_of(tag: int) -> str | None:
-    try:
-        return str(dictionary_VR(tag)).split(" or ")[0]
-    except KeyError:
-        return None
-
-
 # ---- message helpers -----------------------------------------------------------------
 
 
@@ -224,20 +210,19 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
+_KINDS = (
+    (bool, "true/false"),  # before int: a bool is an int
+    (int, "an integer"),
+    (float, "a decimal number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a table"),
+)
+
+
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date or time"
+    """A TOML value's type in words (tomllib gives only these, or a date or time)."""
+    return next((words for kind, words in _KINDS if isinstance(value, kind)), "a date or time")
 
 
 def _close(word: str, choices: Iterable[str], cutoff: float = 0.7) -> str | None:
@@ -432,24 +417,30 @@ class _Checker:
         elif kind == "boxes":
             self.boxes(at, label, value)
         elif kind in ("strings", "string-list"):
-            if kind == "strings" and isinstance(value, str):
-                self.choice(at, label, value, spec)
-            elif not isinstance(value, list):
-                wanted = "a string or a list of strings" if kind == "strings" else "a list"
-                self.add(at, f"{label} must be {wanted}, not {_kind(value)}")
-            else:
-                for i, item in enumerate(value):
-                    if not isinstance(item, str):
-                        self.add((*at, i), f"{label} must hold strings, not {_kind(item)}")
-                    else:
-                        self.choice((*at, i), label, item, spec, listed=True)
-                if spec.get("exclusive"):
-                    self.exclusive(at, label, value)
+            self.strings(at, label, value, spec)
         elif self.scalar_type(at, label, value, kind):
             if kind in ("integer", "number"):
                 self.range(at, label, value, spec)
             elif kind == "string":
                 self.choice(at, label, value, spec)
+
+    def strings(self, at: Key, label: str, value: Any, spec: dict[str, Any]) -> None:
+        """A list of strings, or for type "strings" also one string, each a valid choice."""
+        either = spec["type"] == "strings"
+        if either and isinstance(value, str):
+            self.choice(at, label, value, spec)
+            return
+        if not isinstance(value, list):
+            wanted = "a string or a list of strings" if either else "a list"
+            self.add(at, f"{label} must be {wanted}, not {_kind(value)}")
+            return
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                self.choice((*at, i), label, item, spec, listed=True)
+            else:
+                self.add((*at, i), f"{label} must hold strings, not {_kind(item)}")
+        if spec.get("exclusive"):
+            self.exclusive(at, label, value)
 
     def scalar_type(self, at: Key, label: str, value: Any, kind: str) -> bool:
         ok = {
@@ -581,20 +572,16 @@ class _Checker:
     def selector(self, at: Key, section: str, key: str) -> int | tuple[int, int] | None:
         """The tag or (mask, value) a `[tags.rules]` key names, after checking it."""
         if key.startswith("(") or "," in key:
-            m = _TAG_RE.match(key)
-            if m is None:
+            if _TAG_RE.match(key) is None:
                 fixed = "(" + re.sub(r"[\s()]", "", key) + ")"
                 fixed = re.sub(r"[^,()]", lambda c: c.group().upper(), fixed).replace("X", "x")
                 hint = f"did you mean {_toml(fixed)}?" if _TAG_RE.match(fixed) else _TAG_HINT
                 self.add(at, f"{section} {_toml(key)} is not a tag; {hint}")
                 return None
-            digits = (m.group(1) + m.group(2)).upper()
-            if "X" not in digits:
-                return int(digits, 16)
-            mask = int("".join("0" if c == "X" else "F" for c in digits), 16)
-            return (mask, int(digits.replace("X", "0"), 16))
-        if key in _keyword_tags():
-            return _keyword_tags()[key]
+            return profiles.parse_selector(key)
+        target = profiles.parse_selector(key)
+        if target is not None:
+            return target
         if key in _repeater_keywords():
             pattern = _repeater_keywords()[key]
             self.add(
@@ -829,7 +816,7 @@ def _probes(row: Mapping[str, Any]) -> list[tuple[int, str | None]]:
     if element == "XXXX":
         elements.append("3000")
     tags = [int(g + e, 16) for g in dict.fromkeys(groups) for e in elements]
-    return [(tag, _vr_of(tag)) for tag in tags]
+    return [(tag, profiles.dictionary_vr(tag)) for tag in tags]
 
 
 def _row_label(row: Mapping[str, Any]) -> str:
@@ -852,7 +839,7 @@ def _gaps(profile: profiles.Profile) -> list[Gap]:
     gaps: list[Gap] = []
     claimed = profile.method_options()
     words: Mapping[str, str] = _schema()["basic_profile"]["words"]
-    for row in _annex_rows():
+    for row in profiles.annex_e_rows():
         allowed = _allowed(row, claimed)
         for tag, vr in _probes(row):
             rule = profile.rule_for(tag, vr)
@@ -870,7 +857,7 @@ def _gaps(profile: profiles.Profile) -> list[Gap]:
         listed = {*category["keywords"], *category["not_checked"]}
         for keyword in category["keywords"]:
             tag = tags[keyword]
-            rule = profile.rule_for(tag, _vr_of(tag))
+            rule = profile.rule_for(tag, profiles.dictionary_vr(tag))
             leak = _category_leak(rule, profile)
             if leak:
                 gaps.append(Gap(name, rule.source, f"{keyword} is {leak}"))
@@ -882,6 +869,6 @@ def _gaps(profile: profiles.Profile) -> list[Gap]:
             for tag, named in sorted(profile.tag_rules.items()):
                 keyword = _keyword_of(tag)
                 leak = _category_leak(named, profile)
-                if leak and keyword not in listed and _vr_of(tag) == vr:
+                if leak and keyword not in listed and profiles.dictionary_vr(tag) == vr:
                     gaps.append(Gap(name, named.source, f"{keyword} ({vr}) is {leak}"))
     return gaps

@@ -30,14 +30,14 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmread
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from deid.boxes import Box
 from deid.errors import DeidError
 from deid.ocr import Word, read_words
-from deid.profiles import Action, AgeMode, DateMode, Profile
+from deid.profiles import Action, AgeMode, DateMode, Profile, dictionary_vr
 from deid.reader import read, sniff
 from deid.text import TextPolicy
 
@@ -77,12 +77,9 @@ def _raw_strings(ds: Dataset) -> Iterator[tuple[int, str, str]]:
     """
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every value)
         elem = ds.get_item(tag)
-        vr = elem.VR
+        vr = elem.VR or dictionary_vr(tag)
         if not vr:
-            try:
-                vr = dictionary_VR(tag)
-            except KeyError:
-                continue
+            continue
         if vr == "SQ":
             for item in ds[tag].value or []:
                 yield from _raw_strings(item)
@@ -401,9 +398,10 @@ def _walk(ds: Dataset, prefix: str, matcher: _Matcher) -> Iterator[tuple[str, st
     for key in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every value)
         tag = int(key)
         raw = ds.get_item(tag, keep_deferred=True)
-        vr = (raw.VR if raw is not None else None) or _dictionary_vr(tag)
-        where = prefix + _segment(tag)
         private = " private" if tag >> 16 & 1 else ""
+        vr = raw.VR if raw is not None else None
+        vr = vr or (None if private else dictionary_vr(tag)) or "UN"
+        where = prefix + _segment(tag)
         if vr == "SQ":
             for kind in _element_kinds(tag, vr, [], matcher):
                 yield where + private, kind
@@ -413,15 +411,6 @@ def _walk(ds: Dataset, prefix: str, matcher: _Matcher) -> Iterator[tuple[str, st
         texts = _values(ds, tag, vr)
         for kind in _element_kinds(tag, vr, texts, matcher):
             yield where + private, kind
-
-
-def _dictionary_vr(tag: int) -> str:
-    if tag >> 16 & 1:
-        return "UN"
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return "UN"
 
 
 def check_dicom(path: Path, originals: Mapping[str, str] | None) -> list[Leak]:
@@ -877,6 +866,7 @@ def verify_outputs(
     *,
     jobs: int = 1,
     kept: Callable[[int, str], bool] | None = None,
+    values: Mapping[str, str] | None = None,
 ) -> VerifyReport:
     """Check every file under `outputs`, against the values of the `originals` if given.
 
@@ -884,11 +874,15 @@ def verify_outputs(
     private elements, phone numbers ...); with them, any value of an original header
     found anywhere in an output, its file name included, is a leak. `jobs` files are
     checked at a time (OCR runs in Tesseract processes). Raises `UsageError` for a path
-    that does not exist and `OcrUnavailableError` when PNGs cannot be read.
+    that does not exist and `OcrUnavailableError` when PNGs cannot be read. `values`,
+    if given, are the originals' values already collected (`collect_originals`), used
+    instead of reading `originals` again.
     """
     from deid.batch import discover  # batch imports the pipeline, which imports this module
 
-    matcher = _Matcher(collect_originals(originals, kept) if originals is not None else None)
+    if values is None and originals is not None:
+        values = collect_originals(originals, kept)
+    matcher = _Matcher(values)
     work: list[tuple[Path, Path | None]] = []
     for output in outputs:
         root = output if output.is_dir() else None

@@ -37,24 +37,23 @@ def inside(mask: np.ndarray, candidates: Sequence[Candidate], share: float = 1.0
     return float(hit[mask].mean()) >= share
 
 
-def _white_corner() -> tuple[np.ndarray, np.ndarray]:
-    image = anatomy(seed=1)
-    return image, draw(image, (10, 10), "DOE JOHN 4471923", 14, 255)
+Maker = Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def _grey_corner() -> tuple[np.ndarray, np.ndarray]:
-    image = anatomy(seed=2)
-    return image, draw(image, (12, 470), "2023-08-17", 16, 170)
+def _on_anatomy(seed: int, xy: tuple[int, int], words: str, size: int, fill: int) -> Maker:
+    """A maker of grey anatomy (of `seed`) with `words` burned in, and the text's mask."""
+
+    def make() -> tuple[np.ndarray, np.ndarray]:
+        image = anatomy(seed=seed)
+        return image, draw(image, xy, words, size, fill)
+
+    return make
 
 
-def _white_over_anatomy() -> tuple[np.ndarray, np.ndarray]:
-    image = anatomy(seed=3)
-    return image, draw(image, (180, 230), "SMITH ANNA", 18, 255)
-
-
-def _dark_over_anatomy() -> tuple[np.ndarray, np.ndarray]:
-    image = anatomy(seed=4)
-    return image, draw(image, (190, 300), "MRN 4471923", 18, 10)
+_white_corner = _on_anatomy(1, (10, 10), "DOE JOHN 4471923", 14, 255)
+_grey_corner = _on_anatomy(2, (12, 470), "2023-08-17", 16, 170)
+_white_over_anatomy = _on_anatomy(3, (180, 230), "SMITH ANNA", 18, 255)
+_dark_over_anatomy = _on_anatomy(4, (190, 300), "MRN 4471923", 18, 10)
 
 
 def _yellow_on_blue_banner() -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +80,7 @@ def _blue_on_black() -> tuple[np.ndarray, np.ndarray]:
     ],
     ids=["white", "grey", "white-over-anatomy", "dark-over-anatomy", "yellow-banner", "blue"],
 )
-def test_text_is_found_as_likely_candidates(
-    make: Callable[[], tuple[np.ndarray, np.ndarray]],
-) -> None:
+def test_text_is_found_as_likely_candidates(make: Maker) -> None:
     image, mask = make()
     likely = [c for c in find_candidates(image) if c.wide and c.score >= 0.7]
     assert inside(mask, likely, share=0.98)

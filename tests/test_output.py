@@ -87,8 +87,8 @@ def test_output_names_carry_only_pseudonyms(tmp_path: Path) -> None:
         frames=[0, 2],
         frame_count=3,
     )
-    assert names["dicom"] == tmp_path / "ANONX" / "STY" / "SEZ" / "IMQ.dcm"
-    assert [p.name for p in names["png"]] == ["IMQ-f0001.png", "IMQ-f0003.png"]  # type: ignore[union-attr]
+    assert names.dicom == tmp_path / "ANONX" / "STY" / "SEZ" / "IMQ.dcm"
+    assert [p.name for p in names.png] == ["IMQ-f0001.png", "IMQ-f0003.png"]
 
 
 @pytest.mark.parametrize(

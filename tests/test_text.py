@@ -60,11 +60,15 @@ def normalise(words: str) -> str:
     return "".join(ch for ch in words.upper() if not ch.isspace())
 
 
-def read_back(image: np.ndarray, scale: float = 2.0) -> tuple[set[str], str]:
+def read_both_ways(image: np.ndarray, **options: Any) -> tuple[set[str], str]:
     """What Tesseract reads in an image, in both polarities: each word, and all joined."""
-    found = read_words(image, scale=scale) + read_words(255 - image, scale=scale)
-    words = {normalise(word.text) for word in found}
-    return words, "".join(normalise(word.text) for word in found)
+    found = read_words(image, **options) + read_words(255 - image, **options)
+    return {normalise(w.text) for w in found}, "".join(normalise(w.text) for w in found)
+
+
+def read_back(image: np.ndarray, scale: float = 2.0) -> tuple[set[str], str]:
+    """What Tesseract reads in the whole image."""
+    return read_both_ways(image, scale=scale)
 
 
 def read_spot(image: np.ndarray, mask: np.ndarray) -> tuple[set[str], str]:
@@ -73,8 +77,7 @@ def read_spot(image: np.ndarray, mask: np.ndarray) -> tuple[set[str], str]:
     top, left = max(0, ys.min() - 8), max(0, xs.min() - 8)
     crop = Image.fromarray(image[top : ys.max() + 9, left : xs.max() + 9])
     spot = np.asarray(ImageOps.autocontrast(crop.convert("L")))
-    found = read_words(spot, psm=7, scale=3.0) + read_words(255 - spot, psm=7, scale=3.0)
-    return {normalise(w.text) for w in found}, "".join(normalise(w.text) for w in found)
+    return read_both_ways(spot, psm=7, scale=3.0)
 
 
 def readable(phrase: str, reading: tuple[set[str], str]) -> bool:

@@ -447,6 +447,17 @@ def test_verify_outputs_counts_and_file_names(outputs: Outputs, tmp_path: Path) 
     assert not report.clean and "1 leaks in 1 files" in report.summary()
 
 
+def test_verify_outputs_uses_values_already_collected(
+    outputs: Outputs, originals: dict[str, str], tmp_path: Path
+) -> None:
+    """Given the originals' values, it matches them without reading the originals again."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(outputs.dicom, folder / "DOE_JOHN.dcm")
+    report = verify_outputs([folder], None, POLICY, values=originals)
+    assert report.leaks == [Leak(str(folder / "DOE_JOHN.dcm"), "file name", "patient name")]
+
+
 # --- The sample patient CD -------------------------------------------------------------
 
 
