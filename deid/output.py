@@ -11,9 +11,11 @@ import io
 import os
 import secrets
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -28,21 +30,61 @@ from pydicom.valuerep import PersonName
 
 from deid.errors import OutputExistsError
 
+isal_zlib: ModuleType | None
+try:
+    from isal import isal_zlib
+except ImportError:  # a platform without an ISA-L wheel: zlib, slower, same files
+    isal_zlib = None
+
 TEMP_PREFIX = ".deid-partial-"
 
 
 def png_bytes(image: np.ndarray, *, compress_level: int = 1, max_size: int = 0) -> bytes:
-    """Encode a rendered uint8 image as PNG with no text, EXIF or time chunks.
+    """Encode a rendered uint8 grey or RGB image as PNG: IHDR, IDAT and IEND, nothing else.
 
-    zlib level 1 is the default on purpose: on 512x512 CT it is several times faster
-    than Pillow's default level for files only slightly larger.
+    No text, EXIF or time chunk can carry anything out. Rows use the Sub filter, and
+    level 1 (the default) is deflated by ISA-L, which on a 2500x2000 radiograph is about
+    five times faster than zlib's own level 1 for a file no larger; 0 stores and 2-9 are
+    zlib's levels. Pillow's encoder tries every filter on every row, which costs more
+    than the rest of a DICOM-to-PNG run on large images.
     """
-    picture = Image.fromarray(image)
-    if max_size and max(picture.size) > max_size:
+    if max_size and max(image.shape[:2]) > max_size:
+        picture = Image.fromarray(image)
         picture.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+        image = np.asarray(picture)
+    if image.dtype != np.uint8 or not (
+        image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)
+    ):
+        raise TypeError(
+            f"PNG needs a uint8 (H, W) or (H, W, 3) image, not {image.dtype} {image.shape}"
+        )
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else 3
+    rows = image.reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), dtype=np.uint8)
+    filtered[:, 0] = 1  # Sub: each byte minus the same channel of the pixel before
+    filtered[:, 1 : channels + 1] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1 :])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", _deflate(filtered.tobytes(), compress_level)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _deflate(data: bytes, level: int) -> bytes:
+    if level == 1 and isal_zlib is not None:
+        return bytes(isal_zlib.compress(data, 1))
+    return zlib.compress(data, level)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 _LONG_VRS = frozenset(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -68,6 +68,9 @@ _PALETTE = "PALETTE COLOR"
 _PERCENTILES = (0.5, 99.5)
 _PERCENTILE_SAMPLES = 1_000_000
 _FULL_SEARCH_LIMIT = 1 << 16
+# Render through a table of stored values when a frame has this many pixels per entry.
+_TABLE_MIN_PIXELS = 1 << 16
+_PIXELS_PER_ENTRY = 4
 _LUMA = np.array([0.299, 0.587, 0.114])
 _SWAP_WIDTH = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 _OFFSET_TABLE_TAGS = (0x7FE00001, 0x7FE00002)
@@ -536,10 +539,37 @@ def _render_grey(
     """Stored grey values -> uint8 through modality, VOI and MONOCHROME1 inversion.
 
     `reference` is what a percentile window is measured on; None means `values` itself.
+    A large integer frame is rendered through a table of its distinct stored values:
+    the same arithmetic per value, done once per value instead of once per pixel.
     """
+    whole = reference is None
+    source = values if reference is None else reference
+    if values.dtype.kind in "iu" and values.size >= _TABLE_MIN_PIXELS:
+        low, high = int(values.min()), int(values.max())
+        if (high - low + 1) * _PIXELS_PER_ENTRY <= values.size:
+            domain = np.arange(low, high + 1, dtype=np.int64)
+            table = _shades(ds, domain, source, whole, options)
+            index = values - values.dtype.type(low) if values.dtype.kind == "u" else values - low
+            rendered: Array = table[index]
+            return rendered
+    return _shades(ds, values, source, whole, options)
+
+
+def _shades(
+    ds: Dataset,
+    values: Array,
+    reference: Array,
+    whole: bool,
+    options: RenderOptions,
+) -> Array:
+    """`_render_grey` on `values`; a percentile window, if one is needed, is measured on
+    all of `reference` when `whole`, else on a sample of it."""
+
+    def measured() -> Array:
+        return _modality(ds, reference if whole else _sample(reference), options)
+
     modality = _modality(ds, values, options)
-    measured = None if reference is None else _modality(ds, _sample(reference), options)
-    shade = _voi(ds, modality, modality if measured is None else measured, options)
+    shade = _voi(ds, modality, measured, options)
     if options.invert_monochrome1 and ds.get("PhotometricInterpretation") == "MONOCHROME1":
         shade = 255.0 - shade
     return np.asarray(np.clip(np.rint(shade), 0, 255), dtype=np.uint8)
@@ -574,7 +604,9 @@ def _modality(ds: Dataset, values: Array, options: RenderOptions) -> Array:
     return result + (intercept or 0.0)
 
 
-def _voi(ds: Dataset, values: Array, reference: Array, options: RenderOptions) -> Array:
+def _voi(
+    ds: Dataset, values: Array, reference: Callable[[], Array], options: RenderOptions
+) -> Array:
     """Modality values -> display shades 0..255 (float) through the VOI step."""
     if options.voi != "off":
         lut = _first_lut(ds, "VOILUTSequence")
@@ -589,7 +621,7 @@ def _voi(ds: Dataset, values: Array, reference: Array, options: RenderOptions) -
                 "render option voi='on' but the dataset has no usable VOI LUT Sequence or "
                 "Window Center/Width"
             )
-    return _percentile_window(values, reference)
+    return _percentile_window(values, reference())
 
 
 def _apply_window(values: Array, window: _Window) -> Array:

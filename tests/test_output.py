@@ -22,6 +22,35 @@ def test_png_has_no_text_or_exif_chunks() -> None:
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
 
 
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (1, 9), (300, 451), (64, 33, 3), (1, 5, 3)])
+def test_png_decodes_to_the_same_pixels(shape: tuple[int, ...], level: int) -> None:
+    rng = np.random.default_rng(sum(shape) + level)
+    image = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    image[..., : shape[1] // 2] //= 7  # runs and wrap-around differences
+    data = output.png_bytes(image, compress_level=level)
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.mode == ("L" if len(shape) == 2 else "RGB")
+    assert np.array_equal(np.asarray(decoded), image)
+
+
+def test_png_level_one_compresses_and_zero_stores() -> None:
+    y, x = np.mgrid[0:400, 0:400]
+    image = ((x + y) % 256).astype(np.uint8)
+    stored = output.png_bytes(image, compress_level=0)
+    assert len(stored) > image.size
+    assert len(output.png_bytes(image, compress_level=1)) < image.size // 10
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.zeros((4, 4), np.uint16), np.zeros((4, 4, 4), np.uint8), np.zeros(4, np.uint8)],
+)
+def test_png_refuses_what_it_cannot_encode(image: np.ndarray) -> None:
+    with pytest.raises(TypeError, match="PNG needs a uint8"):
+        output.png_bytes(image)
+
+
 def test_png_size_cap_keeps_aspect() -> None:
     image = np.zeros((1000, 500), dtype=np.uint8)
     picture = Image.open(io.BytesIO(output.png_bytes(image, max_size=200)))

@@ -678,3 +678,62 @@ def test_big_endian_store_keeps_other_values(tmp_path: Path) -> None:
     back = round_trip(ds, tmp_path)
     for keyword in ("WindowCenter", "WindowWidth", "Rows", "PatientName", "SliceThickness"):
         assert back.get(keyword) == reference.get(keyword), keyword
+
+
+def _lut_item(descriptor: list[int], data: list[int]) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = descriptor
+    item.LUTData = data
+    item.ModalityLUTType = "US"
+    return item
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high", "photometric", "extra", "sequence"),
+    [
+        (np.uint16, 0, 4095, "MONOCHROME2", {"WindowCenter": 1000, "WindowWidth": 900}, None),
+        (np.uint16, 300, 3000, "MONOCHROME1", {"WindowCenter": 1500, "WindowWidth": 1000}, None),
+        (np.uint16, 0, 4095, "MONOCHROME2", {}, None),  # percentile window over all pixels
+        (
+            np.int16,
+            -2000,
+            3000,
+            "MONOCHROME2",
+            {"RescaleSlope": -1.5, "RescaleIntercept": 24, "WindowCenter": -40,
+             "WindowWidth": 400, "VOILUTFunction": "SIGMOID"},
+            None,
+        ),
+        (np.int16, -1024, 3071, "MONOCHROME2", {"RescaleIntercept": -1024}, None),
+        (np.uint8, 0, 255, "MONOCHROME2", {"WindowCenter": 100, "WindowWidth": 80}, None),
+        (
+            np.uint16,
+            0,
+            4095,
+            "MONOCHROME2",
+            {"WindowCenter": 2048, "WindowWidth": 4096},
+            ("ModalityLUTSequence", _lut_item([2048, 0, 12], list(range(0, 4096, 2)))),
+        ),
+    ],
+)  # fmt: skip
+def test_large_frames_render_as_pixel_by_pixel(
+    monkeypatch: pytest.MonkeyPatch,
+    dtype: Any,
+    low: int,
+    high: int,
+    photometric: str,
+    extra: dict[str, Any],
+    sequence: tuple[str, Dataset] | None,
+) -> None:
+    """Big integer frames go through a table of stored values; the pixels must not change."""
+    rng = np.random.default_rng(high - low)
+    frame = rng.integers(low, high + 1, size=(300, 400)).astype(dtype)
+    frame[0, :3] = [low, high, (low + high) // 2]
+    ds = make_dataset(frame, photometric=photometric, signed=dtype == np.int16, extra=extra)
+    if sequence is not None:
+        setattr(ds, sequence[0], Sequence([sequence[1]]))
+    table = px.render(ds, frame)
+    monkeypatch.setattr(px, "_TABLE_MIN_PIXELS", frame.size + 1)
+    direct = px.render(ds, frame)
+    assert table.dtype == np.uint8 and table.shape == frame.shape
+    assert np.array_equal(table, direct)
+    assert len(np.unique(table)) > 2
