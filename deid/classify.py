@@ -16,6 +16,7 @@ from pydicom.uid import UID
 
 from deid.errors import NotDicomError, RefusedError, UnreadableError
 from deid.profiles import Profile
+from deid.tags import text_of
 
 _REASONS = {
     "encapsulated-document": "an encapsulated document (PDF/CDA) is text by nature",
@@ -51,7 +52,7 @@ def kind_of(sop_class: str) -> str | None:
 
 def classify(ds: Dataset, path: str, profile: Profile) -> Classification:
     """Classify `ds`; raise NotDicomError for a DICOMDIR, RefusedError for refused kinds."""
-    sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
+    sop_class = text_of(ds, "SOPClassUID") or text_of(ds.file_meta, "MediaStorageSOPClassUID")
     kind = kind_of(sop_class)
     if kind == "directory":
         raise NotDicomError("a DICOMDIR index (lists files, holds no image)", path)
@@ -60,7 +61,7 @@ def classify(ds: Dataset, path: str, profile: Profile) -> Classification:
             if "Image Storage" in UID(sop_class).name:
                 raise UnreadableError("truncated: an image object with no pixel data", path)
             kind = "non-image"
-        elif str(ds.get("RecognizableVisualFeatures", "")).upper() == "YES":
+        elif text_of(ds, "RecognizableVisualFeatures").upper() == "YES":
             kind = "recognizable-face"
         else:
             kind = "image"
@@ -72,5 +73,5 @@ def classify(ds: Dataset, path: str, profile: Profile) -> Classification:
         )
     if kind != "image":
         raise RefusedError(f"refused: {_REASONS.get(kind, kind)}; no pixel output possible", path)
-    burned = str(ds.get("BurnedInAnnotation", "") or "unknown").upper()
+    burned = (text_of(ds, "BurnedInAnnotation") or "unknown").upper()
     return Classification(kind, sop_class, burned)

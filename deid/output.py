@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO, cast
 
 import numpy as np
 from PIL import Image
@@ -28,7 +29,8 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
-from deid.errors import OutputExistsError
+from deid.errors import OutputExistsError, UnreadableError
+from deid.reader import deferred
 
 isal_zlib: ModuleType | None
 try:
@@ -109,19 +111,80 @@ def dicom_bytes(ds: Dataset) -> bytes:
     syntax = UID(meta.TransferSyntaxUID)
     if syntax.is_deflated or not syntax.is_little_endian:
         return _plain(ds)  # rare syntaxes: let pydicom encode everything
-    return b"".join(serialize(ds).chunks)
+    return serialize(ds).joined()
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Bytes still in an input file: a pixel data value that was never read.
+
+    `mtime` is the file's modification time when its header was read; a file changed
+    since then is refused rather than copied.
+    """
+
+    path: str
+    offset: int
+    length: int
+    mtime: float | None = None
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            self._check(f.fileno())
+            f.seek(self.offset)
+            data = f.read(self.length)
+        self._checked(len(data))
+        return data
+
+    def copy_to(self, out: BinaryIO) -> None:
+        """Append the range to `out`, kernel to kernel where the system allows."""
+        out.flush()
+        with open(self.path, "rb") as f:
+            self._check(f.fileno())
+            done = 0
+            while done < self.length:
+                try:
+                    step = os.copy_file_range(
+                        f.fileno(), out.fileno(), self.length - done, self.offset + done
+                    )
+                except (AttributeError, OSError):
+                    f.seek(self.offset + done)
+                    out.write(f.read(self.length - done))
+                    out.flush()
+                    step = self.length - done
+                if step <= 0:
+                    break
+                done += step
+        self._checked(done)
+        out.seek(0, os.SEEK_END)
+
+    def _check(self, fd: int) -> None:
+        if self.mtime is not None and os.fstat(fd).st_mtime != self.mtime:
+            raise UnreadableError("the file changed while it was read; nothing written", self.path)
+
+    def _checked(self, count: int) -> None:
+        if count != self.length:
+            raise UnreadableError("the file changed while it was read; nothing written", self.path)
+
+
+Chunk = bytes | FileRange
 
 
 @dataclass
 class Serialized:
     """A DICOM file as pieces: the pixel data value stays one uncopied piece."""
 
-    chunks: list[bytes]
+    chunks: list[Chunk]
     pixel_value: int | None = None
 
     def header(self) -> bytes:
         """Everything but the pixel data value: what a leak check must read."""
-        return b"".join(c for i, c in enumerate(self.chunks) if i != self.pixel_value)
+        return b"".join(
+            c for i, c in enumerate(self.chunks) if i != self.pixel_value and isinstance(c, bytes)
+        )
+
+    def joined(self) -> bytes:
+        """The whole file in memory."""
+        return b"".join(c.read() if isinstance(c, FileRange) else c for c in self.chunks)
 
 
 def serialize(ds: Dataset) -> Serialized:
@@ -162,18 +225,18 @@ def _plain(ds: Dataset) -> bytes:
 def _encode_dataset(ds: Dataset, implicit: bool) -> bytes:
     result = Serialized([])
     _encode_into(result, ds, implicit)
-    return b"".join(result.chunks)
+    return result.joined()
 
 
 def _encode_into(result: Serialized, ds: Dataset, implicit: bool) -> None:
     parts = result.chunks
     encodings = None
-    for tag in sorted(ds.keys()):
-        elem = ds.get_item(tag)
-        if elem is None:
-            continue
-        if tag == 0x7FE00010:
-            pieces = _pixel_pieces(elem, implicit)
+    elements = ds._dict
+    # pydicom's map (`get_item` would read deferred values), sorted as plain ints.
+    for number, tag in sorted((int(t), t) for t in elements):
+        elem = elements[tag]
+        if number == 0x7FE00010:
+            pieces = _pixel_pieces(ds, elem, implicit)
             if pieces is not None:
                 head, value, tail = pieces
                 parts.append(head)
@@ -194,21 +257,30 @@ def _encode_into(result: Serialized, ds: Dataset, implicit: bool) -> None:
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes | None:
-    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
     if implicit:
-        return head + struct.pack("<I", length)
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, length)
     if vr in _LONG_VRS:
-        return head + vr.encode() + b"\0\0" + struct.pack("<I", length)
+        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, vr.encode(), length)
     if length > 0xFFFF:
         return None
-    return head + vr.encode() + struct.pack("<H", length)
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
 
 
 _SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
-def _pixel_pieces(elem: object, implicit: bool) -> tuple[bytes, bytes, bytes] | None:
-    """Pixel data as (tag and length, value, end): native or encapsulated, raw or not."""
+def _pixel_pieces(ds: Dataset, elem: object, implicit: bool) -> tuple[bytes, Chunk, bytes] | None:
+    """Pixel data as (tag and length, value, end): native or encapsulated, raw or not.
+
+    A value still in the input file becomes a `FileRange`, copied when written.
+    """
+    filename = getattr(ds, "filename", None)
+    if deferred(elem) and isinstance(filename, str):
+        raw = cast(RawDataElement, elem)
+        head = _header(0x7FE00010, raw.VR or "OW", raw.length, implicit)
+        if raw.is_little_endian and raw.is_implicit_VR == implicit and not raw.length % 2 and head:
+            where = FileRange(filename, raw.value_tell, raw.length, getattr(ds, "timestamp", None))
+            return head, where, b""
     if isinstance(elem, RawDataElement):
         if not elem.is_little_endian or elem.is_implicit_VR != implicit:
             return None
@@ -298,7 +370,7 @@ class Transaction:
     overwrite: bool = False
     pending: list[tuple[Path, Path]] = field(default_factory=list)
 
-    def add(self, path: Path, data: bytes | Sequence[bytes]) -> None:
+    def add(self, path: Path, data: bytes | Sequence[Chunk]) -> None:
         """Write `data` (bytes, or pieces written in order) under a temporary name."""
         if not self.overwrite and path.exists():
             self.abort()
@@ -312,7 +384,11 @@ class Transaction:
                 if isinstance(data, bytes | bytearray | memoryview):
                     f.write(data)
                 else:
-                    f.writelines(data)
+                    for chunk in data:
+                        if isinstance(chunk, FileRange):
+                            chunk.copy_to(f)
+                        else:
+                            f.write(chunk)
         except BaseException:
             temp.unlink(missing_ok=True)
             self.abort()

@@ -44,6 +44,8 @@ from pydicom.uid import (
 
 from deid.boxes import Box
 from deid.errors import MissingCodecError, UnreadableError, UsageError
+from deid.reader import pixel_length
+from deid.tags import text_of
 
 __all__ = [
     "RenderOptions",
@@ -216,7 +218,8 @@ def check_pixel_data(ds: Dataset, path: str) -> None:
 
 def _check(ds: Dataset, path: str) -> tuple[_Geometry, UID]:
     """The checks shared by `decode` and `check_pixel_data`; the geometry and syntax found."""
-    if "PixelData" not in ds or not ds.PixelData:
+    actual = pixel_length(ds)
+    if not actual:
         raise UnreadableError("no pixel data", path=path)
     geometry = _geometry(ds, path)
     if geometry.samples not in (1, 3):
@@ -227,7 +230,6 @@ def _check(ds: Dataset, path: str) -> tuple[_Geometry, UID]:
             raise MissingCodecError(_missing_codec_message(uid), path=path)
     else:
         expected = _native_length(geometry)
-        actual = len(ds.PixelData)
         if actual < expected:
             raise UnreadableError(
                 f"pixel data is truncated: {actual} of {expected} bytes", path=path
@@ -401,9 +403,9 @@ def _missing_codec_message(uid: UID) -> str:
 def _transfer_syntax(ds: Dataset) -> UID:
     """The transfer syntax from the file meta, else guessed from how the dataset was read."""
     meta = getattr(ds, "file_meta", None)
-    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    uid = text_of(meta, "TransferSyntaxUID") if meta is not None else None
     if uid:
-        return UID(str(uid))
+        return UID(uid)
     implicit, little = ds.original_encoding
     if little is False:
         return ExplicitVRBigEndian
@@ -425,8 +427,8 @@ def _geometry(ds: Dataset, path: str) -> _Geometry:
         frames=frame_count(ds),
         bits_allocated=bits_allocated,
         bits_stored=min(bits_stored, bits_allocated),
-        signed=ds.get("PixelRepresentation") == 1,
-        photometric=str(ds.get("PhotometricInterpretation") or ""),
+        signed=_us(ds, "PixelRepresentation") == 1,
+        photometric=text_of(ds, "PhotometricInterpretation"),
     )
 
 
@@ -441,6 +443,12 @@ def _positive(ds: Dataset, keyword: str, path: str) -> int:
     if value <= 0:
         raise UnreadableError(f"image pixel attribute {keyword} is missing or invalid", path=path)
     return value
+
+
+def _us(ds: Dataset, keyword: str) -> int | None:
+    """A US attribute from its raw bytes, else as pydicom reads it."""
+    value = _raw_us(ds, keyword)
+    return ds.get(keyword) if value is None else value
 
 
 def _raw_us(ds: Dataset, keyword: str) -> int | None:

@@ -7,6 +7,7 @@ cannot be linked. New UIDs live under the `2.25.` root (a UUID-derived integer).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -35,7 +36,7 @@ class Pseudonymizer:
         return cls(hashlib.sha256(b"deid-key\0" + passphrase.encode("utf-8")).digest())
 
     def digest(self, kind: str, value: str) -> bytes:
-        return hmac.new(self.key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
+        return _digest(self.key, kind, value)
 
     def code(self, kind: str, value: str, length: int = 10) -> str:
         """A short upper-case code, e.g. for IDs and folder names.
@@ -43,18 +44,7 @@ class Pseudonymizer:
         Codes never hold a run of seven digits, so no pseudonym looks like an MRN to a
         leak check; a code that would is drawn again from the next digest.
         """
-        alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-        for attempt in range(100):
-            salt = f"{value}\0{attempt}" if attempt else value
-            number = int.from_bytes(self.digest(kind, salt), "big")
-            chars = []
-            for _ in range(length):
-                number, rem = divmod(number, 32)
-                chars.append(alphabet[rem])
-            code = "".join(chars)
-            if not _DIGIT_RUN.search(code):
-                return code
-        raise AssertionError("no code without a digit run in 100 draws")
+        return _code(self.key, kind, value, length)
 
     def uid(self, value: str) -> str:
         """A new UID for an original one; well-known standard UIDs are kept as they are."""
@@ -71,3 +61,25 @@ class Pseudonymizer:
     def identifier(self, kind: str, value: str) -> str:
         """A pseudonymous ID (accession number, study ID ...) of at most 16 characters."""
         return self.code(kind, value, 12)
+
+
+# The slices of a series share their study, series and patient values: each is hashed once.
+@functools.lru_cache(maxsize=4096)
+def _digest(key: bytes, kind: str, value: str) -> bytes:
+    return hmac.digest(key, f"{kind}\0{value}".encode(), "sha256")
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(key: bytes, kind: str, value: str, length: int) -> str:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for attempt in range(100):
+        salt = f"{value}\0{attempt}" if attempt else value
+        number = int.from_bytes(_digest(key, kind, salt), "big")
+        chars = []
+        for _ in range(length):
+            number, rem = divmod(number, 32)
+            chars.append(alphabet[rem])
+        code = "".join(chars)
+        if not _DIGIT_RUN.search(code):
+            return code
+    raise AssertionError("no code without a digit run in 100 draws")

@@ -15,11 +15,11 @@ from importlib import resources
 from typing import Any, cast
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.uid import UID
+from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from deid import __version__
@@ -189,9 +189,9 @@ class _Walker:
                 changes.append(Change(prefix, tag_int, rule))
                 continue
             if action is Action.KEEP and rule.allowed:
-                value = _get(ds, tag_int)
+                value = _get(ds, tag)
                 if value and str(value) not in rule.allowed:
-                    _set(ds, tag_int, vr, None)
+                    _set(ds, tag, vr, None)
                     changes.append(Change(prefix, tag_int, rule))
                 continue
             if action is Action.KEEP or (action is Action.PSEUDONYMIZE and vr == "SQ"):
@@ -200,7 +200,7 @@ class _Walker:
                     for index, item in enumerate(ds[tag].value):
                         self.walk(item, f"{path}[{index}] > ")
                 continue
-            if self.apply(ds, tag_int, vr, rule):
+            if self.apply(ds, tag, vr, rule):  # pydicom's own key: no Tag comparisons
                 changes.append(Change(prefix, tag_int, rule))
 
     def apply(self, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
@@ -303,18 +303,45 @@ def _get(ds: Dataset, tag: int) -> Any:
     return str(value) if isinstance(value, PersonName) else value
 
 
+def _ascii_value(text: str, vr: str) -> bytes | None:
+    """`text` as a padded DICOM value, or None when it needs the character set."""
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    return data + (b"\0" if vr == "UI" else b" ") if len(data) % 2 else data
+
+
+def _raw_text(tag: int, vr: str, text: str, *, implicit: bool = False) -> RawDataElement | None:
+    """An ASCII text value as a little-endian raw element, ready to be copied as written."""
+    data = _ascii_value(text, vr)
+    if data is None:
+        return None
+    return RawDataElement(BaseTag(tag), vr, len(data), data, 0, implicit, True)
+
+
 def _set(ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
     """Store a new value; ASCII text over a raw element stays raw, ready to write."""
-    elem = _elements(ds)[tag]
+    elements = _elements(ds)
+    elem = elements[tag]
     if isinstance(elem, RawDataElement) and (vr in TEXT_VRS or value is None) and vr != "SQ":
         text = "\\".join(value) if isinstance(value, list) else (value or "")
-        if isinstance(text, str) and text.isascii():
-            data = text.encode("ascii")
-            if len(data) % 2:
-                data += b"\0" if vr == "UI" else b" "
-            _elements(ds)[tag] = elem._replace(VR=vr or elem.VR, length=len(data), value=data)
+        new_vr = vr or elem.VR
+        data = _ascii_value(text, new_vr) if isinstance(text, str) and new_vr else None
+        if data is not None:
+            elements[tag] = elem._replace(VR=new_vr, length=len(data), value=data)
             return
     ds[tag].value = value
+
+
+def _put(ds: Dataset, keyword: str, text: str) -> None:
+    """Add or replace a top-level text attribute, raw when the dataset is little endian."""
+    tag = cast(int, tag_for_keyword(keyword))
+    implicit, little = ds.original_encoding
+    elem = _raw_text(tag, dictionary_vr(tag) or "LO", text, implicit=bool(implicit))
+    if elem is None or little is False:
+        setattr(ds, keyword, text)
+    else:
+        _elements(ds)[BaseTag(tag)] = elem
 
 
 def deidentify(
@@ -388,21 +415,34 @@ def _method_sequence(methods: tuple[str, ...]) -> Sequence:
 
 def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool) -> None:
     """Record the de-identification in the attributes the standard defines for it."""
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = f"deid {__version__} profile {profile.name}"[:64]
-    ds.DeidentificationMethodCodeSequence = _method_sequence(tuple(methods))
+    _put(ds, "PatientIdentityRemoved", "YES")
+    _put(ds, "DeidentificationMethod", f"deid {__version__} profile {profile.name}"[:64])
+    sequence = cast(int, tag_for_keyword("DeidentificationMethodCodeSequence"))
+    _elements(ds)[BaseTag(sequence)] = DataElement(sequence, "SQ", _method_sequence(tuple(methods)))
     if dates_changed:
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        _put(ds, "LongitudinalTemporalInformationModified", "MODIFIED")
 
 
 def rebuild_file_meta(ds: Dataset, transfer_syntax: str) -> None:
     """A fresh file meta consistent with the new dataset; nothing of the old one survives."""
+    values = (
+        (
+            0x00020002,
+            "UI",
+            text_of(ds, "SOPClassUID") or text_of(ds.file_meta, "MediaStorageSOPClassUID"),
+        ),
+        (0x00020003, "UI", text_of(ds, "SOPInstanceUID")),
+        (0x00020010, "UI", str(transfer_syntax)),
+        (0x00020012, "UI", IMPLEMENTATION_UID),
+        (0x00020013, "SH", f"DEID_{__version__.replace('.', '_')}"[:16]),
+    )
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(ds.SOPClassUID)
-    meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
-    meta.ImplementationVersionName = f"DEID_{__version__.replace('.', '_')}"[:16]
+    for tag, vr, text in values:
+        elem = _raw_text(tag, vr, text)
+        if elem is None:
+            meta[tag] = DataElement(tag, vr, text)
+        else:
+            _elements(meta)[BaseTag(tag)] = elem
     ds.file_meta = meta
     if isinstance(ds, FileDataset):
         ds.preamble = b"\0" * 128  # vendors hide data in the preamble too

@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -56,6 +56,8 @@ _IDENTIFYING_KEYWORDS = {
     "StudyID": "study ID",
 }
 _UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+_KIND_BY_TAG = {cast(int, tag_for_keyword(k)): kind for k, kind in _IDENTIFYING_KEYWORDS.items()}
+_UID_TAGS = frozenset(cast(int, tag_for_keyword(k)) for k in _UID_KEYWORDS)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,7 @@ def _raw_strings(ds: Dataset) -> Iterator[tuple[int, str, str]]:
     Raw bytes are decoded as Latin-1, which maps each byte to one character, so the text
     encodes back to exactly the bytes that a copy of the value would leave in an output.
     """
-    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every value)
-        elem = ds.get_item(tag)
+    for tag, elem in ds._dict.items():  # pydicom's map: no conversion, no deferred read
         vr = elem.VR or dictionary_vr(tag)
         if not vr:
             continue
@@ -115,8 +116,7 @@ def phi_values(ds: Dataset, kept: Callable[[int, str], bool] | None = None) -> d
     for tag, vr, text in _raw_strings(ds):
         if kept is not None and kept(tag, vr):
             continue
-        keyword = keyword_for_tag(tag)
-        kind = _IDENTIFYING_KEYWORDS.get(keyword)
+        kind = _KIND_BY_TAG.get(tag)
         if vr == "PN":
             kind_pn = kind or "person name"
             add(text, kind_pn)
@@ -127,7 +127,7 @@ def phi_values(ds: Dataset, kept: Callable[[int, str], bool] | None = None) -> d
                 add(text, kind)
         elif kind:
             add(text, kind)
-        elif keyword in _UID_KEYWORDS and text.strip(" \0") not in UID_dictionary:
+        elif tag in _UID_TAGS and text.strip(" \0") not in UID_dictionary:
             add(text, "original UID")
         elif tag >> 16 & 1 and tag & 0xFF00 and vr in _IDENTIFYING_VRS and len(text) >= 6:
             add(text, "private value")  # private creators (gggg,00xx) name vendors: skipped

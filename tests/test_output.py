@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from deid import output
-from deid.errors import OutputExistsError
+from deid.errors import OutputExistsError, UnreadableError
 
 
 def test_png_has_no_text_or_exif_chunks() -> None:
@@ -64,6 +65,49 @@ def _chunk_types(data: bytes) -> list[bytes]:
         types.append(data[pos + 4 : pos + 8])
         pos += 12 + length
     return types
+
+
+def _deferred_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, object]:
+    from conftest import make_dataset
+
+    from deid import reader
+
+    monkeypatch.setattr(reader, "_DEFER", 1024)
+    pixels = (np.arange(200 * 300, dtype=np.uint16) * 7).reshape(200, 300)
+    source = tmp_path / "in.dcm"
+    make_dataset(pixels).save_as(source, enforce_file_format=True)
+    ds = reader.read(source)
+    assert reader.deferred(ds._dict[reader.PIXEL_DATA])
+    return source, ds
+
+
+def test_pixel_data_left_in_the_input_is_copied_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom import dcmread
+
+    source, ds = _deferred_input(tmp_path, monkeypatch)
+    serialized = output.serialize(ds)  # type: ignore[arg-type]
+    assert isinstance(serialized.chunks[serialized.pixel_value or 0], output.FileRange)
+    assert b"\x07\x00\x0e\x00" not in serialized.header()
+    txn = output.Transaction()
+    txn.add(tmp_path / "out" / "x.dcm", serialized.chunks)
+    (written,) = txn.commit()
+    assert dcmread(written).PixelData == dcmread(source).PixelData
+    assert written.read_bytes() == serialized.joined()
+
+
+def test_input_changed_after_reading_is_refused_and_nothing_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, ds = _deferred_input(tmp_path, monkeypatch)
+    before = source.stat()
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 5_000_000_000))
+    txn = output.Transaction()
+    with pytest.raises(UnreadableError, match="changed while it was read") as info:
+        txn.add(tmp_path / "out" / "x.dcm", output.serialize(ds).chunks)  # type: ignore[arg-type]
+    assert str(source) in str(info.value)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_transaction_commits_all(tmp_path: Path) -> None:
@@ -134,14 +178,22 @@ def test_output_names_carry_only_pseudonyms(tmp_path: Path) -> None:
     ],
 )
 @pytest.mark.parametrize("deidentified", [False, True])
-def test_dicom_bytes_writes_what_dcmwrite_writes(name: str, deidentified: bool) -> None:
+@pytest.mark.parametrize("deferring", [False, True])
+def test_dicom_bytes_writes_what_dcmwrite_writes(
+    name: str, deidentified: bool, deferring: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pydicom import dcmread, dcmwrite
     from pydicom.data import get_testdata_file
 
-    from deid import profiles, tags
+    from deid import profiles, reader, tags
     from deid.pseudonym import Pseudonymizer
 
-    ds = dcmread(str(get_testdata_file(name)))
+    path = str(get_testdata_file(name))
+    if deferring:  # pixel data left in the input file, as `reader.read` leaves it
+        monkeypatch.setattr(reader, "_DEFER", 256)
+        ds = reader.read(Path(path))
+    else:
+        ds = dcmread(path)
     if deidentified:
         tags.deidentify(ds, profiles.load(), Pseudonymizer(b"k" * 32))
     tags.rebuild_file_meta(ds, ds.file_meta.TransferSyntaxUID)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_dataset
-from pydicom.dataset import FileDataset
-from pydicom.uid import generate_uid
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
-from deid import classify, profiles, reader
+from deid import classify, pixels, profiles, reader
 from deid.errors import NotDicomError, RefusedError, UnreadableError
 
 PDF = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -99,3 +102,62 @@ def test_image_is_classified_with_burned_in_flag() -> None:
     ds = make_dataset(extra={"BurnedInAnnotation": "YES", "SOPInstanceUID": generate_uid()})
     found = classify.classify(ds, "x.dcm", profiles.load())
     assert (found.kind, found.burned_in_annotation) == ("image", "YES")
+
+
+def _big(rows: int = 300) -> FileDataset:
+    pixels = (np.arange(rows * 300, dtype=np.uint16) % 4001).reshape(rows, 300)
+    return make_dataset(pixels)
+
+
+def test_pixel_data_stays_in_the_file_and_everything_else_is_read(
+    write_dicom: Callable[..., Path],
+) -> None:
+    ds = _big()
+    block = ds.private_block(0x0029, "ACME BLOB", create=True)
+    block.add_new(0x10, "OB", b"\x01\x02" * 60_000)  # larger than the deferral limit
+    path = write_dicom(ds)
+    read = reader.read(path)
+    pixel = read._dict[reader.PIXEL_DATA]
+    assert reader.deferred(pixel)
+    assert reader.pixel_length(read) == 300 * 300 * 2
+    blob = read._dict[0x00291010]
+    assert not reader.deferred(blob) and blob.value == b"\x01\x02" * 60_000
+    assert read.PixelData == ds.PixelData  # looked at: read then
+
+
+def test_large_values_nested_in_parsed_sequences_are_read_at_once(
+    write_dicom: Callable[..., Path],
+) -> None:
+    ds = _big()
+    item = Dataset()
+    item.add_new(0x00091010, "OB", b"\x07" * 100_000)
+    item.ReferencedSOPInstanceUID = generate_uid()
+    ds.ReferencedImageSequence = Sequence([item])
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    path = write_dicom(ds)
+    read = reader.read(path)
+    nested = read.ReferencedImageSequence[0]._dict[0x00091010]
+    assert not reader.deferred(nested) and nested.value == b"\x07" * 100_000
+
+
+def test_large_encapsulated_pixel_data_is_read_at_once(write_dicom: Callable[..., Path]) -> None:
+    ds = _big()
+    frame = b"\xff\xd8" + b"\x11" * 99_996 + b"\xff\xd9"
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    path = write_dicom(ds)
+    read = reader.read(path)
+    assert not reader.deferred(read._dict[reader.PIXEL_DATA])
+    assert reader.pixel_length(read) == len(ds.PixelData)
+
+
+def test_pixel_data_cut_short_is_still_seen_as_truncated(
+    write_dicom: Callable[..., Path],
+) -> None:
+    path = write_dicom(_big())
+    path.write_bytes(path.read_bytes()[:-50_000])
+    ds = reader.read(path)
+    assert reader.pixel_length(ds) == 300 * 300 * 2 - 50_000
+    with pytest.raises(UnreadableError, match="truncated"):
+        pixels.check_pixel_data(ds, str(path))
