@@ -71,7 +71,9 @@ class Finding:
 _STRING_VRS = frozenset({*_IDENTIFYING_VRS, "DA", "DT", "UI", "CS"})
 
 
-def _raw_strings(ds: Dataset) -> Iterator[tuple[int, str, str]]:
+def _raw_strings(
+    ds: Dataset, wanted: Callable[[int, str], bool] | None = None
+) -> Iterator[tuple[int, str, str]]:
     """(tag, VR, text) of every string value at any depth, without converting values.
 
     Raw bytes are decoded as Latin-1, which maps each byte to one character, so the text
@@ -83,9 +85,9 @@ def _raw_strings(ds: Dataset) -> Iterator[tuple[int, str, str]]:
             continue
         if vr == "SQ":
             for item in ds[tag].value or []:
-                yield from _raw_strings(item)
+                yield from _raw_strings(item, wanted)
             continue
-        if vr not in _STRING_VRS:
+        if vr not in _STRING_VRS or (wanted is not None and not wanted(tag, vr)):
             continue
         value = elem.value
         if value is None:
@@ -113,9 +115,18 @@ def phi_values(ds: Dataset, kept: Callable[[int, str], bool] | None = None) -> d
         if len(value) >= 3:
             found.setdefault(value, kind)
 
-    for tag, vr, text in _raw_strings(ds):
+    def wanted(tag: int, vr: str) -> bool:
+        """Could this element give a value below? Others are not even decoded."""
         if kept is not None and kept(tag, vr):
-            continue
+            return False
+        return (
+            vr == "PN"
+            or tag in _KIND_BY_TAG
+            or tag in _UID_TAGS
+            or bool(tag >> 16 & 1 and tag & 0xFF00 and vr in _IDENTIFYING_VRS)
+        )
+
+    for tag, vr, text in _raw_strings(ds, wanted):
         kind = _KIND_BY_TAG.get(tag)
         if vr == "PN":
             kind_pn = kind or "person name"
