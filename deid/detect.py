@@ -12,7 +12,9 @@ and the saturation) and at a few scales (full size, then halves for large text):
    top-hat), so thin bright lines stand out and smooth anatomy and wide blobs drop to
    zero; the same on the inverted plane finds dark text;
 2. a threshold from the local noise (the median contrast of 32 px blocks), so grainy
-   anatomy needs a stronger stroke than a clean black border;
+   anatomy needs a stronger stroke than a clean black border; long bands of clipped
+   white (a rib ring after windowing) are taken out of the bright strokes first, so
+   the letters they cross are not joined to them and lost;
 3. connected groups of stroke pixels of letter size (glyphs), then glyphs that share a
    middle band and stand close together joined into lines;
 4. a text score per line from its shape: how many vertical strokes cross its middle,
@@ -35,6 +37,7 @@ from PIL import Image
 from deid.boxes import Box
 
 Polarity = Literal["bright", "dark"]
+Bands = tuple[Box, np.ndarray] | None  # where saturated bands lie: a box, its mask there
 
 # A stroke is at most this many pixels wide at a level (top-hat reach, either side).
 _REACH = 3
@@ -48,6 +51,9 @@ _MIN_PIXELS = 10  # stroke pixels a glyph has at least
 _MAX_LEVELS = 2  # full size, then half for large text
 _LEVEL_SIDE = 192  # px: a level is searched only while its short side is at least this
 _MAX_CANDIDATES = 400  # lines scored per image, the strongest first
+_SATURATED = 250  # grey level from which a pixel is flat white (clipped by the window)
+_BAND_LENGTH = 96  # px: a saturated core this long is a rib ring or a bar, not a letter
+_BAND_CELL = 4  # px side of the cells saturated bands are found on
 
 
 @dataclass(frozen=True)
@@ -105,19 +111,27 @@ def find_candidates(image: np.ndarray, *, least_score: float = 0.0) -> list[Cand
 
 
 def candidates_in(
-    grey_planes: Sequence[np.ndarray], *, least_score: float = 0.0
+    grey_planes: Sequence[np.ndarray],
+    *,
+    least_score: float = 0.0,
+    bands: Sequence[Bands] | None = None,
 ) -> list[Candidate]:
-    """`find_candidates` on the image's `planes`, for a caller that already has them."""
+    """`find_candidates` on the image's `planes`, for a caller that already has them.
+
+    `bands` are the planes' `saturated_bands`, for a caller that already has them too.
+    """
     found: list[Candidate] = []
     for index, plane in enumerate(grey_planes):
         polarities: tuple[Polarity, ...] = ("bright", "dark") if index == 0 else ("bright",)
+        band = saturated_bands(plane) if bands is None else bands[index]
         scaled = plane
         for level in range(_MAX_LEVELS):
             if level and min(scaled.shape) < _LEVEL_SIDE:
                 break
             for polarity in polarities:
                 source = scaled if polarity == "bright" else 255 - scaled
-                found.extend(_search(source, level, index, polarity))
+                ignore = band if polarity == "bright" and level == 0 else None
+                found.extend(_search(source, level, index, polarity, ignore))
             scaled = _halved(scaled)
     kept = _distinct([c for c in found if c.score >= least_score])
     return sorted(kept, key=lambda c: (-c.score, c.box.top, c.box.left))
@@ -172,7 +186,9 @@ def _halved(grey: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(grey).reduce(2))
 
 
-def _strokes(contrast: np.ndarray, grey: np.ndarray) -> np.ndarray:
+def _strokes(
+    contrast: np.ndarray, grey: np.ndarray, ignore: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels whose stroke contrast clears the local noise and the least contrast.
 
     The noise of a 32 px block is its median contrast (text covers too little of a block
@@ -180,14 +196,19 @@ def _strokes(contrast: np.ndarray, grey: np.ndarray) -> np.ndarray:
     speckle next to a black border is judged as speckle. A stroke must also be brighter
     than most of its block by half that bar: the dark gaps between bright letters stand
     out against the letters, not against the dark background they are part of.
+    Pixels set in `ignore` (a saturated band) take no part in either median.
     """
     h, w = contrast.shape
     rows, cols = -(-h // _BLOCK), -(-w // _BLOCK)
     padded = np.zeros((rows * _BLOCK, cols * _BLOCK), dtype=np.uint8)
     padded[:h, :w] = contrast
     step = _BLOCK // _SAMPLES  # the medians are taken over a grid of samples
-    blocks = padded[::step, ::step].reshape(rows, _SAMPLES, cols, _SAMPLES)
-    median = np.median(blocks.transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=2)
+    skip = None
+    if ignore is not None:
+        skip = np.ones((rows * _SAMPLES, cols * _SAMPLES), dtype=bool)
+        sampled = ignore[::step, ::step]
+        skip[: sampled.shape[0], : sampled.shape[1]] = sampled
+    median = _block_median(padded[::step, ::step], rows, cols, skip)
     busy = median.copy()
     grown = np.pad(median, 1, mode="edge")
     for dy in range(3):
@@ -197,16 +218,30 @@ def _strokes(contrast: np.ndarray, grey: np.ndarray) -> np.ndarray:
     mask = padded.reshape(rows, _BLOCK, cols, _BLOCK) > limit[:, None, :, None]
     values = np.zeros((rows * _BLOCK, cols * _BLOCK), dtype=np.uint8)
     values[:h, :w] = grey
-    level = np.median(
-        values[::step, ::step]
-        .reshape(rows, _SAMPLES, cols, _SAMPLES)
-        .transpose(0, 2, 1, 3)
-        .reshape(rows, cols, -1),
-        axis=2,
-    )
+    level = _block_median(values[::step, ::step], rows, cols, skip)
     bar = level + limit / 2
     mask &= values.reshape(rows, _BLOCK, cols, _BLOCK) > bar[:, None, :, None]
     return mask.reshape(rows * _BLOCK, cols * _BLOCK)[:h, :w]
+
+
+def _block_median(samples: np.ndarray, rows: int, cols: int, skip: np.ndarray | None) -> np.ndarray:
+    """The median of each block's samples, leaving out those set in `skip` (0 if all)."""
+
+    def grid(a: np.ndarray) -> np.ndarray:
+        blocks = a.reshape(rows, _SAMPLES, cols, _SAMPLES).transpose(0, 2, 1, 3)
+        return blocks.reshape(rows, cols, -1)
+
+    values = grid(samples)
+    median = np.asarray(np.median(values, axis=2))
+    if skip is None:
+        return median
+    skipped = grid(skip)
+    some = skipped.any(axis=2)
+    if some.any():  # only the few blocks a band reaches take the slower masked median
+        masked = np.where(skipped[some], np.nan, values[some].astype(np.float64))
+        masked[np.isnan(masked).all(axis=1)] = 0.0
+        median[some] = np.nanmedian(masked, axis=1)
+    return median
 
 
 @dataclass
@@ -296,13 +331,23 @@ def _cells(mask: np.ndarray) -> np.ndarray:
     return np.asarray(even[0::2, 0::2] | even[1::2, 0::2] | even[0::2, 1::2] | even[1::2, 1::2])
 
 
-def _search(grey: np.ndarray, level: int, plane: int, polarity: Polarity) -> list[Candidate]:
+def _search(
+    grey: np.ndarray, level: int, plane: int, polarity: Polarity, bands: Bands = None
+) -> list[Candidate]:
     """Candidates in one plane, polarity and level, boxes in full-image pixels.
 
     At full size strokes are grouped on a grid of 2x2 cells, which joins the letters of
-    small text into words; glyph sizes below are in pixels of this level.
+    small text into words; glyph sizes below are in pixels of this level. Saturated
+    `bands` (bright polarity, full size) are taken out of the strokes.
     """
-    strokes = _strokes(stroke_contrast(grey), grey)
+    if bands is None:
+        strokes = _strokes(stroke_contrast(grey), grey)
+    else:  # a band is no stroke, nor part of the noise or level that sets the bar
+        box, local = bands
+        band = np.zeros(grey.shape, dtype=bool)
+        band[box.top : box.bottom, box.left : box.right] = local
+        strokes = _strokes(stroke_contrast(grey), grey, band)
+        strokes[box.top : box.bottom, box.left : box.right] &= ~local
     cell = 2 if level == 0 else 1
     cells = _cells(strokes) if cell == 2 else strokes
     groups = label(cells)
@@ -336,6 +381,65 @@ def _search(grey: np.ndarray, level: int, plane: int, polarity: Polarity) -> lis
             out.append(Candidate(full, plane, polarity, band_height, glyphs, score))
     out.sort(key=lambda c: -c.score)
     return out[:_MAX_CANDIDATES]
+
+
+def saturated_bands(grey: np.ndarray) -> Bands:
+    """Long flat bands of clipped white (a rib ring after windowing), grown by a pixel.
+
+    Where a thin band is narrower than the top-hat it shows as a thick stroke, and the
+    letters it crosses join it into one group too tall or too curved to be a line, so
+    the text around it is lost. A band 7 px or more across holds a chain of wholly
+    clipped 4x4 cells longer than any letter, which letter strokes at full size do not
+    make; white text over it is invisible anyway. The band is the clipped pixels within
+    a cell of that chain, grown by one pixel (its grainy edge). Returns the box holding
+    the bands and their mask within it, or None when there is no such band.
+    """
+    n = _BAND_CELL
+    h, w = grey.shape[0] // n * n, grey.shape[1] // n * n
+    if not h or not w or int(grey.max()) < _SATURATED:
+        return None
+    rows = grey[:h:n, :w]
+    for k in range(1, n):
+        rows = np.minimum(rows, grey[k:h:n, :w])
+    low = rows[:, ::n]
+    for k in range(1, n):
+        low = np.minimum(low, rows[:, k::n])
+    cells = low >= _SATURATED
+    if not cells.any():
+        return None
+    groups = label(cells)
+    sides = groups.boxes[:, 2:] - groups.boxes[:, :2]
+    long = sides.max(axis=1) >= _BAND_LENGTH // n
+    if not long.any():
+        return None
+    left, top = (groups.boxes[long, :2].min(axis=0) - 1).clip(0).tolist()
+    right, bottom = (groups.boxes[long, 2:].max(axis=0) + 1).tolist()
+    right, bottom = min(right, cells.shape[1]), min(bottom, cells.shape[0])
+    owners = _paint(groups, cells.shape)[top:bottom, left:right]
+    band = np.concatenate([[False], long])[owners]
+    near = _square(band.view(np.uint8), 1, np.maximum).view(bool).repeat(n, 0).repeat(n, 1)
+    box = Box(left * n, top * n, right * n, bottom * n)
+    flat = grey[box.top : box.bottom, box.left : box.right] >= _SATURATED
+    return box, _square((near & flat).view(np.uint8), 1, np.maximum).view(bool)
+
+
+def touches(bands: Bands, box: Box, reach: int = 2) -> bool:
+    """Whether a box comes within `reach` pixels of a saturated band."""
+    if bands is None:
+        return False
+    where, mask = bands
+    top, left = max(0, box.top - reach - where.top), max(0, box.left - reach - where.left)
+    bottom, right = box.bottom + reach - where.top, box.right + reach - where.left
+    return bool(mask[top : max(top, bottom), left : max(left, right)].any())
+
+
+def _square(a: np.ndarray, reach: int, op: Callable[..., np.ndarray]) -> np.ndarray:
+    """`op` (minimum or maximum) over the square of side 2 * reach + 1 around each pixel."""
+    pad = 2 * reach
+    wide = np.pad(np.ascontiguousarray(a), ((0, 0), (pad, pad)), mode="edge")
+    cols = wide.shape[1]
+    out = _run(_run(wide, reach, 1, op), reach, cols, op)
+    return np.ascontiguousarray(out[:, pad : pad + a.shape[1]])
 
 
 def _unthreaded(cells: np.ndarray, groups: _Groups, least: int) -> np.ndarray:
@@ -513,10 +617,11 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
     """One candidate per piece of text: drop or absorb what better ones already hold.
 
     Single lines go first, then by score. A candidate lying half inside a single taken
-    line, on the same line, widens that line; one lying mostly (80%) inside those taken
-    is otherwise dropped (so a word seen whole in one plane and in part in another is read
-    once, whole). A block that a coarser level saw over several lines is dropped when the
-    lines themselves were found.
+    line, on the same line, widens that line (only along it when seen in the other
+    polarity: that is the gaps between its letters, not more rows of text); one lying
+    mostly (80%) inside those taken is otherwise dropped (so a word seen whole in one
+    plane and in part in another is read once, whole). A block that a coarser level saw
+    over several lines is dropped when the lines themselves were found.
     """
 
     def single(c: Candidate) -> bool:
@@ -539,6 +644,8 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
             if share >= 0.5 and len(hits) == 1:
                 taken = out[hits[0]]
                 joined = union(box, taken.box)
+                if cand.polarity != taken.polarity:  # the gaps between its letters
+                    joined = Box(joined.left, taken.box.top, joined.right, taken.box.bottom)
                 tallest = max(taken.height, cand.height)
                 if joined.height <= 1.8 * tallest:
                     out[hits[0]] = Candidate(
@@ -641,3 +748,47 @@ def plain_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple
     stretched = (crop - low) * (255.0 / max(float(high - low), 1.0))
     page = np.asarray(np.clip(stretched, 0, 255), dtype=np.uint8)
     return np.pad(page, border, mode="edge"), origin
+
+
+def levelled_crop(
+    grey_planes: Sequence[np.ndarray], candidate: Candidate
+) -> tuple[np.ndarray, Box]:
+    """The candidate's crop with each stroke measured against how far text can rise there.
+
+    `ocr_crop` draws a stroke as dark as its contrast, so one line drawn over black and
+    over grey tissue turns half black, half pale, and the pale half is misread. Here a
+    pixel's rise over its neighbourhood (the opening) is divided by the rise the text's
+    own level allows there, so a line of one colour is drawn evenly dark. Where the
+    neighbourhood is as bright as the text (a saturated band) nothing can be seen
+    apart, and what is as bright as the text is drawn as ink: the band shows as it
+    looks, a bar. Same page geometry as `ocr_crop`.
+    """
+    plane = grey_planes[candidate.plane]
+    height, width = plane.shape
+    outer, border, origin = _page(plane, candidate)
+    crop = np.ascontiguousarray(plane[outer.top : outer.bottom, outer.left : outer.right])
+    if candidate.polarity == "dark":
+        crop = 255 - crop
+    reach = max(_REACH, candidate.height // 5)
+    rise = stroke_contrast(crop, reach).astype(np.float32)
+    opened = crop.astype(np.float32) - rise
+    box = candidate.box
+    inner = (
+        slice(box.top - outer.top, box.bottom - outer.top),
+        slice(box.left - outer.left, box.right - outer.left),
+    )
+    strong = crop[inner][rise[inner] > _LEAST_CONTRAST]
+    level = float(np.percentile(strong, 90)) if strong.size else float(crop[inner].max())
+    room = level - opened
+    open_room = room >= _LEAST_CONTRAST
+    ratio = np.where(open_room, rise / np.maximum(room, 1.0), 0.0)
+    ink = np.clip((ratio - 0.3) / 0.4, 0.0, 1.0) * (rise > 0.6 * _LEAST_CONTRAST)
+    ink = np.where(~open_room & (crop >= level - 8), 1.0, ink)
+    keep = np.zeros(ink.shape, dtype=bool)
+    near = candidate.box.padded(2, width, height)
+    keep[
+        near.top - outer.top : near.bottom - outer.top,
+        near.left - outer.left : near.right - outer.left,
+    ] = True
+    page = np.asarray(255 - 255 * np.where(keep, ink, 0.0), dtype=np.uint8)
+    return np.pad(page, border, mode="constant", constant_values=255), origin

@@ -28,7 +28,7 @@ import os
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -239,6 +239,8 @@ _OCR_SCORE = 0.35  # candidates scoring less are not worth reading
 _LINE_SCORE = 0.45  # ... nor lines of letters scoring less
 _MANY_GLYPHS = 6  # ... unless they hold this many glyphs (text crossed by a rule or rib)
 _MARKER_HEIGHT = 10  # px: a lone glyph lower than this is not read (no marker is)
+_FRAGMENT_HEIGHT = 8  # px: bright pieces this tall beside a saturated band are read
+_FRAGMENT_SCORE = 0.3  # ... from this score: a band cuts letters into weaker pieces
 _WEAK_SCORE = 0.7  # a line read as low-confidence letters: covered from this score up
 _BLIND_SCORE = 0.8  # a line read as nothing at all: covered from this score up
 _MAX_READS = 160  # candidate lines read per image, the likeliest first
@@ -264,16 +266,27 @@ def _from_candidates(
 ) -> list[Region]:
     """The candidates engine: detect lines, read each crop, decide each line."""
     height, width = grey_planes[0].shape
+    bands = [detect.saturated_bands(plane) for plane in grey_planes]
+    found = detect.candidates_in(grey_planes, bands=bands)
+    cut = {
+        c
+        for c in found
+        if c.polarity == "bright"
+        and c.height >= _FRAGMENT_HEIGHT
+        and c.score >= _FRAGMENT_SCORE
+        and detect.touches(bands[c.plane], c.box)
+    }
     candidates = [
         c
-        for c in detect.candidates_in(grey_planes)
+        for c in found
         if (c.wide and (c.score >= _LINE_SCORE or c.glyphs >= _MANY_GLYPHS))
         or (not c.wide and c.height >= _MARKER_HEIGHT and c.score >= _OCR_SCORE)
+        or c in cut
     ]
     to_read = candidates[:_MAX_READS]
     readings = _read_candidates(grey_planes, to_read, policy)
     readings += [_Reading(c, ()) for c in candidates[_MAX_READS:]]
-    return _decide_lines(readings, policy, matcher, width, height)
+    return _decide_lines(readings, policy, matcher, width, height, bands, cut)
 
 
 def _read_candidates(
@@ -344,12 +357,14 @@ def _read_scale(cand: detect.Candidate, factor: float = 1.0) -> float:
 def _second_view(
     grey_planes: Sequence[np.ndarray], readings: list[_Reading], policy: TextPolicy
 ) -> list[_Reading]:
-    """Read again, from the plain crop, lines that read as a near miss of a marker.
+    """Read again, from two other views, lines that read as a near miss of a marker.
 
-    A thin letter lost in cleaning turns "SUPINE" into "SUP NE", which would cover a
-    marker the reader needs. Lines whose reading is within two edits of an allow-listed
-    marker, but not one, are read once more from the plain crop; a confident, exact
-    marker there replaces the first reading. Anything else keeps the first reading.
+    A thin letter lost in cleaning turns "SUPINE" into "SUP NE", and a line half over
+    black, half over tissue comes out half pale, which would cover a marker the reader
+    needs. Lines whose reading is within two edits of an allow-listed marker, but not
+    one, are read once more from the levelled crop and from the plain crop; a
+    confident, exact marker in either replaces the first reading. Anything else keeps
+    the first reading (covered).
     """
     if not policy.allow_list:
         return readings
@@ -360,18 +375,26 @@ def _second_view(
     ]
     if not redo:
         return readings
-    views = [detect.plain_crop(grey_planes, readings[i].candidate) for i in redo]
-    scales = [_read_scale(readings[i].candidate) for i in redo]
+    views = [
+        view(grey_planes, readings[i].candidate)
+        for i in redo
+        for view in (detect.levelled_crop, detect.plain_crop)
+    ]
+    scales = [_read_scale(readings[i].candidate) for i in redo for _ in range(2)]
     pages = read_pages([crop for crop, _ in views], psm=7, scales=scales)
     out = list(readings)
-    for i, page, (_, origin) in zip(redo, pages, views, strict=True):
-        cand = readings[i].candidate
+    owners = [i for i in redo for _ in range(2)]
+    for page, (_, origin), i in zip(pages, views, owners, strict=True):
         words = _placed(page, origin)
-        if words and all(
-            w.confidence >= policy.min_confidence and _bare(w.text) in policy.allow_list
-            for w in words
+        if (
+            out[i] is readings[i]
+            and words
+            and all(
+                w.confidence >= policy.min_confidence and _bare(w.text) in policy.allow_list
+                for w in words
+            )
         ):
-            out[i] = _Reading(cand, tuple(words))
+            out[i] = _Reading(readings[i].candidate, tuple(words))
     return out
 
 
@@ -427,11 +450,16 @@ def _decide_lines(
     matcher: _Matcher | None,
     width: int,
     height: int,
+    bands: Sequence[detect.Bands] = (),
+    cut: Set[detect.Candidate] = frozenset(),
 ) -> list[Region]:
     """Cover or keep each read line by the policy; keep markers clear of covers.
 
     A line read with no confident word, lying mostly (80%) inside a line that was read
-    confidently, defers to that reading: it is the same text seen worse.
+    confidently, defers to that reading: it is the same text seen worse. A covered line
+    that runs into a saturated band (`bands`, per plane) is covered on through it, and
+    a piece of text cut up by a band (in `cut`) that reads as no confident text is
+    covered whatever its score (fail closed: what is left of it cannot be read).
     """
     covers: list[tuple[Box, Reason]] = []
     markers: list[tuple[Box, str]] = []
@@ -444,6 +472,8 @@ def _decide_lines(
         cand = reading.candidate
         pad = _pad(cand.height, policy)
         box = _union_all([cand.box, *(word.box for word in reading.words)])
+        if (cand.wide or cand in cut) and cand.plane < len(bands):
+            box = _through_band(box, cand.height, bands[cand.plane])
         cover = box.padded(pad, width, height)
         words = reading.words
         confident = [w for w in words if w.confidence >= policy.min_confidence]
@@ -475,9 +505,39 @@ def _decide_lines(
                 continue  # read confidently, and not PHI: phi-only keeps it
         if confident and matcher is None:
             covers.append((cover, "text"))
-        elif cand.wide and cand.score >= (_WEAK_SCORE if words else _BLIND_SCORE):
+        elif cand in cut or (cand.wide and cand.score >= (_WEAK_SCORE if words else _BLIND_SCORE)):
             covers.append((cover, "unreadable text"))
     return _finish(covers, markers)
+
+
+def _through_band(box: Box, height: int, bands: detect.Bands) -> Box:
+    """A line's box carried on along its rows through a saturated band it runs into.
+
+    White letters over a clipped white band (a rib ring) are lost in it, and so may be
+    the rest of the line: when the band meets the line's rows near an end (within a
+    glyph height inside, half one outside), the box is widened over the band's columns
+    there, up to three glyph heights out, and half a glyph height past (cover, don't
+    guess).
+    """
+    if bands is None:
+        return box
+    where, mask = bands
+    top, bottom = max(box.top, where.top), min(box.bottom, where.bottom)
+    if top >= bottom:
+        return box
+    columns = np.zeros(max(box.right, where.right) + 1, dtype=bool)
+    columns[where.left : where.right] = mask[top - where.top : bottom - where.top].any(axis=0)
+    gap, reach, past = max(2, height // 2), 3 * height, max(2, height // 2)
+    left, right = box.left, box.right
+    start = max(0, box.right - height)
+    if columns[start : box.right + gap].any():
+        run = np.nonzero(columns[start : box.right + reach])[0]
+        right = max(right, start + int(run[-1]) + 1 + past)
+    start = max(0, box.left - reach)
+    if columns[max(0, box.left - gap) : box.left + height].any():
+        run = np.nonzero(columns[start : box.left + height])[0]
+        left = min(left, start + int(run[0]) - past)
+    return Box(max(0, left), box.top, right, box.bottom)
 
 
 def _finish(covers: list[tuple[Box, Reason]], markers: list[tuple[Box, str]]) -> list[Region]:

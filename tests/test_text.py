@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import anatomy
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+from test_detect import ct_slice
 
 from deid import text
 from deid.boxes import Box
@@ -497,3 +498,53 @@ def test_second_look_catches_a_too_small_box() -> None:
 
 def test_second_look_without_covers_reads_nothing() -> None:
     assert second_look(anatomy(seed=22), [], TextPolicy(frozenset())) == []
+
+
+@pytest.mark.parametrize("xy", [(310, 110), (325, 125), (340, 125), (355, 125)])
+def test_text_crossing_a_clipped_ring_is_covered_whole(xy: tuple[int, int]) -> None:
+    # Letters over the white ring are lost in it; the cover runs on through the band,
+    # so every pixel the words were drawn on is covered, seen or not.
+    image = ct_slice()
+    mask = draw_text(image, xy, "DOE 15:09:06", 14)
+    assert covered(image.shape, find_regions(image, NO_MARKERS))[mask].all()
+
+
+def test_a_clipped_ring_alone_is_not_text() -> None:
+    assert find_regions(ct_slice(), NO_MARKERS) == []
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["allow-listed", "not-allow-listed"])
+def test_marker_crossed_by_a_clipped_ring_is_read_whole(allowed: bool) -> None:
+    # The ring hides the I: the top-hat view reads "SUP NE"; the levelled view, where
+    # the band shows as the bar it looks like, reads the marker exactly.
+    image = ct_slice()
+    mask = draw_text(image, (324, 125), "SUPINE", 18)
+    policy = TextPolicy(frozenset({"SUPINE" if allowed else "ERECT"}))
+    regions = find_regions(image, policy)
+    hidden = covered(image.shape, regions)[mask]
+    if allowed:
+        assert not hidden.any()
+        assert [r.marker for r in regions] == ["SUPINE"]
+    else:
+        assert hidden.all()
+
+
+def test_a_line_running_into_a_band_is_carried_through_it() -> None:
+    band = np.zeros((40, 200), dtype=bool)
+    band[:, 120:130] = True
+    bands = (Box(0, 0, 200, 40), band)
+    line = Box(20, 10, 118, 24)
+    assert text._through_band(line, 14, bands) == Box(20, 10, 137, 24)
+    assert text._through_band(Box(20, 10, 100, 24), 14, bands) == Box(20, 10, 100, 24)
+    assert text._through_band(line, 14, None) == line
+
+
+def test_pieces_of_a_word_cut_up_by_a_clipped_ring_are_covered() -> None:
+    # The ring runs along the word: what shows of it are pieces scoring too low for a
+    # line. Pieces beside a band are read and, read as nothing sure, covered.
+    image = ct_slice()
+    before = image.copy()
+    mask = draw_text(image, (324, 110), "ERECT", 18)
+    shown = mask & (np.abs(image.astype(np.int16) - before) >= 20)
+    assert shown.sum() > 150
+    assert covered(image.shape, find_regions(image, NO_MARKERS))[shown].all()
