@@ -27,7 +27,9 @@ Tesseract reads best.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,6 +52,7 @@ _MAX_HEIGHT = 40  # px at one level: taller ones are found at the next, halved l
 _MIN_PIXELS = 10  # stroke pixels a glyph has at least
 _MAX_LEVELS = 2  # full size, then half for large text
 _LEVEL_SIDE = 192  # px: a level is searched only while its short side is at least this
+_THREADED_PIXELS = 1 << 20  # images this large are searched on two threads
 _MAX_CANDIDATES = 400  # lines scored per image, the strongest first
 _SATURATED = 250  # grey level from which a pixel is flat white (clipped by the window)
 _BAND_LENGTH = 96  # px: a saturated core this long is a rib ring or a bar, not a letter
@@ -120,7 +123,7 @@ def candidates_in(
 
     `bands` are the planes' `saturated_bands`, for a caller that already has them too.
     """
-    found: list[Candidate] = []
+    searches: list[tuple[np.ndarray, int, int, Polarity, Bands]] = []
     for index, plane in enumerate(grey_planes):
         polarities: tuple[Polarity, ...] = ("bright", "dark") if index == 0 else ("bright",)
         band = saturated_bands(plane) if bands is None else bands[index]
@@ -131,8 +134,16 @@ def candidates_in(
             for polarity in polarities:
                 source = scaled if polarity == "bright" else 255 - scaled
                 ignore = band if polarity == "bright" and level == 0 else None
-                found.extend(_search(source, level, index, polarity, ignore))
+                searches.append((source, level, index, polarity, ignore))
             scaled = _halved(scaled)
+    workers = min(2, os.cpu_count() or 1) if grey_planes[0].size >= _THREADED_PIXELS else 1
+    if workers > 1:
+        # numpy lets go of the GIL in the heavy passes: the searches run side by side.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda job: _search(*job), searches))
+    else:
+        results = [_search(*job) for job in searches]
+    found = [candidate for result in results for candidate in result]
     kept = _distinct([c for c in found if c.score >= least_score])
     return sorted(kept, key=lambda c: (-c.score, c.box.top, c.box.left))
 

@@ -197,12 +197,13 @@ def warm(*psms: int) -> None:
 
     Tesseract spends about 0.1 s loading its model before it reads anything; a process
     started ahead loads it while the caller does other work (finding where text may
-    be). Every process taken is replaced at once, so the next read is warm too. Spares
-    wait on their input and end with this process.
+    be). A spare is not replaced when taken: on two cores a process loading beside the
+    work slows it more than a cold start of a read that may never come. Spares wait on
+    their input and end with this process.
     """
     for psm in psms:
         with _LOCK:
-            if not _SPARES.get(psm):
+            if not [p for p in _SPARES.get(psm, []) if p.poll() is None]:
                 _SPARES[psm] = [_start(psm)]
 
 
@@ -223,15 +224,16 @@ def _start(psm: int) -> subprocess.Popen[bytes]:
 
 
 def _take(psm: int) -> subprocess.Popen[bytes]:
-    """A waiting process for `psm` (or a new one), leaving a fresh spare behind."""
+    """A waiting process for `psm`, or a new one."""
     with _LOCK:
         waiting = [p for p in _SPARES.get(psm, []) if p.poll() is None]
         taken = waiting.pop(0) if waiting else _start(psm)
-        _SPARES[psm] = waiting or [_start(psm)]
+        _SPARES[psm] = waiting
     return taken
 
 
-def _discard_spares() -> None:
+def discard_spares() -> None:
+    """End the processes `warm` started that no read has taken (done at exit too)."""
     with _LOCK:
         spares = [p for waiting in _SPARES.values() for p in waiting]
         _SPARES.clear()
@@ -245,7 +247,7 @@ def _forget_spares() -> None:
     _SPARES.clear()
 
 
-atexit.register(_discard_spares)
+atexit.register(discard_spares)
 os.register_at_fork(after_in_child=_forget_spares)
 
 

@@ -42,7 +42,7 @@ from deid import detect
 from deid.boxes import Box
 from deid.detect import overlap, union
 from deid.errors import ProfileError
-from deid.ocr import Word, read_pages, read_words
+from deid.ocr import Word, read_pages, read_words, warm
 
 Decision = Literal["redact", "keep"]
 Mode = Literal["all-text", "phi-only"]
@@ -160,6 +160,7 @@ def find_regions(
     matcher = _Matcher.build(phi or {}) if policy.mode == "phi-only" else None
     if policy.engine == "whole-image":
         return _whole_image(grey_planes[:2], policy, matcher)
+    warm(7)  # lines are read with psm 7: its model loads while candidates are found
     return _from_candidates(grey_planes, policy, matcher)
 
 

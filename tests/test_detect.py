@@ -240,3 +240,16 @@ def test_gaps_seen_dark_widen_a_bright_line_only_along_it() -> None:
     gaps = Candidate(Box(150, 40, 170, 70), 0, "dark", 20, 1, 0.6)
     (only,) = detect._distinct([taken, gaps])
     assert only.box == Box(100, 50, 200, 70)
+
+
+def test_large_images_are_searched_on_threads_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = anatomy(1100, 1000, seed=5)
+    draw(image, (60, 40), "DOE^JOHN 1960-01-01", 24, 250)
+    draw(image, (500, 700), "MRN 4471923", 18, 30)
+    assert image.size >= detect._THREADED_PIXELS
+    threaded = find_candidates(image)
+    monkeypatch.setattr(detect, "_THREADED_PIXELS", image.size + 1)
+    assert find_candidates(image) == threaded
+    assert threaded
