@@ -177,6 +177,9 @@ def main() -> None:
         }
         # Interleaved rounds: a floor and the runs it is compared with see the same noise.
         rounds: dict[str, list[float]] = {name: [] for name in measures}
+        for fn in measures.values():  # warm-up, not counted: the first writes of a fresh
+            fn()  # machine also pay for memory the system hands out for the first time
+        shutil.rmtree(root / "out")
         for _ in range(args.repeats):
             for name, fn in measures.items():
                 rounds[name].append(timed(fn, 1))

@@ -186,9 +186,12 @@ def second_look(
         return []
     areas = _merge_boxes([_around(box, width, height) for box in covers])
     near = [(cover, cover.padded(2, width, height)) for cover in covers]
+    # Areas are read side by side: most of a look is waiting for Tesseract to start.
+    with ThreadPoolExecutor(max_workers=min(2, len(areas), os.cpu_count() or 1)) as pool:
+        looks = list(pool.map(lambda area: _look(image, area, policy, phi), areas))
     extra: list[Region] = []
-    for area in areas:
-        for region in _look(image, area, policy, phi):
+    for found in looks:
+        for region in found:
             if any(_contains(cover, region.box) for cover in covers):
                 continue
             touched = [cover for cover, grown in near if grown.overlaps(region.box)]
