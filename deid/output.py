@@ -138,22 +138,25 @@ class FileRange:
     def copy_to(self, out: BinaryIO) -> None:
         """Append the range to `out`, kernel to kernel where the system allows."""
         out.flush()
-        with open(self.path, "rb") as f:
-            self._check(f.fileno())
+        source = os.open(self.path, os.O_RDONLY)
+        try:
+            self._check(source)
             done = 0
             while done < self.length:
                 try:
                     step = os.copy_file_range(
-                        f.fileno(), out.fileno(), self.length - done, self.offset + done
+                        source, out.fileno(), self.length - done, self.offset + done
                     )
-                except (AttributeError, OSError):
-                    f.seek(self.offset + done)
-                    out.write(f.read(self.length - done))
+                except (AttributeError, OSError):  # no kernel copy here: read and write
+                    data = os.pread(source, self.length - done, self.offset + done)
+                    out.write(data)
                     out.flush()
-                    step = self.length - done
+                    step = len(data)
                 if step <= 0:
                     break
                 done += step
+        finally:
+            os.close(source)
         self._checked(done)
         out.seek(0, os.SEEK_END)
 

@@ -7,6 +7,7 @@ truncated, becomes an error with a reason, never a crash of the batch.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,9 +29,12 @@ def sniff(path: Path) -> bool:
     """True if the file starts like DICOM: `DICM` at byte 128, or a bare dataset."""
     try:
         with path.open("rb") as f:
-            head = f.read(132)
+            return _starts_like_dicom(f.read(132))
     except OSError:
         return False
+
+
+def _starts_like_dicom(head: bytes) -> bool:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:
@@ -50,12 +54,20 @@ def read(path: Path, *, stop_before_pixels: bool = False) -> FileDataset:
     """
     if not path.is_file():
         raise NotDicomError("not a regular file", str(path))
-    if not sniff(path):
-        raise NotDicomError("not a DICOM file (no DICM marker, no DICOM header)", str(path))
+    not_dicom = NotDicomError("not a DICOM file (no DICM marker, no DICOM header)", str(path))
     try:
-        ds = dcmread(path, force=True, stop_before_pixels=stop_before_pixels, defer_size=_DEFER)
-        if not _only_pixels_deferred(ds, path.stat().st_size):
-            ds = dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        f = path.open("rb")
+    except OSError:
+        raise not_dicom from None
+    try:
+        with f:  # one open for the sniff and the read
+            if not _starts_like_dicom(f.read(132)):
+                raise not_dicom
+            f.seek(0)
+            ds = dcmread(f, force=True, stop_before_pixels=stop_before_pixels, defer_size=_DEFER)
+            if not _only_pixels_deferred(ds, os.fstat(f.fileno()).st_size):
+                f.seek(0)
+                ds = dcmread(f, force=True, stop_before_pixels=stop_before_pixels)
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
         raise UnreadableError(
             f"truncated or corrupt DICOM header ({type(exc).__name__})", str(path)

@@ -81,11 +81,18 @@ def _deferred_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pa
     return source, ds
 
 
+@pytest.mark.parametrize("kernel_copy", [True, False])
 def test_pixel_data_left_in_the_input_is_copied_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
 ) -> None:
     from pydicom import dcmread
 
+    if not kernel_copy:
+
+        def unsupported(*args: object) -> int:
+            raise OSError(95, "Operation not supported")
+
+        monkeypatch.setattr(os, "copy_file_range", unsupported)
     source, ds = _deferred_input(tmp_path, monkeypatch)
     serialized = output.serialize(ds)  # type: ignore[arg-type]
     assert isinstance(serialized.chunks[serialized.pixel_value or 0], output.FileRange)
