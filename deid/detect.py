@@ -715,32 +715,14 @@ def ocr_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple[n
     is where the page (border included) lies in image coordinates, so it may reach past
     the image's edges.
     """
-    plane = grey_planes[candidate.plane]
-    height, width = plane.shape
-    outer, border, origin = _page(plane, candidate)
-    crop = np.ascontiguousarray(plane[outer.top : outer.bottom, outer.left : outer.right])
-    if candidate.polarity == "dark":
-        crop = 255 - crop
-    reach = max(_REACH, candidate.height // 5)
-    contrast = stroke_contrast(crop, reach).astype(np.float32)
-    inner = contrast[
-        candidate.box.top - outer.top : candidate.box.bottom - outer.top,
-        candidate.box.left - outer.left : candidate.box.right - outer.left,
-    ]
+    line = _LineCrop.of(grey_planes, candidate)
+    contrast = line.rise
+    inner = contrast[line.inner]
     strong = inner[inner > _LEAST_CONTRAST]
     top = float(np.percentile(strong, 90)) if strong.size else float(max(1.0, inner.max()))
     floor = min(0.5 * top, max(0.6 * _LEAST_CONTRAST, 4.0 * float(np.median(contrast))))
     ink = np.clip((contrast - floor) * (255.0 / max(top - floor, 1.0)), 0, 255)
-    keep = np.zeros(ink.shape, dtype=bool)  # strokes outside the line are margin noise
-    near = candidate.box.padded(2, width, height)
-    keep[
-        near.top - outer.top : near.bottom - outer.top,
-        near.left - outer.left : near.right - outer.left,
-    ] = True
-    ink[~keep] = 0
-    page = np.asarray(255 - ink, dtype=np.uint8)
-    page = np.pad(page, border, mode="constant", constant_values=255)
-    return page, origin
+    return line.page(ink), line.origin
 
 
 def plain_crop(grey_planes: Sequence[np.ndarray], candidate: Candidate) -> tuple[np.ndarray, Box]:
@@ -774,20 +756,9 @@ def levelled_crop(
     apart, and what is as bright as the text is drawn as ink: the band shows as it
     looks, a bar. Same page geometry as `ocr_crop`.
     """
-    plane = grey_planes[candidate.plane]
-    height, width = plane.shape
-    outer, border, origin = _page(plane, candidate)
-    crop = np.ascontiguousarray(plane[outer.top : outer.bottom, outer.left : outer.right])
-    if candidate.polarity == "dark":
-        crop = 255 - crop
-    reach = max(_REACH, candidate.height // 5)
-    rise = stroke_contrast(crop, reach).astype(np.float32)
+    line = _LineCrop.of(grey_planes, candidate)
+    crop, rise, inner = line.crop, line.rise, line.inner
     opened = crop.astype(np.float32) - rise
-    box = candidate.box
-    inner = (
-        slice(box.top - outer.top, box.bottom - outer.top),
-        slice(box.left - outer.left, box.right - outer.left),
-    )
     strong = crop[inner][rise[inner] > _LEAST_CONTRAST]
     level = float(np.percentile(strong, 90)) if strong.size else float(crop[inner].max())
     room = level - opened
@@ -795,11 +766,50 @@ def levelled_crop(
     ratio = np.where(open_room, rise / np.maximum(room, 1.0), 0.0)
     ink = np.clip((ratio - 0.3) / 0.4, 0.0, 1.0) * (rise > 0.6 * _LEAST_CONTRAST)
     ink = np.where(~open_room & (crop >= level - 8), 1.0, ink)
-    keep = np.zeros(ink.shape, dtype=bool)
-    near = candidate.box.padded(2, width, height)
-    keep[
-        near.top - outer.top : near.bottom - outer.top,
-        near.left - outer.left : near.right - outer.left,
-    ] = True
-    page = np.asarray(255 - 255 * np.where(keep, ink, 0.0), dtype=np.uint8)
-    return np.pad(page, border, mode="constant", constant_values=255), origin
+    return line.page(255 * ink), line.origin
+
+
+@dataclass(frozen=True)
+class _LineCrop:
+    """A candidate's crop turned bright-on-dark, its stroke contrast, and its page layout."""
+
+    candidate: Candidate
+    shape: tuple[int, int]  # the whole image's
+    outer: Box
+    border: int
+    origin: Box
+    crop: np.ndarray
+    rise: np.ndarray  # stroke contrast (float32), measured for the line's stroke width
+
+    @classmethod
+    def of(cls, grey_planes: Sequence[np.ndarray], candidate: Candidate) -> _LineCrop:
+        plane = grey_planes[candidate.plane]
+        outer, border, origin = _page(plane, candidate)
+        crop = np.ascontiguousarray(plane[outer.top : outer.bottom, outer.left : outer.right])
+        if candidate.polarity == "dark":
+            crop = 255 - crop
+        reach = max(_REACH, candidate.height // 5)
+        rise = stroke_contrast(crop, reach).astype(np.float32)
+        shape = (plane.shape[0], plane.shape[1])
+        return cls(candidate, shape, outer, border, origin, crop, rise)
+
+    @property
+    def inner(self) -> tuple[slice, slice]:
+        """The candidate's box within the crop."""
+        box, outer = self.candidate.box, self.outer
+        return (
+            slice(box.top - outer.top, box.bottom - outer.top),
+            slice(box.left - outer.left, box.right - outer.left),
+        )
+
+    def page(self, ink: np.ndarray) -> np.ndarray:
+        """Ink (0..255) as dark text on a white page; strokes outside the line are margin
+        noise and dropped, and a white border is added."""
+        near = self.candidate.box.padded(2, self.shape[1], self.shape[0])
+        keep = np.zeros(ink.shape, dtype=bool)
+        keep[
+            near.top - self.outer.top : near.bottom - self.outer.top,
+            near.left - self.outer.left : near.right - self.outer.left,
+        ] = True
+        page = np.asarray(255 - np.where(keep, ink, 0.0), dtype=np.uint8)
+        return np.pad(page, self.border, mode="constant", constant_values=255)
