@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shutil
 import statistics
 import sys
@@ -177,13 +178,20 @@ def main() -> None:
         }
         # Interleaved rounds: a floor and the runs it is compared with see the same noise.
         rounds: dict[str, list[float]] = {name: [] for name in measures}
+
+        def settle() -> None:
+            """Outside the timings: drop the outputs and let the system finish with them,
+            so no run pays for the one before it."""
+            shutil.rmtree(root / "out", ignore_errors=True)
+            os.sync()
+
         for fn in measures.values():  # warm-up, not counted: the first writes of a fresh
             fn()  # machine also pay for memory the system hands out for the first time
-        shutil.rmtree(root / "out")
+            settle()
         for _ in range(args.repeats):
             for name, fn in measures.items():
                 rounds[name].append(timed(fn, 1))
-            shutil.rmtree(root / "out")  # outside the timings
+                settle()
         results = {name: statistics.median(times) for name, times in rounds.items()}
         ocr_floor = timed(lambda: floor_png(few, fresh("floorocr")), args.repeats)
         ocr_ours = timed(lambda: ours(few, fresh("ocr"), "png", 1, True), 1)
