@@ -7,11 +7,12 @@ Corpus: CT slices 512x512 with full PHI headers (generated into a temporary fold
 - DICOM -> PNG (no OCR, then with OCR) against the floor "read + render + PNG write";
 - PNG deflate levels of our writer: encode time and size on the same slices.
 
-Every run writes into a new, empty folder (removed after its round, outside the
-timings), as a user's run does. The machine is noisy: measures are taken in interleaved
-rounds (each floor beside the
-runs compared with it), each figure is the median over the rounds, and the ratios
-compare against a floor timed in the same run. Run: python benchmarks/throughput.py
+Every run is timed inside a new interpreter, around the work alone, as a CLI run
+starts it, and writes into a new, empty folder that is removed and synced afterwards,
+outside the timings; one warm-up run of each measure comes first, uncounted. The
+machine is noisy: measures are taken in interleaved rounds (each floor beside the runs
+compared with it), each figure is the median over the rounds, and the ratios compare
+against a floor timed in the same run. Run: python benchmarks/throughput.py
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import itertools
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -148,12 +150,55 @@ def png_levels(paths: list[Path], repeats: int) -> list[tuple[int, float, float]
     return rows
 
 
+# What each measure runs, by name: (function, formats, jobs, OCR).
+MEASURES: dict[str, tuple[str, str, int, bool]] = {
+    "floor: read + write unchanged": ("floor_copy", "", 1, False),
+    "tags-only, 1 worker(s)": ("ours", "dicom", 1, False),
+    "tags-only, 2 worker(s)": ("ours", "dicom", 2, False),
+    "floor: read + render + PNG": ("floor_png", "", 1, False),
+    "DICOM->PNG no OCR, 1 worker(s)": ("ours", "png", 1, False),
+    "DICOM->PNG no OCR, 2 worker(s)": ("ours", "png", 2, False),
+    "DICOM->PNG with OCR, 1 worker": ("ours", "png", 1, True),
+    "floor for OCR: read + render + PNG": ("floor_png", "", 1, False),
+}
+
+
+def run_measure(name: str, inputs: list[Path], out: Path) -> float:
+    """Seconds for one measure over `inputs`, writing into `out`."""
+    function, formats, jobs, ocr = MEASURES[name]
+    start = time.perf_counter()
+    if function == "floor_copy":
+        floor_copy(inputs, out)
+    elif function == "floor_png":
+        floor_png(inputs, out)
+    else:
+        ours(inputs, out, formats, jobs, ocr)
+    return time.perf_counter() - start
+
+
+def in_fresh_process(name: str, inputs: Path, count: int, out: Path) -> float:
+    """`run_measure` in a new interpreter, timed inside it, as a CLI run starts.
+
+    One long-lived process running every measure in turn skews them: a parent whose heap
+    grew in a PNG run forks slower workers, which then copy more of it on write.
+    """
+    command = [sys.executable, __file__, "--child", name, str(inputs), str(count), str(out)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--ocr-files", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        name, inputs, count, out = args.child
+        files = sorted(Path(inputs).iterdir())[: int(count)]
+        print(run_measure(name, files, Path(out)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = make_corpus(root / "in", args.files)
@@ -163,21 +208,12 @@ def main() -> None:
 
         def fresh(name: str) -> Path:
             """A new, empty output folder: every run writes a new tree, as users do."""
-            folder = root / "out" / f"{name}-{next(made)}"
+            folder = root / "out" / f"{next(made)}"
             folder.mkdir(parents=True)
             return folder
 
-        few = paths[: args.ocr_files]
-        measures: dict[str, Callable[[], object]] = {
-            "floor: read + write unchanged": lambda: floor_copy(paths, fresh("floor")),
-            "tags-only, 1 worker(s)": lambda: ours(paths, fresh("t1"), "dicom", 1, False),
-            "tags-only, 2 worker(s)": lambda: ours(paths, fresh("t2"), "dicom", 2, False),
-            "floor: read + render + PNG": lambda: floor_png(paths, fresh("floorpng")),
-            "DICOM->PNG no OCR, 1 worker(s)": lambda: ours(paths, fresh("p1"), "png", 1, False),
-            "DICOM->PNG no OCR, 2 worker(s)": lambda: ours(paths, fresh("p2"), "png", 2, False),
-        }
-        # Interleaved rounds: a floor and the runs it is compared with see the same noise.
-        rounds: dict[str, list[float]] = {name: [] for name in measures}
+        def measure(name: str, count: int = n) -> float:
+            return in_fresh_process(name, root / "in", count, fresh(name))
 
         def settle() -> None:
             """Outside the timings: drop the outputs and let the system finish with them,
@@ -185,16 +221,21 @@ def main() -> None:
             shutil.rmtree(root / "out", ignore_errors=True)
             os.sync()
 
-        for fn in measures.values():  # warm-up, not counted: the first writes of a fresh
-            fn()  # machine also pay for memory the system hands out for the first time
+        ocr = ("DICOM->PNG with OCR, 1 worker", "floor for OCR: read + render + PNG")
+        names = [name for name in MEASURES if name not in ocr]
+        # Interleaved rounds: a floor and the runs it is compared with see the same noise.
+        rounds: dict[str, list[float]] = {name: [] for name in names}
+        for name in names:  # warm-up, not counted: the first writes of a fresh machine
+            measure(name)  # also pay for memory the system hands out for the first time
             settle()
         for _ in range(args.repeats):
-            for name, fn in measures.items():
-                rounds[name].append(timed(fn, 1))
+            for name in names:
+                rounds[name].append(measure(name))
                 settle()
         results = {name: statistics.median(times) for name, times in rounds.items()}
-        ocr_floor = timed(lambda: floor_png(few, fresh("floorocr")), args.repeats)
-        ocr_ours = timed(lambda: ours(few, fresh("ocr"), "png", 1, True), 1)
+        few = min(args.ocr_files, n)
+        ocr_floor = statistics.median(measure(ocr[1], few) for _ in range(args.repeats))
+        ocr_ours = measure(ocr[0], few)
 
         print(f"corpus: {n} CT slices 512x512 with full PHI headers; medians of {args.repeats}")
         print(f"{'measure':42} {'files/s':>9} {'x floor':>8}")
@@ -206,8 +247,8 @@ def main() -> None:
             floor = floors["png"] if "PNG" in name else floors["tags"]
             print(f"{name:42} {n / seconds:9.1f} {floor / seconds:8.2f}")
         print(
-            f"{'DICOM->PNG with OCR, 1 worker':42} {len(few) / ocr_ours:9.2f} "
-            f"{ocr_floor / ocr_ours:8.2f}   ({len(few)} files; floor {len(few) / ocr_floor:.1f}/s)"
+            f"{'DICOM->PNG with OCR, 1 worker':42} {few / ocr_ours:9.2f} "
+            f"{ocr_floor / ocr_ours:8.2f}   ({few} files; floor {few / ocr_floor:.1f}/s)"
         )
         print("\nPNG deflate level on one 512x512 slice (1 = ISA-L, the default; 2-9 zlib):")
         print(f"{'level':>5} {'ms':>8} {'KiB':>8} {'x level 1 time':>15}")
