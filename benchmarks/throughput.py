@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,17 @@ def floor_copy(paths: list[Path], out: Path) -> None:
         dcmread(path).save_as(out / f"{i}.dcm")
 
 
+def _copy_one(job: tuple[Path, Path]) -> None:
+    dcmread(job[0]).save_as(job[1])
+
+
+def floor_copy_2(paths: list[Path], out: Path) -> None:
+    """The floor in two processes: how far this machine itself scales such work."""
+    jobs = [(path, out / f"{i}.dcm") for i, path in enumerate(paths)]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        list(pool.map(_copy_one, jobs, chunksize=max(1, len(jobs) // 16)))
+
+
 def floor_png(paths: list[Path], out: Path, level: int = 1) -> None:
     options = pixels.RenderOptions()
     for i, path in enumerate(paths):
@@ -155,6 +167,7 @@ MEASURES: dict[str, tuple[str, str, int, bool]] = {
     "floor: read + write unchanged": ("floor_copy", "", 1, False),
     "tags-only, 1 worker(s)": ("ours", "dicom", 1, False),
     "tags-only, 2 worker(s)": ("ours", "dicom", 2, False),
+    "(floor itself in 2 processes)": ("floor_copy_2", "", 2, False),
     "floor: read + render + PNG": ("floor_png", "", 1, False),
     "DICOM->PNG no OCR, 1 worker(s)": ("ours", "png", 1, False),
     "DICOM->PNG no OCR, 2 worker(s)": ("ours", "png", 2, False),
@@ -169,6 +182,8 @@ def run_measure(name: str, inputs: list[Path], out: Path) -> float:
     start = time.perf_counter()
     if function == "floor_copy":
         floor_copy(inputs, out)
+    elif function == "floor_copy_2":
+        floor_copy_2(inputs, out)
     elif function == "floor_png":
         floor_png(inputs, out)
     else:
