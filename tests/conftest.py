@@ -227,3 +227,15 @@ def anatomy(height: int = 512, width: int = 512, seed: int = 0) -> np.ndarray:
     ribs = 25 * (np.sin(y / height * 40) > 0.6) * (r < 0.8)
     film = np.clip(body + ribs + rng.normal(0, 12, (height, width)) + 15, 0, 255)
     return np.asarray(film, dtype=np.uint8)
+
+
+def ct_slice(seed: int = 1) -> np.ndarray:
+    """A CT-like slice: grainy grey body, black lungs, a rib ring clipped white."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:512, 0:512].astype(np.float32)
+    r = ((y - 256) / 174) ** 2 + ((x - 256) / 220) ** 2
+    image = np.where(r < 1, 140.0, 0.0)
+    image[(((y - 256) / 112) ** 2 + ((np.abs(x - 256) - 102) / 77) ** 2) < 1] = 0
+    image += np.where(r < 1, rng.normal(0, 10, image.shape), 0)
+    image[(r > 0.82) & (r < 0.9)] = 255
+    return np.asarray(np.clip(image, 0, 255), dtype=np.uint8)

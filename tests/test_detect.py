@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from conftest import anatomy
+from conftest import anatomy, ct_slice
 from PIL import Image, ImageDraw, ImageFont
 
 from deid import detect
@@ -171,18 +171,6 @@ def test_a_line_seen_mostly_inside_another_widens_it() -> None:
     wider = Candidate(Box(88, 52, 200, 68), 0, "bright", 16, 8, 0.9)
     (only,) = detect._distinct([taken, wider])
     assert only.box == Box(88, 50, 200, 70)
-
-
-def ct_slice(seed: int = 1) -> np.ndarray:
-    """A CT-like slice: grainy grey body, black lungs, a rib ring clipped white."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:512, 0:512].astype(np.float32)
-    r = ((y - 256) / 174) ** 2 + ((x - 256) / 220) ** 2
-    image = np.where(r < 1, 140.0, 0.0)
-    image[(((y - 256) / 112) ** 2 + ((np.abs(x - 256) - 102) / 77) ** 2) < 1] = 0
-    image += np.where(r < 1, rng.normal(0, 10, image.shape), 0)
-    image[(r > 0.82) & (r < 0.9)] = 255
-    return np.asarray(np.clip(image, 0, 255), dtype=np.uint8)
 
 
 def _ring() -> np.ndarray:

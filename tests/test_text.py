@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import anatomy
+from conftest import anatomy, ct_slice
 from PIL import Image, ImageDraw, ImageFont, ImageOps
-from test_detect import ct_slice
 
 from deid import text
 from deid.boxes import Box
