@@ -619,11 +619,30 @@ def _rgb_file(ds: FileDataset, image: np.ndarray) -> None:
     ds.PixelData = image.astype(np.uint8).tobytes()
 
 
-def _picker(
-    rng: np.random.Generator, choices: Sequence[tuple[float, float, float]]
-) -> Callable[[], tuple[float, float, float]]:
-    """A colour chooser for `place_lines`: one of `choices` at random on each call."""
+# Text colours of the RGB types, as fractions of full scale.
+PALETTES: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "us": (
+        (1.0, 1.0, 1.0), (0.7, 0.7, 0.7), (1.0, 0.9, 0.0),
+        (0.0, 0.9, 1.0), (0.2, 1.0, 0.3), (1.0, 0.6, 0.1),
+    ),
+    "sc": (
+        (1.0, 1.0, 1.0), (0.05, 0.05, 0.05), (1.0, 0.9, 0.2),
+        (0.6, 0.8, 1.0), (0.75, 0.75, 0.75),
+    ),
+}  # fmt: skip
+
+
+def _picker(rng: np.random.Generator, kind: str) -> Callable[[], tuple[float, float, float]]:
+    """A colour chooser for `place_lines`: one of the kind's palette at random on each call."""
+    choices = PALETTES[kind]
     return lambda: choices[int(rng.integers(len(choices)))]
+
+
+def _rgb_capture(canvas: Canvas, sop_class: str, modality: str) -> FileDataset:
+    """A DICOM file holding the canvas as 8-bit RGB."""
+    ds = _dataset(sop_class, modality, canvas.height, canvas.width)
+    _rgb_file(ds, np.clip(canvas.pixels * 255, 0, 255).round().astype(np.uint8))
+    return ds
 
 
 def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bool) -> Sample:
@@ -681,21 +700,8 @@ def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bo
             kind, [("tl", 8, 6), ("tr", w - 8, 6), ("bl", 8, h - 8), ("br", w - 8, h - 8)], (8, 16)
         )
 
-        colour = _picker(
-            rng,
-            [
-                (1.0, 1.0, 1.0),
-                (0.7, 0.7, 0.7),
-                (1.0, 0.9, 0.0),
-                (0.0, 0.9, 1.0),
-                (0.2, 1.0, 0.3),
-                (1.0, 0.6, 0.1),
-            ],
-        )
-        place_lines(rng, canvas, fonts, lines, layout, colour, mid_share=0.15)
-        image = np.clip(canvas.pixels * 255, 0, 255).round().astype(np.uint8)
-        ds = _dataset(UltrasoundImageStorage, "US", h, w)
-        _rgb_file(ds, image)
+        place_lines(rng, canvas, fonts, lines, layout, _picker(rng, "us"), mid_share=0.15)
+        ds = _rgb_capture(canvas, UltrasoundImageStorage, "US")
     else:
         h, w = 768, 1024
         canvas = Canvas(sc_background(rng, h, w))
@@ -705,22 +711,10 @@ def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bo
             (8, 18),
         )
 
-        colour = _picker(
-            rng,
-            [
-                (1.0, 1.0, 1.0),
-                (0.05, 0.05, 0.05),
-                (1.0, 0.9, 0.2),
-                (0.6, 0.8, 1.0),
-                (0.75, 0.75, 0.75),
-            ],
-        )
-        place_lines(rng, canvas, fonts, lines, layout, colour, mid_share=0.25)
+        place_lines(rng, canvas, fonts, lines, layout, _picker(rng, "sc"), mid_share=0.25)
         if not text_free and rng.random() < 0.5:
             place_markers(rng, canvas, fonts, 1, (12, 24), lambda: (1.0, 1.0, 1.0))
-        image = np.clip(canvas.pixels * 255, 0, 255).round().astype(np.uint8)
-        ds = _dataset(SecondaryCaptureImageStorage, "OT", h, w)
-        _rgb_file(ds, image)
+        ds = _rgb_capture(canvas, SecondaryCaptureImageStorage, "OT")
     patient.header(ds)
     frames = pixels.decode(ds, "bench")
     rendered = pixels.render(ds, frames[0])

@@ -50,21 +50,34 @@ def kind_of(sop_class: str) -> str | None:
     return None
 
 
+def _sop_class(ds: Dataset) -> str:
+    return text_of(ds, "SOPClassUID") or text_of(ds.file_meta, "MediaStorageSOPClassUID")
+
+
+def object_kind(ds: Dataset, path: str) -> str:
+    """What `ds` is: a named kind of the data file, else image, non-image or face.
+
+    Raises UnreadableError for an image object that has lost its pixel data.
+    """
+    sop_class = _sop_class(ds)
+    kind = kind_of(sop_class)
+    if kind is not None:
+        return kind
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        if "Image Storage" in UID(sop_class).name:
+            raise UnreadableError("truncated: an image object with no pixel data", path)
+        return "non-image"
+    if text_of(ds, "RecognizableVisualFeatures").upper() == "YES":
+        return "recognizable-face"
+    return "image"
+
+
 def classify(ds: Dataset, path: str, profile: Profile) -> Classification:
     """Classify `ds`; raise NotDicomError for a DICOMDIR, RefusedError for refused kinds."""
-    sop_class = text_of(ds, "SOPClassUID") or text_of(ds.file_meta, "MediaStorageSOPClassUID")
-    kind = kind_of(sop_class)
+    sop_class = _sop_class(ds)
+    kind = object_kind(ds, path)
     if kind == "directory":
         raise NotDicomError("a DICOMDIR index (lists files, holds no image)", path)
-    if kind is None:
-        if "PixelData" not in ds and "FloatPixelData" not in ds:
-            if "Image Storage" in UID(sop_class).name:
-                raise UnreadableError("truncated: an image object with no pixel data", path)
-            kind = "non-image"
-        elif text_of(ds, "RecognizableVisualFeatures").upper() == "YES":
-            kind = "recognizable-face"
-        else:
-            kind = "image"
     refused = set(profile.section("objects").get("refuse", []))
     if kind in refused:
         raise RefusedError(

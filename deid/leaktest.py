@@ -23,7 +23,6 @@ from deid.errors import DeidError, LeakError
 from deid.pipeline import FileResult, Settings
 from deid.profiles import Action, AgeMode, DateMode, Profile, load
 from deid.pseudonym import Pseudonymizer
-from deid.text import TextPolicy
 from deid.verify import (
     Leak,
     VerifyReport,
@@ -128,16 +127,9 @@ def _asked_refusal(result: FileResult, profile: Profile) -> bool:
         return False
     refused = set(profile.section("objects").get("refuse", []))
     try:
-        ds = reader.read(Path(result.path))
+        kind = classify.object_kind(reader.read(Path(result.path)), result.path)
     except DeidError:
         return False
-    sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
-    kind = classify.kind_of(sop_class)
-    if kind is None:
-        if "PixelData" not in ds and "FloatPixelData" not in ds:
-            kind = "non-image"
-        elif str(ds.get("RecognizableVisualFeatures", "")).upper() == "YES":
-            kind = "recognizable-face"
     return kind in refused
 
 
@@ -160,7 +152,7 @@ def profile_test(profile_ref: str, samples: Path, *, jobs: int = 1) -> ProfileTe
         kept = kept_on_purpose(profile)
         originals = collect_originals([samples], kept)
         checked = verify_outputs(
-            [out_dir], [samples], profile_policy(profile), jobs=jobs, kept=kept, values=originals
+            [out_dir], [samples], settings.text_policy, jobs=jobs, kept=kept, values=originals
         )
         failed = [r for r in summary.problems if r.status == "failed"]
         withheld = [r for r in failed if r.kind == LeakError.kind]
@@ -234,11 +226,6 @@ def _withheld_leaks(
             found = [Leak(result.path, "header", "identifying value (pipeline leak check)")]
         leaks += [dataclasses.replace(leak, file=result.path) for leak in found]
     return leaks
-
-
-def profile_policy(profile: Profile) -> TextPolicy:
-    """The text policy (allow-list, confidence) a profile sets for burned-in text."""
-    return TextPolicy.from_profile(profile.section("text"))
 
 
 def _relative(report: VerifyReport, root: Path) -> VerifyReport:

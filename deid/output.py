@@ -12,11 +12,12 @@ import os
 import secrets
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO, cast
+from typing import BinaryIO, NoReturn, cast
 
 import numpy as np
 from PIL import Image
@@ -107,10 +108,6 @@ def dicom_bytes(ds: Dataset) -> bytes:
     the profile rewrote heavily cost a fraction of a full `dcmwrite`. The preamble is
     always zeros: vendors hide data there too.
     """
-    meta = ds.file_meta
-    syntax = UID(meta.TransferSyntaxUID)
-    if syntax.is_deflated or not syntax.is_little_endian:
-        return _plain(ds)  # rare syntaxes: let pydicom encode everything
     return serialize(ds).joined()
 
 
@@ -128,45 +125,47 @@ class FileRange:
     mtime: float | None = None
 
     def read(self) -> bytes:
-        with open(self.path, "rb") as f:
-            self._check(f.fileno())
-            f.seek(self.offset)
-            data = f.read(self.length)
-        self._checked(len(data))
+        with self._source() as source:
+            data = os.pread(source, self.length, self.offset)
+        self._whole(len(data))
         return data
 
     def copy_to(self, out: BinaryIO) -> None:
         """Append the range to `out`, kernel to kernel where the system allows."""
         out.flush()
-        source = os.open(self.path, os.O_RDONLY)
-        try:
-            self._check(source)
-            done = 0
+        done = 0
+        with self._source() as source:
             while done < self.length:
                 try:
                     step = os.copy_file_range(
                         source, out.fileno(), self.length - done, self.offset + done
                     )
                 except (AttributeError, OSError):  # no kernel copy here: read and write
-                    data = os.pread(source, self.length - done, self.offset + done)
-                    out.write(data)
+                    step = out.write(os.pread(source, self.length - done, self.offset + done))
                     out.flush()
-                    step = len(data)
                 if step <= 0:
                     break
                 done += step
-        finally:
-            os.close(source)
-        self._checked(done)
+        self._whole(done)
         out.seek(0, os.SEEK_END)
 
-    def _check(self, fd: int) -> None:
-        if self.mtime is not None and os.fstat(fd).st_mtime != self.mtime:
-            raise UnreadableError("the file changed while it was read; nothing written", self.path)
+    @contextmanager
+    def _source(self) -> Iterator[int]:
+        """The input, open, once it is known to be the file that was read."""
+        source = os.open(self.path, os.O_RDONLY)
+        try:
+            if self.mtime is not None and os.fstat(source).st_mtime != self.mtime:
+                self._refuse()
+            yield source
+        finally:
+            os.close(source)
 
-    def _checked(self, count: int) -> None:
+    def _whole(self, count: int) -> None:
         if count != self.length:
-            raise UnreadableError("the file changed while it was read; nothing written", self.path)
+            self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        raise UnreadableError("the file changed while it was read; nothing written", self.path)
 
 
 Chunk = bytes | FileRange
@@ -345,13 +344,19 @@ def _encode(elem: object, implicit: bool) -> bytes | None:
         text = "\\".join(str(v) for v in value)
     else:
         return None
-    if not text.isascii():
+    data = ascii_value(text, vr)
+    if data is None:
         return None  # needs the dataset's character set: pydicom encodes it
-    data = text.encode("ascii")
-    if len(data) % 2:
-        data += b"\0" if vr == "UI" else b" "
     head = _header(int(elem.tag), vr, len(data), implicit)
     return None if head is None else head + data
+
+
+def ascii_value(text: str, vr: str) -> bytes | None:
+    """`text` as a padded DICOM value, or None when it needs the character set."""
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    return data + (b"\0" if vr == "UI" else b" ") if len(data) % 2 else data
 
 
 def _encode_sequence(elem: DataElement, implicit: bool) -> bytes | None:

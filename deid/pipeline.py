@@ -23,7 +23,7 @@ from deid.boxes import Box
 from deid.errors import DeidError, ExitCode, LeakError, NotDicomError
 from deid.profiles import Profile
 from deid.pseudonym import Pseudonymizer
-from deid.regions import fixed_boxes
+from deid.regions import fixed_regions
 
 Status = Literal["written", "skipped", "failed"]
 
@@ -130,10 +130,7 @@ def find_text(
     that are in `keep` are stored in `rendered` for the caller.
     """
     policy = settings.text_policy
-    fixed = [
-        text.Region(box, "redact", "fixed region")
-        for box in fixed_boxes(ds, settings.profile.section("regions"))
-    ]
+    fixed = fixed_regions(ds, settings.profile.section("regions"))
     seen: set[bytes] = set()
     found: list[text.Region] = list(fixed)
     for index, frame in enumerate(frames):

@@ -148,7 +148,7 @@ def parse_selector(selector: str) -> int | tuple[int, int] | None:
     tag = tag_for_keyword(selector)
     if tag is not None:
         return int(tag)
-    return _extra_keywords().get(selector)
+    return extra_keywords().get(selector)
 
 
 @cache
@@ -160,7 +160,7 @@ def annex_e_rows() -> list[dict[str, Any]]:
 
 
 @cache
-def _extra_keywords() -> dict[str, int]:
+def extra_keywords() -> dict[str, int]:
     """Keywords of Annex E attributes newer than pydicom's dictionary."""
     found = {}
     for row in annex_e_rows():

@@ -23,7 +23,7 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from deid import __version__
-from deid.output import TEXT_VRS
+from deid.output import TEXT_VRS, ascii_value
 from deid.profiles import Action, AgeMode, DateMode, Profile, Rule, dictionary_vr
 from deid.pseudonym import Pseudonymizer
 
@@ -303,17 +303,9 @@ def _get(ds: Dataset, tag: int) -> Any:
     return str(value) if isinstance(value, PersonName) else value
 
 
-def _ascii_value(text: str, vr: str) -> bytes | None:
-    """`text` as a padded DICOM value, or None when it needs the character set."""
-    if not text.isascii():
-        return None
-    data = text.encode("ascii")
-    return data + (b"\0" if vr == "UI" else b" ") if len(data) % 2 else data
-
-
 def _raw_text(tag: int, vr: str, text: str, *, implicit: bool = False) -> RawDataElement | None:
     """An ASCII text value as a little-endian raw element, ready to be copied as written."""
-    data = _ascii_value(text, vr)
+    data = ascii_value(text, vr)
     if data is None:
         return None
     return RawDataElement(BaseTag(tag), vr, len(data), data, 0, implicit, True)
@@ -326,7 +318,7 @@ def _set(ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
     if isinstance(elem, RawDataElement) and (vr in TEXT_VRS or value is None) and vr != "SQ":
         text = "\\".join(value) if isinstance(value, list) else (value or "")
         new_vr = vr or elem.VR
-        data = _ascii_value(text, new_vr) if isinstance(text, str) and new_vr else None
+        data = ascii_value(text, new_vr) if isinstance(text, str) and new_vr else None
         if data is not None:
             elements[tag] = elem._replace(VR=new_vr, length=len(data), value=data)
             return

@@ -163,12 +163,7 @@ def _repeater_keywords() -> dict[str, str]:
 @cache
 def _keyword_tags() -> dict[str, int]:
     """pydicom's keywords, plus the newer ones Annex E names that pydicom lacks."""
-    tags: dict[str, int] = {str(k): int(v) for k, v in keyword_dict.items()}
-    for row in profiles.annex_e_rows():
-        tag = profiles.parse_selector(row["keyword"]) if row["keyword"] else None
-        if isinstance(tag, int):
-            tags.setdefault(row["keyword"], tag)
-    return tags
+    return {**profiles.extra_keywords(), **{str(k): int(v) for k, v in keyword_dict.items()}}
 
 
 @cache
@@ -256,6 +251,7 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, text: str) -> tuple[int, str]:
 
 # ---- the checks ----------------------------------------------------------------------
 
+# Stricter than profiles.load: the documented spelling, with a lower-case x.
 _TAG_RE = re.compile(r"^\(([0-9A-Fa-fx]{4}),([0-9A-Fa-fx]{4})\)$")
 _OFFSET_RE = re.compile(r"^xx[0-9A-Fa-f]{2}$")
 _TAG_HINT = "write (gggg,eeee) with four hex digits in each half and x for any digit"

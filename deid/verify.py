@@ -117,14 +117,13 @@ def phi_values(ds: Dataset, kept: Callable[[int, str], bool] | None = None) -> d
 
     def wanted(tag: int, vr: str) -> bool:
         """Could this element give a value below? Others are not even decoded."""
-        if kept is not None and kept(tag, vr):
-            return False
-        return (
+        identifying = (
             vr == "PN"
             or tag in _KIND_BY_TAG
             or tag in _UID_TAGS
             or bool(tag >> 16 & 1 and tag & 0xFF00 and vr in _IDENTIFYING_VRS)
         )
+        return identifying and not (kept is not None and kept(tag, vr))
 
     for tag, vr, text in _raw_strings(ds, wanted):
         kind = _KIND_BY_TAG.get(tag)
@@ -306,8 +305,9 @@ def collect_originals(
                 values = phi_values(ds, kept)
                 uids = [
                     text
-                    for tag, vr, text in _raw_strings(ds)
-                    if vr == "UI" and not (kept is not None and kept(tag, vr))
+                    for _, _, text in _raw_strings(
+                        ds, lambda tag, vr: vr == "UI" and not (kept is not None and kept(tag, vr))
+                    )
                 ]
         except DeidError:
             continue
