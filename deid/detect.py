@@ -654,7 +654,7 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
             share = float(seen.mean())
             if share >= 0.5 and len(hits) == 1:
                 taken = out[hits[0]]
-                joined = union(box, taken.box)
+                joined = box.union(taken.box)
                 if cand.polarity != taken.polarity:  # the gaps between its letters
                     joined = Box(joined.left, taken.box.top, joined.right, taken.box.bottom)
                 tallest = max(taken.height, cand.height)
@@ -672,20 +672,6 @@ def _distinct(found: Sequence[Candidate]) -> list[Candidate]:
                 continue
         out.append(cand)
     return out
-
-
-def union(a: Box, b: Box) -> Box:
-    """The smallest box holding both."""
-    return Box(
-        min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom)
-    )
-
-
-def overlap(a: Box, b: Box) -> int:
-    """The area two boxes share."""
-    width = min(a.right, b.right) - max(a.left, b.left)
-    height = min(a.bottom, b.bottom) - max(a.top, b.top)
-    return max(0, width) * max(0, height)
 
 
 def _page(plane: np.ndarray, candidate: Candidate) -> tuple[Box, int, Box]:

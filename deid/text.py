@@ -39,8 +39,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from deid import detect
-from deid.boxes import Box
-from deid.detect import overlap, union
+from deid.boxes import Box, bounding
 from deid.errors import ProfileError
 from deid.ocr import Word, read_pages, read_words, warm
 
@@ -192,10 +191,10 @@ def second_look(
     extra: list[Region] = []
     for found in looks:
         for region in found:
-            if any(_contains(cover, region.box) for cover in covers):
+            if any(cover.contains(region.box) for cover in covers):
                 continue
             touched = [cover for cover, grown in near if grown.overlaps(region.box)]
-            box = _union_all([region.box, *touched])
+            box = bounding([region.box, *touched])
             extra.append(Region(box, "redact", region.reason))
     return _merge_regions(extra)
 
@@ -219,7 +218,7 @@ def _look(
     for _ in range(4):
         crop = np.ascontiguousarray(image[area.top : area.bottom, area.left : area.right])
         found = [
-            Region(_shifted(r.box, area), r.decision, r.reason)
+            Region(r.box.shifted(area), r.decision, r.reason)
             for r in find_regions(crop, policy, phi=phi)
             if r.decision == "redact" and r.reason != "unreadable text"
         ]
@@ -350,7 +349,7 @@ def _read_candidates(
 
 def _placed(words: Iterable[Word], origin: Box) -> list[Word]:
     """Words read on a crop, those with a letter or digit, moved to image coordinates."""
-    return [Word(_shifted(w.box, origin), w.text, w.confidence) for w in words if _alnum(w.text)]
+    return [Word(w.box.shifted(origin), w.text, w.confidence) for w in words if _alnum(w.text)]
 
 
 def _read_scale(cand: detect.Candidate, factor: float = 1.0) -> float:
@@ -454,8 +453,8 @@ def _decide_lines(
     matcher: _Matcher | None,
     width: int,
     height: int,
-    bands: Sequence[detect.Bands] = (),
-    cut: Set[detect.Candidate] = frozenset(),
+    bands: Sequence[detect.Bands],
+    cut: Set[detect.Candidate],
 ) -> list[Region]:
     """Cover or keep each read line by the policy; keep markers clear of covers.
 
@@ -475,8 +474,8 @@ def _decide_lines(
     for reading in readings:
         cand = reading.candidate
         pad = _pad(cand.height, policy)
-        box = _union_all([cand.box, *(word.box for word in reading.words)])
-        if (cand.wide or cand in cut) and cand.plane < len(bands):
+        box = bounding([cand.box, *(word.box for word in reading.words)])
+        if cand.wide or cand in cut:
             box = _through_band(box, cand.height, bands[cand.plane])
         cover = box.padded(pad, width, height)
         words = reading.words
@@ -484,16 +483,16 @@ def _decide_lines(
         sure = bool(words) and len(confident) == len(words) and reading.agreed
         names = [_bare(w.text) for w in words]
         if sure and all(name in policy.allow_list for name in names):
-            spread = _union_all([w.box for w in words]).padded(
+            spread = bounding([w.box for w in words]).padded(
                 max(2, cand.height // 2), width, height
             )
-            if _contains(spread, cand.box):
+            if spread.contains(cand.box):
                 markers.extend(
                     (w.box.padded(pad, width, height), n) for w, n in zip(words, names, strict=True)
                 )
                 continue
         if not confident and any(
-            overlap(cand.box, other) >= 0.8 * cand.box.area
+            cand.box.shared_area(other) >= 0.8 * cand.box.area
             for other in sure_boxes
             if other != cand.box
         ):
@@ -612,7 +611,7 @@ def _merge_until_stable(
         for box, payload in groups:
             for i, (other, other_payload) in enumerate(out):
                 if joins(box, other):
-                    out[i] = (union(box, other), combine(payload, other_payload))
+                    out[i] = (box.union(other), combine(payload, other_payload))
                     changed = True
                     break
             else:
@@ -638,7 +637,7 @@ def _merge_reasons(covers: Sequence[tuple[Box, Reason]]) -> list[tuple[Box, Reas
 
 def _snug(a: Box, b: Box) -> bool:
     """Whether two boxes overlap and their union adds at most a fifth to their areas."""
-    return a.overlaps(b) and union(a, b).area <= 1.2 * (a.area + b.area)
+    return a.overlaps(b) and a.union(b).area <= 1.2 * (a.area + b.area)
 
 
 def _weightier(reason: Reason, other: Reason) -> Reason:
@@ -647,29 +646,6 @@ def _weightier(reason: Reason, other: Reason) -> Reason:
 
 def _merge_boxes(boxes: Sequence[Box]) -> list[Box]:
     return [r.box for r in _merge_regions([Region(b, "redact", "text") for b in boxes])]
-
-
-def _shifted(box: Box, origin: Box) -> Box:
-    return Box(
-        box.left + origin.left, box.top + origin.top, box.right + origin.left,
-        box.bottom + origin.top,
-    )  # fmt: skip
-
-
-def _contains(outer: Box, inner: Box) -> bool:
-    return (
-        outer.left <= inner.left
-        and outer.top <= inner.top
-        and outer.right >= inner.right
-        and outer.bottom >= inner.bottom
-    )
-
-
-def _union_all(boxes: Sequence[Box]) -> Box:
-    box = boxes[0]
-    for other in boxes[1:]:
-        box = union(box, other)
-    return box
 
 
 # PHI matching for the phi-only policy. Recognised text never leaves these functions:
@@ -826,7 +802,7 @@ def _whole_image(
     words on a line that matches PHI (and unreadable words) are covered.
     """
     height, width = greys[0].shape
-    contrasts = [_contrast(grey, _BLUR) for grey in greys]
+    contrasts = [_contrast(grey) for grey in greys]
     strokes = _strokes(greys)
     passes = [greys[0], 255 - greys[0], *greys[1:]]
     passes += [np.where(mask, 0, 255).astype(np.uint8) for mask in strokes if mask.any()]
@@ -858,11 +834,9 @@ def _word_lines(words: Sequence[Word]) -> list[list[Word]]:
     for word in sorted(words, key=lambda w: w.box.left):
         for line in lines:
             last = line[-1].box
-            if _same_line(last, word.box) or (
-                min(last.bottom, word.box.bottom) - max(last.top, word.box.top)
-                >= 0.5 * min(last.height, word.box.height)
-                and word.box.left - last.right <= 1.5 * max(last.height, word.box.height)
-            ):
+            if min(last.bottom, word.box.bottom) - max(last.top, word.box.top) >= 0.5 * min(
+                last.height, word.box.height
+            ) and word.box.left - last.right <= 1.5 * max(last.height, word.box.height):
                 line.append(word)
                 break
         else:
@@ -886,9 +860,9 @@ def _read_passes(images: Sequence[np.ndarray], scale: float) -> list[Word]:
         return [word for result in results for word in result]
 
 
-def _contrast(grey: np.ndarray, radius: int) -> np.ndarray:
+def _contrast(grey: np.ndarray) -> np.ndarray:
     """Each pixel minus its blurred neighbourhood: large, either sign, on strokes."""
-    background = Image.fromarray(grey).filter(ImageFilter.GaussianBlur(radius))
+    background = Image.fromarray(grey).filter(ImageFilter.GaussianBlur(_BLUR))
     return grey.astype(np.int16) - np.asarray(background, dtype=np.int16)
 
 
@@ -1030,7 +1004,7 @@ def _agreed(reads: Sequence[list[Word]], origin: Box, policy: TextPolicy) -> lis
         if read:
             said = " ".join(word.text.strip().upper() for word in read)
             confidence = sum(word.confidence for word in read) / len(read)
-            lines.append((said, confidence, _union_all([word.box for word in read])))
+            lines.append((said, confidence, bounding([word.box for word in read])))
     votes = Counter(said for said, _, _ in lines)
     if not votes:
         return []
@@ -1039,7 +1013,7 @@ def _agreed(reads: Sequence[list[Word]], origin: Box, policy: TextPolicy) -> lis
     confidence = sum(c for c, _ in agreeing) / count
     if count < _GLYPH_VOTES or confidence < policy.min_confidence or not _alnum(said):
         return []
-    return [Word(_shifted(agreeing[0][1], origin), said, confidence)]
+    return [Word(agreeing[0][1].shifted(origin), said, confidence)]
 
 
 def _margin(box: Box, width: int, height: int) -> Box:
@@ -1110,12 +1084,12 @@ def _grown(word: Box, glyphs: Sequence[Box]) -> Box:
     while changed:
         changed = False
         for glyph in glyphs:
-            if glyph.height > 1.5 * word.height or union(box, glyph) == box:
+            if glyph.height > 1.5 * word.height or box.union(glyph) == box:
                 continue
             shared = min(glyph.bottom, word.bottom) - max(glyph.top, word.top)
             gap = max(box.left, glyph.left) - min(box.right, glyph.right)
             if shared >= 0.5 * min(glyph.height, word.height) and gap <= 0.5 * word.height:
-                box = union(box, glyph)
+                box = box.union(glyph)
                 changed = True
     return box
 
@@ -1162,7 +1136,7 @@ def _merge_named(boxes: Sequence[tuple[Box, str]]) -> list[tuple[Box, str]]:
     for box, name in boxes:
         for i, (other, other_name) in enumerate(out):
             if other_name == name and box.overlaps(other):
-                out[i] = (union(box, other), name)
+                out[i] = (box.union(other), name)
                 break
         else:
             out.append((box, name))

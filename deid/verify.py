@@ -34,7 +34,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from deid.boxes import Box
+from deid.boxes import Box, bounding
 from deid.errors import DeidError
 from deid.ocr import Word, read_words
 from deid.profiles import Action, AgeMode, DateMode, Profile, dictionary_vr
@@ -624,16 +624,6 @@ def _edges(greys: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     return out, max(float(_MIN_EDGE), _EDGE_NOISE * grain)
 
 
-def _union(boxes: Iterable[Box]) -> Box:
-    items = list(boxes)
-    return Box(
-        min(b.left for b in items),
-        min(b.top for b in items),
-        max(b.right for b in items),
-        max(b.bottom for b in items),
-    )
-
-
 def _lines(words: Sequence[Word]) -> list[list[Word]]:
     """Words grouped into lines of text: side by side, sharing most of their height."""
     lines: list[list[Word]] = []
@@ -671,7 +661,7 @@ def _read_line(line: Sequence[Word], matcher: _Matcher) -> tuple[list[tuple[str,
             for i, word in enumerate(line)
             if starts[i] < end and start < starts[i] + len(word.text)
         ]
-        found.append((kind, _union(line[i].box for i in hit)))
+        found.append((kind, bounding(line[i].box for i in hit)))
         used.update(hit)
     return found, used
 
@@ -699,7 +689,7 @@ def _merge(found: Iterable[tuple[str, Box]]) -> list[tuple[str, Box]]:
     for kind, box in found:
         for i, (other_kind, other) in enumerate(merged):
             if other_kind == kind and box.overlaps(other):
-                merged[i] = (kind, _union((box, other)))
+                merged[i] = (kind, bounding((box, other)))
                 break
         else:
             merged.append((kind, box))
