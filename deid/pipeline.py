@@ -9,7 +9,7 @@ on past a bad file. It fails closed: if any step fails the file gets no output a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -120,19 +120,19 @@ def find_text(
     phi: Mapping[str, str],
     where: str,
     rendered: dict[int, np.ndarray],
+    fixed: Sequence[text.Region] = (),
     keep: Collection[int] = (),
 ) -> list[text.Region]:
-    """Text regions over every distinct frame, plus the profile's fixed regions.
+    """Text regions over every distinct frame (the `fixed` ones not included).
 
-    Identical frames are read once. After covering what was found, a second look reads
-    the surroundings again; text still readable there adds regions, and if it persists
-    after two rounds the file fails rather than leave it. Renders of the read frames
-    that are in `keep` are stored in `rendered` for the caller.
+    Identical frames are read once. After covering what was found and the `fixed`
+    regions, a second look reads the surroundings again; text still readable there
+    adds regions, and if it persists after two rounds the file fails rather than leave
+    it. Renders of the read frames that are in `keep` are stored in `rendered`.
     """
     policy = settings.text_policy
-    fixed = fixed_regions(ds, settings.profile.section("regions"))
     seen: set[bytes] = set()
-    found: list[text.Region] = list(fixed)
+    found: list[text.Region] = []
     for index, frame in enumerate(frames):
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
         if digest in seen:
@@ -159,14 +159,27 @@ def prepare_pixels(
     path: str,
     settings: Settings,
     phi: Mapping[str, str],
+    fixed: Sequence[text.Region] = (),
     keep: Collection[int] = (),
 ) -> PixelWork:
+    """Decode the frames; cover the `fixed` regions and, if asked, the text found."""
     frames = pixels.decode(ds, path)
     rendered: dict[int, np.ndarray] = {}
-    found = (
-        find_text(ds, frames, settings, phi, path, rendered, keep) if settings.detect_text else []
-    )
+    found = list(fixed)
+    if settings.detect_text:
+        found += find_text(ds, frames, settings, phi, path, rendered, fixed, keep)
     return PixelWork(frames, found, text.redaction_boxes(found), rendered)
+
+
+def _originals(ds: Dataset, settings: Settings) -> dict[str, str]:
+    """The original identifying values the text search and the leak check look for."""
+    return verify.phi_values(ds, verify.kept_on_purpose(settings.profile))
+
+
+def _fixed(ds: Dataset, settings: Settings) -> list[text.Region]:
+    """The profile's fixed regions: covered whether or not text is searched for, since
+    they are where a device is known to print identifying text."""
+    return fixed_regions(ds, settings.profile.section("regions"))
 
 
 def process(path: Path, settings: Settings) -> FileResult:
@@ -186,7 +199,7 @@ def _process(path: Path, settings: Settings) -> FileResult:
     ds = reader.read(path)
     where = str(path)
     classify.classify(ds, where, settings.profile)
-    originals = verify.phi_values(ds, verify.kept_on_purpose(settings.profile))
+    originals = _originals(ds, settings)
     note = context.build(ds).text() if settings.context else None
     want_png = "png" in settings.formats
     want_dicom = "dicom" in settings.formats
@@ -194,8 +207,9 @@ def _process(path: Path, settings: Settings) -> FileResult:
     count = pixels.frame_count(ds)
     selected = pixels.select_frames(count, settings.frames) if want_png else []
     work: PixelWork | None = None
-    if want_png or settings.detect_text:
-        work = prepare_pixels(ds, where, settings, originals, keep=selected)
+    fixed = _fixed(ds, settings)
+    if want_png or settings.detect_text or fixed:
+        work = prepare_pixels(ds, where, settings, originals, fixed, keep=selected)
     elif want_dicom:
         pixels.check_pixel_data(ds, where)
 
@@ -277,9 +291,10 @@ def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspect
     found = classify.classify(ds, where, settings.profile)
     regions_found: list[text.Region] = []
     image = None
-    if settings.detect_text or preview:
+    fixed = _fixed(ds, settings)
+    if preview or settings.detect_text or fixed:
         index = pixels.select_frames(pixels.frame_count(ds), settings.frames)[0]
-        work = prepare_pixels(ds, where, settings, verify.phi_values(ds), keep=[index])
+        work = prepare_pixels(ds, where, settings, _originals(ds, settings), fixed, [index])
         regions_found = work.regions
         if preview:
             image = work.shown(ds, index, settings.render)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_dataset
 from pydicom.dataset import Dataset
+from pydicom.uid import UltrasoundImageStorage
 
 from deid.boxes import Box
 from deid.errors import ProfileError
@@ -146,3 +150,46 @@ def test_starter_set_covers_a_banner_of_common_ultrasound_sizes() -> None:
 def test_malformed_sections_are_profile_errors(section: dict[str, Any]) -> None:
     with pytest.raises(ProfileError):
         fixed_boxes(dataset(), section)
+
+
+@pytest.mark.parametrize("detect", ["never", "always"])
+@pytest.mark.parametrize("formats", [{"dicom"}, {"png"}, {"dicom", "png"}])
+def test_fixed_regions_are_covered_with_or_without_a_text_search(
+    tmp_path: Path,
+    write_dicom: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    detect: str,
+    formats: set[str],
+) -> None:
+    from PIL import Image
+    from pydicom import dcmread
+
+    from deid import pipeline, profiles, text
+    from deid.pseudonym import Pseudonymizer
+
+    monkeypatch.setattr(text, "find_regions", lambda *args, **kwargs: [])  # no OCR here
+    pixels = np.random.default_rng(3).integers(100, 250, size=(48, 64), dtype=np.uint8)
+    window = {"WindowCenter": 128, "WindowWidth": 256}
+    ds = make_dataset(pixels, modality="US", sop_class=UltrasoundImageStorage, extra=window)
+    source = write_dicom(ds)
+    profile_file = tmp_path / "banner.toml"
+    profile_file.write_text(
+        'extends = "safe-harbor"\n'
+        f'[text]\ndetect = "{detect}"\n'
+        '[[regions.fixed]]\nmodality = "US"\nboxes = [[0, 0, 64, 12]]\n'
+    )
+    settings = pipeline.Settings.for_profile(
+        profiles.load(str(profile_file)),
+        Pseudonymizer.from_passphrase("t").key,
+        tmp_path / "out",
+        formats=frozenset(formats),
+    )
+    result = pipeline.process(source, settings)
+    assert result.status == "written", result.reason
+    for output in map(Path, result.outputs):
+        if output.suffix == ".png":
+            shown = np.asarray(Image.open(output))
+        else:
+            shown = dcmread(output).pixel_array
+        assert (shown[:12] == 0).all(), output.suffix  # the banner band is black
+        assert (shown[12:] != 0).all()  # nothing else is
