@@ -428,10 +428,10 @@ def saturated_bands(grey: np.ndarray) -> Bands:
     right, bottom = min(right, cells.shape[1]), min(bottom, cells.shape[0])
     owners = _paint(groups, cells.shape)[top:bottom, left:right]
     band = np.concatenate([[False], long])[owners]
-    near = _square(band.view(np.uint8), 1, np.maximum).view(bool).repeat(n, 0).repeat(n, 1)
+    near = square_filter(band.view(np.uint8), 1, np.maximum).view(bool).repeat(n, 0).repeat(n, 1)
     box = Box(left * n, top * n, right * n, bottom * n)
     flat = grey[box.top : box.bottom, box.left : box.right] >= _SATURATED
-    return box, _square((near & flat).view(np.uint8), 1, np.maximum).view(bool)
+    return box, square_filter((near & flat).view(np.uint8), 1, np.maximum).view(bool)
 
 
 def touches(bands: Bands, box: Box, reach: int = 2) -> bool:
@@ -444,13 +444,14 @@ def touches(bands: Bands, box: Box, reach: int = 2) -> bool:
     return bool(mask[top : max(top, bottom), left : max(left, right)].any())
 
 
-def _square(a: np.ndarray, reach: int, op: Callable[..., np.ndarray]) -> np.ndarray:
-    """`op` (minimum or maximum) over the square of side 2 * reach + 1 around each pixel."""
+def square_filter(a: np.ndarray, reach: int, op: Callable[..., np.ndarray]) -> np.ndarray:
+    """`op` (np.minimum or np.maximum) over the square of side 2 * reach + 1 around each
+    pixel; windows running off the image use what remains of them."""
     pad = 2 * reach
-    wide = np.pad(np.ascontiguousarray(a), ((0, 0), (pad, pad)), mode="edge")
+    wide = np.pad(np.ascontiguousarray(a), pad, mode="edge")  # the top rows too
     cols = wide.shape[1]
     out = _run(_run(wide, reach, 1, op), reach, cols, op)
-    return np.ascontiguousarray(out[:, pad : pad + a.shape[1]])
+    return np.ascontiguousarray(out[pad : pad + a.shape[0], pad : pad + a.shape[1]])
 
 
 def _unthreaded(cells: np.ndarray, groups: _Groups, least: int) -> np.ndarray:

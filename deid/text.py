@@ -897,24 +897,13 @@ def _strokes(greys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def _max_filter(values: np.ndarray, reach: int) -> np.ndarray:
     """The largest value within `reach` pixels (a square window), edges clamped."""
-    out = values.copy()
-    for axis in (0, 1):
-        source = out.copy()
-        for k in range(1, reach + 1):
-            if k >= source.shape[axis]:
-                break
-            ahead = [slice(None), slice(None)]
-            behind = [slice(None), slice(None)]
-            ahead[axis], behind[axis] = slice(k, None), slice(None, -k)
-            np.maximum(out[tuple(ahead)], source[tuple(behind)], out=out[tuple(ahead)])
-            np.maximum(out[tuple(behind)], source[tuple(ahead)], out=out[tuple(behind)])
-    return out
+    return detect.square_filter(values, reach, np.maximum)
 
 
 def _opened(mask: np.ndarray, reach: int) -> np.ndarray:
     """The parts of `mask` a square of side 2 * reach + 1 fits inside."""
-    eroded = ~_max_filter(~mask, reach)
-    return np.asarray(_max_filter(eroded, reach), dtype=bool)
+    eroded = detect.square_filter(mask, reach, np.minimum)
+    return np.asarray(detect.square_filter(eroded, reach, np.maximum), dtype=bool)
 
 
 def _threshold(contrast: np.ndarray, least: int, sigmas: float) -> float:

@@ -7,6 +7,7 @@ about pixels (is the drawn text inside a candidate box or not).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -241,3 +242,18 @@ def test_large_images_are_searched_on_threads_with_the_same_result(
     monkeypatch.setattr(detect, "_THREADED_PIXELS", image.size + 1)
     assert find_candidates(image) == threaded
     assert threaded
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (7, 30), (100, 3)])
+@pytest.mark.parametrize("reach", [1, 3])
+@pytest.mark.parametrize("op", [np.maximum, np.minimum])
+def test_square_filter_is_the_windowed_extreme_up_to_every_edge(
+    shape: tuple[int, int], reach: int, op: Any
+) -> None:
+    image = np.random.default_rng(reach).integers(0, 256, shape).astype(np.uint8)
+    expected = np.empty_like(image)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            window = image[max(0, i - reach) : i + reach + 1, max(0, j - reach) : j + reach + 1]
+            expected[i, j] = window.max() if op is np.maximum else window.min()
+    assert np.array_equal(detect.square_filter(image, reach, op), expected)
