@@ -27,7 +27,7 @@ from deid.text import TextPolicy
 EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
 3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
 6 refused object (PDF, SR, face...); 7 output exists; 8 leak found, output withheld;
-9 Tesseract unavailable; 10 unexpected error."""
+9 text search unavailable; 10 unexpected error."""
 
 app = typer.Typer(
     help="De-identify DICOM scans by HIPAA Safe Harbor profiles.\n\n" + EXIT_CODES,

@@ -100,3 +100,9 @@ class OcrUnavailableError(DeidError):
 
     exit_code = ExitCode.OCR_UNAVAILABLE
     kind = "ocr-unavailable"
+
+
+class DetectorUnavailableError(OcrUnavailableError):
+    """The text model or its runtime cannot be loaded; text cannot be searched for."""
+
+    kind = "detector-unavailable"

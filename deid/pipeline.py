@@ -23,7 +23,6 @@ from deid.boxes import Box
 from deid.errors import DeidError, ExitCode, LeakError, NotDicomError
 from deid.profiles import Profile
 from deid.pseudonym import Pseudonymizer
-from deid.regions import fixed_regions
 
 Status = Literal["written", "skipped", "failed"]
 
@@ -97,11 +96,15 @@ class FileResult:
 
 @dataclass
 class PixelWork:
-    """The decoded frames of one image, the text found on them, and kept renders."""
+    """The decoded frames of one image, the regions found on each, and kept renders.
+
+    `fixed` regions apply to every frame; `found[i]` holds the text regions of frame i
+    only, so text found on one frame is never stamped onto another.
+    """
 
     frames: np.ndarray
-    regions: list[text.Region]
-    boxes: list[Box]
+    fixed: list[text.Region]
+    found: dict[int, list[text.Region]] = field(default_factory=dict)
     rendered: dict[int, np.ndarray] = field(default_factory=dict)
 
     def shown(self, ds: Dataset, index: int, options: pixels.RenderOptions) -> np.ndarray:
@@ -109,8 +112,17 @@ class PixelWork:
         image = self.rendered.get(index)
         return pixels.render(ds, self.frames[index], options) if image is None else image
 
+    def regions(self, index: int) -> list[text.Region]:
+        return [*self.fixed, *self.found.get(index, [])]
 
-_SECOND_LOOKS = 2
+    def boxes(self, index: int) -> list[Box]:
+        return text.redaction_boxes(self.regions(index))
+
+    @property
+    def covers(self) -> int:
+        """Boxes covered over all frames (fixed ones once)."""
+        found = sum(len(text.redaction_boxes(r)) for r in self.found.values())
+        return len(text.redaction_boxes(self.fixed)) + found
 
 
 def find_text(
@@ -119,38 +131,32 @@ def find_text(
     settings: Settings,
     phi: Mapping[str, str],
     where: str,
+    search: Collection[int],
     rendered: dict[int, np.ndarray],
     fixed: Sequence[text.Region] = (),
     keep: Collection[int] = (),
-) -> list[text.Region]:
-    """Text regions over every distinct frame (the `fixed` ones not included).
+) -> dict[int, list[text.Region]]:
+    """Text regions of each frame in `search` (the `fixed` ones not included).
 
-    Identical frames are read once. After covering what was found and the `fixed`
-    regions, a second look reads the surroundings again; text still readable there
-    adds regions, and if it persists after two rounds the file fails rather than leave
-    it. Renders of the read frames that are in `keep` are stored in `rendered`.
+    Identical frames are read once. Renders of the frames in `keep` are stored in
+    `rendered`. Raises `LeakError` when text stays readable after redaction.
     """
     policy = settings.text_policy
-    seen: set[bytes] = set()
-    found: list[text.Region] = []
-    for index, frame in enumerate(frames):
+    protected = text.ultrasound_image_regions(ds)
+    by_digest: dict[bytes, list[text.Region]] = {}
+    found: dict[int, list[text.Region]] = {}
+    for index in sorted(search):
+        frame = frames[index]
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
-        if digest in seen:
-            continue
-        seen.add(digest)
-        image = pixels.render(ds, frame, settings.render)
-        if index in keep:
-            rendered[index] = image
-        here = text.find_regions(image, policy, phi=phi)
-        for look in range(_SECOND_LOOKS + 1):
-            covered = pixels.black_out(image, text.redaction_boxes([*here, *fixed]))
-            extra = text.second_look(covered, here, policy, phi=phi)
-            if not extra:
-                break
-            if look == _SECOND_LOOKS:
-                raise LeakError("text stays readable after redaction; nothing written", where)
-            here += extra
-        found.extend(here)
+        if digest not in by_digest or index in keep:
+            image = pixels.render(ds, frame, settings.render)
+            if index in keep:
+                rendered[index] = image
+            if digest not in by_digest:
+                by_digest[digest] = text.search_image(
+                    image, policy, phi=phi, fixed=fixed, protected=protected, where=where
+                )
+        found[index] = by_digest[digest]
     return found
 
 
@@ -161,14 +167,17 @@ def prepare_pixels(
     phi: Mapping[str, str],
     fixed: Sequence[text.Region] = (),
     keep: Collection[int] = (),
+    search: Collection[int] | None = None,
 ) -> PixelWork:
-    """Decode the frames; cover the `fixed` regions and, if asked, the text found."""
+    """Decode the frames; find text, if asked, on the frames in `search` (default all)."""
     frames = pixels.decode(ds, path)
-    rendered: dict[int, np.ndarray] = {}
-    found = list(fixed)
+    work = PixelWork(frames, list(fixed))
     if settings.detect_text:
-        found += find_text(ds, frames, settings, phi, path, rendered, fixed, keep)
-    return PixelWork(frames, found, text.redaction_boxes(found), rendered)
+        wanted = range(len(frames)) if search is None else search
+        work.found = find_text(
+            ds, frames, settings, phi, path, wanted, work.rendered, fixed, keep
+        )
+    return work
 
 
 def _originals(ds: Dataset, settings: Settings) -> dict[str, str]:
@@ -179,7 +188,7 @@ def _originals(ds: Dataset, settings: Settings) -> dict[str, str]:
 def _fixed(ds: Dataset, settings: Settings) -> list[text.Region]:
     """The profile's fixed regions: covered whether or not text is searched for, since
     they are where a device is known to print identifying text."""
-    return fixed_regions(ds, settings.profile.section("regions"))
+    return text.fixed_regions(ds, settings.profile.section("regions"))
 
 
 def process(path: Path, settings: Settings) -> FileResult:
@@ -209,7 +218,8 @@ def _process(path: Path, settings: Settings) -> FileResult:
     work: PixelWork | None = None
     fixed = _fixed(ds, settings)
     if want_png or settings.detect_text or fixed:
-        work = prepare_pixels(ds, where, settings, originals, fixed, keep=selected)
+        search = None if want_dicom else selected
+        work = prepare_pixels(ds, where, settings, originals, fixed, selected, search)
     elif want_dicom:
         pixels.check_pixel_data(ds, where)
 
@@ -217,7 +227,7 @@ def _process(path: Path, settings: Settings) -> FileResult:
     if work is not None:
         images = [
             output.png_bytes(
-                pixels.black_out(work.shown(ds, index, settings.render), work.boxes),
+                pixels.black_out(work.shown(ds, index, settings.render), work.boxes(index)),
                 compress_level=settings.compress_level,
                 max_size=settings.max_size,
             )
@@ -225,8 +235,9 @@ def _process(path: Path, settings: Settings) -> FileResult:
         ]
 
     redacted = None
-    if want_dicom and work is not None and work.boxes:
-        redacted = pixels.redact(ds, work.frames, work.boxes, settings.render)
+    if want_dicom and work is not None and work.covers:
+        per_frame = [work.boxes(i) for i in range(len(work.frames))]
+        redacted = pixels.redact(ds, work.frames, [], settings.render, per_frame=per_frame)
     report = tags.deidentify(
         ds,
         settings.profile,
@@ -267,7 +278,7 @@ def _process(path: Path, settings: Settings) -> FileResult:
         str(path),
         "written",
         outputs=tuple(str(p) for p in written),
-        regions=len(work.boxes) if work else 0,
+        regions=work.covers if work else 0,
         changes=len(report.changes),
     )
 
@@ -294,8 +305,10 @@ def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspect
     fixed = _fixed(ds, settings)
     if preview or settings.detect_text or fixed:
         index = pixels.select_frames(pixels.frame_count(ds), settings.frames)[0]
-        work = prepare_pixels(ds, where, settings, _originals(ds, settings), fixed, [index])
-        regions_found = work.regions
+        work = prepare_pixels(
+            ds, where, settings, _originals(ds, settings), fixed, [index], [index]
+        )
+        regions_found = work.regions(index)
         if preview:
             image = work.shown(ds, index, settings.render)
     report = tags.deidentify(ds, settings.profile, settings.pseudonymizer)

@@ -298,18 +298,29 @@ def redact(
     frames: np.ndarray,
     boxes: Sequence[Box],
     options: RenderOptions = RenderOptions(),
+    *,
+    per_frame: Sequence[Sequence[Box]] | None = None,
 ) -> np.ndarray:
-    """A copy of `frames` with every box filled with `darkest_value` on every frame.
+    """A copy of `frames` with boxes filled with `darkest_value`.
 
-    Boxes are pixel coordinates shared by all frames; parts outside the image are ignored.
+    `boxes` apply to every frame; `per_frame[i]`, if given, to frame i only. Parts
+    outside the image are ignored.
     """
     _check_frames(frames)
     out = frames.copy()
-    regions = [r for box in boxes if (r := _region(box, frames.shape[1], frames.shape[2]))]
-    if regions:
+    rows, cols = frames.shape[1], frames.shape[2]
+    shared = [r for box in boxes if (r := _region(box, rows, cols))]
+    own = [
+        [r for box in frame_boxes if (r := _region(box, rows, cols))]
+        for frame_boxes in (per_frame or [])
+    ]
+    if shared or any(own):
         fill = np.asarray(darkest_value(ds, frames, options), dtype=frames.dtype)
-        for rows, cols in regions:
-            out[:, rows, cols] = fill
+        for ys, xs in shared:
+            out[:, ys, xs] = fill
+        for index, regions in enumerate(own):
+            for ys, xs in regions:
+                out[index, ys, xs] = fill
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from deid.text import Region
+from deid.text.policy import Region
 
 _COLOURS = {"redact": (255, 40, 40), "keep": (40, 220, 40)}
 

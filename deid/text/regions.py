@@ -37,7 +37,7 @@ from pydicom.dataset import Dataset
 
 from deid.boxes import Box
 from deid.errors import ProfileError
-from deid.text import Region
+from deid.text.policy import Region
 
 
 def fixed_boxes(ds: Dataset, section: Mapping[str, Any]) -> list[Box]:
@@ -74,14 +74,12 @@ def fixed_regions(ds: Dataset, section: Mapping[str, Any]) -> list[Region]:
     return [Region(box, "redact", "fixed region") for box in fixed_boxes(ds, section)]
 
 
-def outside_ultrasound_regions(ds: Dataset) -> list[Box]:
-    """Boxes covering all of the image outside its ultrasound regions' rectangles.
+def ultrasound_image_regions(ds: Dataset) -> list[Box]:
+    """The rectangles of SequenceOfUltrasoundRegions, clipped to the image.
 
-    The regions of SequenceOfUltrasoundRegions (RegionLocationMinX0 .. MaxY1, inclusive
-    pixel coordinates) are where the scanner drew the picture; everything else is
-    banner, panels and labels. Returns [] when the dataset has no such regions. The
-    boxes are the rows above, between and below the regions and, on each band of rows,
-    the columns beside them.
+    They are where the scanner drew the picture (tissue, colour flow, spectra): the text
+    search still reads there, but never covers anatomy on suspicion. Region Location
+    Min/Max X0/Y0/X1/Y1 are inclusive pixel coordinates. [] when there are none.
     """
     rows, columns = _size(ds)
     sequence = ds.get("SequenceOfUltrasoundRegions")
@@ -97,6 +95,18 @@ def outside_ultrasound_regions(ds: Dataset) -> list[Box]:
         box = Box(max(0, x0), max(0, y0), min(columns, x1 + 1), min(rows, y1 + 1))
         if box.area > 0:
             inside.append(box)
+    return inside
+
+
+def outside_ultrasound_regions(ds: Dataset) -> list[Box]:
+    """Boxes covering all of the image outside its ultrasound regions' rectangles.
+
+    Everything outside `ultrasound_image_regions` is banner, panels and labels. Returns
+    [] when the dataset has no such regions. The boxes are the rows above, between and
+    below the regions and, on each band of rows, the columns beside them.
+    """
+    rows, columns = _size(ds)
+    inside = ultrasound_image_regions(ds)
     if not inside:
         return []
     cuts = sorted({0, rows, *(b.top for b in inside), *(b.bottom for b in inside)})

@@ -1,0 +1,145 @@
+"""One look for text in one image: detect lines, read them, decide each line whole.
+
+The detector's boxes are grouped into lines (pieces side by side on one band); a line
+is read piece by piece, judged as one, and covered whole when anything in it is to be
+covered, so no line is ever left half covered. Covers are padded and merged; a kept
+marker that a cover touches is covered too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deid.boxes import Box, bounding
+from deid.text import decide, detect, read
+from deid.text.policy import Region, TextPolicy
+
+_BAND_SHARE = 0.5  # pieces sharing this much of the lower one's height are on one band
+_GAP = 1.2  # ... and this many line heights apart at most are one line
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A detected box and what was read in it."""
+
+    box: Box
+    height: float
+    reading: read.Reading
+
+
+def find_regions(
+    image: np.ndarray,
+    policy: TextPolicy,
+    *,
+    phi: Mapping[str, str] | None = None,
+    protected: Sequence[Box] = (),
+    scale: float | None = None,
+) -> list[Region]:
+    """Find burned-in text in a rendered uint8 grey or RGB image and decide each line.
+
+    `phi` maps the original header's identifying values to their kind (as
+    `verify.phi_values` gives them). `protected` boxes are ultrasound image regions:
+    a line mostly inside one is covered only when read with confidence. `scale`
+    overrides the detector's own choice. Pure: the same image gives the same regions.
+    """
+    lines = detect.find_lines(image, scale=scale)
+    if not lines:
+        return []
+    readings = read.read_lines(image, [line.box for line in lines])
+    pieces = [Piece(ln.box, ln.height, r) for ln, r in zip(lines, readings, strict=True)]
+    return judge(pieces, image.shape, policy, decide.Matcher.build(phi or {}), protected)
+
+
+def judge(
+    pieces: Sequence[Piece],
+    shape: tuple[int, ...],
+    policy: TextPolicy,
+    matcher: decide.Matcher,
+    protected: Sequence[Box] = (),
+) -> list[Region]:
+    """Regions for read pieces: grouped into lines, each line decided and covered whole."""
+    height, width = shape[:2]
+    covers: list[Region] = []
+    kept: list[Region] = []
+    for line in group_lines(pieces):
+        box = bounding(p.box for p in line)
+        verdict = decide.decide(
+            joined(line), policy, matcher, protected=_inside_any(box, protected)
+        )
+        if verdict is None:
+            continue
+        if verdict.decision == "keep":
+            kept.append(Region(box, "keep", verdict.reason, verdict.marker))
+            continue
+        tallest = max(p.height for p in line)
+        pad = policy.padding + round(0.1 * tallest)
+        covers.append(Region(box.padded(pad, width, height), "redact", verdict.reason))
+    covers = merge(covers)
+    kept = [k for k in kept if not any(c.box.overlaps(k.box) for c in covers)]
+    return covers + kept
+
+
+def group_lines(pieces: Sequence[Piece]) -> list[list[Piece]]:
+    """Pieces grouped into lines: on one band, side by side, left to right."""
+    lines: list[list[Piece]] = []
+    for piece in sorted(pieces, key=lambda p: (p.box.left, p.box.top)):
+        for line in lines:
+            if _same_line(line[-1], piece):
+                line.append(piece)
+                break
+        else:
+            lines.append([piece])
+    return lines
+
+
+def _same_line(a: Piece, b: Piece) -> bool:
+    shared = min(a.box.bottom, b.box.bottom) - max(a.box.top, b.box.top)
+    low = min(a.box.height, b.box.height)
+    gap = b.box.left - a.box.right
+    return shared >= _BAND_SHARE * low and gap <= _GAP * max(a.height, b.height)
+
+
+def joined(line: Sequence[Piece]) -> read.Reading:
+    """The readings of a line's pieces as one, spaces between them."""
+    text = " ".join(p.reading.text for p in line if p.reading.text)
+    confidences: list[float] = []
+    for piece in line:
+        if piece.reading.text:
+            if confidences:
+                confidences.append(1.0)
+            confidences.extend(piece.reading.confidences)
+    return read.Reading(text, tuple(confidences))
+
+
+def _inside_any(box: Box, protected: Sequence[Box]) -> bool:
+    return any(p.shared_area(box) * 2 > box.area for p in protected)
+
+
+_RANK = ("PHI match", "pattern", "text", "unreadable text", "fixed region")
+
+
+def _rank(reason: str) -> int:
+    for i, prefix in enumerate(_RANK):
+        if reason.startswith(prefix):
+            return i
+    return len(_RANK)
+
+
+def merge(regions: Sequence[Region]) -> list[Region]:
+    """Covers joined where they overlap, until none do; the weightiest reason stays."""
+    out = list(regions)
+    changed = True
+    while changed:
+        changed = False
+        for i, j in ((i, j) for i in range(len(out)) for j in range(i + 1, len(out))):
+            a, b = out[i], out[j]
+            if a.box.overlaps(b.box):
+                reason = a.reason if _rank(a.reason) <= _rank(b.reason) else b.reason
+                out[i] = Region(a.box.union(b.box), "redact", reason)
+                del out[j]
+                changed = True
+                break
+    return out
