@@ -27,7 +27,8 @@ Per image type it prints the medians and totals of:
   (target 0: a line is covered whole or not at all);
 - technical text kept: share of technical words (kV, gain, depth ...) with no pixel
   covered (target on ultrasound: 80%);
-- seconds per image for `search_image` (the text search with its second look) alone and for the whole pipeline (read, tags,
+- seconds per image for `search_image` (the text search with its second look)
+  alone and for the whole pipeline (read, tags,
   decode, render, text search with its second look, redaction and PNG write: `deid
   anonymize` on the DICOM file with the `safe-harbor` profile and the chosen text
   policy), beside the floor (read + decode + render + PNG write) and one plain
@@ -131,6 +132,11 @@ OTHER = {
     "sc": ["Zoom 1.5", "W 1500 L -600", "Se 2", "Im 112", "Layout 1x1", "Tools", "Print",
            "Export", "Series", "Measure"],
 }  # fmt: skip
+# Technical text proper, scored as "tech kept"; the labels of PHI lines (MRN, DOB ...)
+# are covered with their line and not counted.
+TECHNICAL = {
+    kind: {word for line in lines for word in line.split()} for kind, lines in OTHER.items()
+}
 
 
 @dataclass
@@ -816,7 +822,7 @@ def score(sample: Sample, boxes: Sequence[Box], *, leaks: bool) -> Score:
         elif word.kind == "marker":
             result.markers += 1
             result.markers_kept += not bool(hit.any())
-        else:
+        elif word.text in TECHNICAL[sample.kind]:
             result.other += 1
             result.other_kept += not bool(hit.any())
         fair = b.padded(max(6, round(0.6 * word.cap)), w, h)
@@ -897,9 +903,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_counts = {"radiograph": 18, "ct": 48, "us": 48, "sc": 36}
     quick_counts = {"radiograph": 4, "ct": 8, "us": 8, "sc": 6}
     fonts = Fonts(font_files())
-    policy = TextPolicy.from_profile(
-        {"allow_list": list(ALLOW), "policy": args.policy}
-    )
+    policy = TextPolicy.from_profile({"allow_list": list(ALLOW), "policy": args.policy})
     show = Path(args.show) if args.show else None
     if show is not None:
         show.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,7 @@ def find_text(
     """
     policy = settings.text_policy
     protected = text.ultrasound_image_regions(ds)
+    first = text.first_look_scale(ds)
     by_digest: dict[bytes, list[text.Region]] = {}
     found: dict[int, list[text.Region]] = {}
     for index in sorted(search):
@@ -154,7 +155,13 @@ def find_text(
                 rendered[index] = image
             if digest not in by_digest:
                 by_digest[digest] = text.search_image(
-                    image, policy, phi=phi, fixed=fixed, protected=protected, where=where
+                    image,
+                    policy,
+                    phi=phi,
+                    fixed=fixed,
+                    protected=protected,
+                    where=where,
+                    first_scale=first,
                 )
         found[index] = by_digest[digest]
     return found
@@ -174,9 +181,7 @@ def prepare_pixels(
     work = PixelWork(frames, list(fixed))
     if settings.detect_text:
         wanted = range(len(frames)) if search is None else search
-        work.found = find_text(
-            ds, frames, settings, phi, path, wanted, work.rendered, fixed, keep
-        )
+        work.found = find_text(ds, frames, settings, phi, path, wanted, work.rendered, fixed, keep)
     return work
 
 

@@ -13,6 +13,7 @@ chunk and line, OCRs the pixels, and reports `Leak`s.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import re
 import string
@@ -34,6 +35,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from deid import pixels
 from deid.boxes import Box, bounding
 from deid.errors import DeidError
 from deid.ocr import Word, read_words
@@ -424,7 +426,9 @@ def _walk(ds: Dataset, prefix: str, matcher: _Matcher) -> Iterator[tuple[str, st
             yield where + private, kind
 
 
-def check_dicom(path: Path, originals: Mapping[str, str] | None) -> list[Leak]:
+def check_dicom(
+    path: Path, originals: Mapping[str, str] | None, policy: TextPolicy | None = None
+) -> list[Leak]:
     """Everything identifying in one DICOM output, at every depth, file meta included.
 
     Reports any original value (`originals`, from `collect_originals`) in any text
@@ -433,11 +437,13 @@ def check_dicom(path: Path, originals: Mapping[str, str] | None) -> list[Leak]:
     phone numbers, e-mail addresses, SSNs, written dates or IDs (see
     `data/phi_patterns.toml`), a non-zero preamble and PatientIdentityRemoved not YES.
     A file that cannot be read is reported as such: what cannot be checked is not clean.
+    With a `policy`, the pixels are read too, every distinct frame as displayed, as a
+    PNG's are (`check_png`): burned-in text in a DICOM output is a finding.
     """
-    return _check_dicom(path, _Matcher(originals))
+    return _check_dicom(path, _Matcher(originals), policy)
 
 
-def _check_dicom(path: Path, matcher: _Matcher) -> list[Leak]:
+def _check_dicom(path: Path, matcher: _Matcher, policy: TextPolicy | None = None) -> list[Leak]:
     name = str(path)
     try:
         with path.open("rb") as f:
@@ -456,7 +462,33 @@ def _check_dicom(path: Path, matcher: _Matcher) -> list[Leak]:
         leaks.insert(0, Leak(name, "preamble", "non-zero preamble"))
     if str(ds.get("PatientIdentityRemoved", "") or "").strip().upper() != "YES":
         leaks.append(Leak(name, "PatientIdentityRemoved", "PatientIdentityRemoved not YES"))
+    if policy is not None and "PixelData" in ds:
+        leaks += _dicom_pixel_leaks(path, matcher, policy)
     return list(dict.fromkeys(leaks))
+
+
+def _dicom_pixel_leaks(path: Path, matcher: _Matcher, policy: TextPolicy) -> list[Leak]:
+    """Text in a DICOM output's pixels: each distinct frame rendered, then read."""
+    name = str(path)
+    try:
+        ds = read(path)
+        frames = pixels.decode(ds, name)
+    except DeidError:
+        return [Leak(name, "pixels", "undecodable pixel data")]
+    leaks: list[Leak] = []
+    seen: set[bytes] = set()
+    for index, frame in enumerate(frames):
+        digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        image = pixels.render(ds, frame)
+        greys = (
+            [image] if image.ndim == 2 else [image.mean(axis=2).astype(np.uint8), image.max(axis=2)]
+        )
+        where = f"{name} frame {index + 1}" if len(frames) > 1 else name
+        leaks += _pixel_leaks(where, greys, matcher, policy)
+    return leaks
 
 
 # --- Context notes and file names ------------------------------------------------------
@@ -852,7 +884,7 @@ def _check_file(
 ) -> FileCheck:
     leaks = _name_leaks(path, root, matcher)
     if kind == "dicom":
-        leaks += _check_dicom(path, matcher)
+        leaks += _check_dicom(path, matcher, policy)
     elif kind == "png":
         leaks += _check_png(path, matcher, policy)
     elif kind == "text":

@@ -239,3 +239,28 @@ def ct_slice(seed: int = 1) -> np.ndarray:
     image += np.where(r < 1, rng.normal(0, 10, image.shape), 0)
     image[(r > 0.82) & (r < 0.9)] = 255
     return np.asarray(np.clip(image, 0, 255), dtype=np.uint8)
+
+
+REAL_NEGATIVES = Path(__file__).resolve().parents[2] / "shared" / "real-negatives"
+
+
+def real_negative_files() -> list[Path]:
+    """Real textless slices from the shared folder (empty when it is absent)."""
+    if not REAL_NEGATIVES.is_dir():
+        return []
+    return sorted(p for p in REAL_NEGATIVES.rglob("*.dcm") if p.is_file())
+
+
+def draw_text(
+    image: np.ndarray, lines: list[tuple[str, tuple[int, int], int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`image` with each (text, (x, y), size, grey) drawn, and the mask of text pixels."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.fromarray(image)
+    ink = Image.new("L", canvas.size, 0)
+    for text, xy, size, grey in lines:
+        font = ImageFont.load_default(size=size)
+        ImageDraw.Draw(canvas).text(xy, text, fill=grey, font=font)
+        ImageDraw.Draw(ink).text(xy, text, fill=255, font=font)
+    return np.asarray(canvas), np.asarray(ink) > 127

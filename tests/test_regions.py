@@ -14,7 +14,12 @@ from pydicom.uid import UltrasoundImageStorage
 
 from deid.boxes import Box
 from deid.errors import ProfileError
-from deid.text.regions import fixed_boxes, fixed_regions, outside_ultrasound_regions, starter_regions
+from deid.text.regions import (
+    fixed_boxes,
+    fixed_regions,
+    outside_ultrasound_regions,
+    starter_regions,
+)
 
 
 def dataset(

@@ -9,7 +9,7 @@ regions. Where the detector finds no text, nothing is covered.
 """
 
 from deid.text.policy import Region, TextPolicy, redaction_boxes
-from deid.text.regions import fixed_regions, ultrasound_image_regions
+from deid.text.regions import first_look_scale, fixed_regions, ultrasound_image_regions
 from deid.text.search import find_regions
 from deid.text.second_look import search_image
 
@@ -17,6 +17,7 @@ __all__ = [
     "Region",
     "TextPolicy",
     "find_regions",
+    "first_look_scale",
     "fixed_regions",
     "redaction_boxes",
     "search_image",

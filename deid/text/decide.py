@@ -28,6 +28,7 @@ from importlib import resources
 from deid.text.policy import Decision, TextPolicy
 from deid.text.read import Reading
 
+_GUESS = 0.3  # a character read with less probability than this is a guess
 _CONFIRMED = 0.3  # mean character probability from which a reading is text at all
 
 # Characters a reader confuses, mapped to one representative on both sides of a match.
@@ -65,7 +66,7 @@ def decide(
     vocabulary = policy_vocabulary(policy)
     if reading.alnum < 2:
         token = tokens[0] if tokens else ""
-        if token in vocabulary and reading.least * 100 >= policy.min_confidence:
+        if token in vocabulary and readable(reading, policy):
             return Verdict("keep", "kept marker", token)
         return None  # a lone character identifies no one
     if reading.confidence < _CONFIRMED:
@@ -73,7 +74,7 @@ def decide(
     found = matcher.match(tokens)
     if found is not None:
         return Verdict("redact", found)
-    if reading.least * 100 < policy.min_confidence:
+    if not readable(reading, policy):
         return None if protected else Verdict("redact", "unreadable text")
     if policy.mode == "phi-only":
         return Verdict("keep", "text without PHI")
@@ -82,6 +83,11 @@ def decide(
     if all(t in vocabulary or _technical(t) for t in tokens):
         return Verdict("keep", "technical text")
     return Verdict("redact", "text")
+
+
+def readable(reading: Reading, policy: TextPolicy) -> bool:
+    """Read with the policy's confidence on average, and no character a mere guess."""
+    return reading.confidence * 100 >= policy.min_confidence and reading.least >= _GUESS
 
 
 def tokenize(text: str) -> list[str]:
@@ -127,7 +133,12 @@ def policy_vocabulary(policy: TextPolicy) -> frozenset[str]:
 
 
 def _technical(token: str) -> bool:
-    return _vocabulary().numbers.fullmatch(token) is not None
+    """A technical number or code; `120-KV` counts as its parts do."""
+    numbers = _vocabulary().numbers
+    if numbers.fullmatch(token):
+        return True
+    parts = [p for p in token.split("-") if p]
+    return len(parts) > 1 and all(numbers.fullmatch(p) or p in _vocabulary().words for p in parts)
 
 
 def _canonical(text: str) -> str:

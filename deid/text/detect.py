@@ -32,7 +32,7 @@ _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 _THRESHOLD = 0.3  # pixel probability from which a pixel belongs to a line
 _LEAST_SCORE = 0.5  # mean probability inside a line for it to count
-_UNCLIP = 1.6  # DB's growth of the shrunk text kernel back to the whole line
+_UNCLIP = 1.5  # DB's growth of the shrunk text kernel back to the whole line
 _LONG_SIDE = 1280  # px: larger images are searched shrunk to this long side
 _SMALL_SIDE = 320  # px: images this small are searched enlarged twice
 _THREADED_PIXELS = 1 << 20  # searched images this large use two threads
@@ -95,7 +95,9 @@ def _probability(image: np.ndarray, factor: float) -> tuple[np.ndarray, float, f
     height, width = image.shape[:2]
     rh, rw = max(32, round(height * factor)), max(32, round(width * factor))
     shrink = rh < height
-    resized = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    resized = cv2.resize(
+        rgb, (rw, rh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
     ph, pw = -rh % 32, -rw % 32  # the network needs sides in multiples of 32
     if ph or pw:
         resized = cv2.copyMakeBorder(resized, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
@@ -105,9 +107,7 @@ def _probability(image: np.ndarray, factor: float) -> tuple[np.ndarray, float, f
     return np.asarray(out[0, 0, :rh, :rw]), rw / width, rh / height
 
 
-def _lines(
-    probability: np.ndarray, fx: float, fy: float, height: int, width: int
-) -> list[Line]:
+def _lines(probability: np.ndarray, fx: float, fy: float, height: int, width: int) -> list[Line]:
     mask = cv2.dilate((probability > _THRESHOLD).astype(np.uint8), np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     tallest = max_line_height(height, width)
@@ -123,9 +123,8 @@ def _lines(
         if score < _LEAST_SCORE:
             continue
         grow = rw * rh * _UNCLIP / (2 * (rw + rh))
-        corners = cv2.boxPoints(((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle))
-        corners[:, 0] /= fx
-        corners[:, 1] /= fy
+        box_points = cv2.boxPoints(((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle))
+        corners = np.asarray(box_points, dtype=np.float64) / np.array([fx, fy])
         side_a = float(np.hypot(*(corners[1] - corners[0])))
         side_b = float(np.hypot(*(corners[2] - corners[1])))
         line_height = min(side_a, side_b)
@@ -133,7 +132,10 @@ def _lines(
             continue
         low, high = np.floor(corners.min(axis=0)), np.ceil(corners.max(axis=0))
         box = Box(
-            max(0, int(low[0])), max(0, int(low[1])), min(width, int(high[0])), min(height, int(high[1]))
+            max(0, int(low[0])),
+            max(0, int(low[1])),
+            min(width, int(high[0])),
+            min(height, int(high[1])),
         )
         if box.area <= 0:
             continue

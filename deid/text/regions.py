@@ -37,6 +37,7 @@ from pydicom.dataset import Dataset
 
 from deid.boxes import Box
 from deid.errors import ProfileError
+from deid.text.detect import search_scale
 from deid.text.policy import Region
 
 
@@ -211,3 +212,26 @@ def _joined(boxes: Sequence[Box]) -> list[Box]:
         else:
             out.append(box)
     return out
+
+
+_ACQUISITIONS = frozenset({"CT", "MR", "PT", "NM"})
+_CAPTURES = ("1.2.840.10008.5.1.4.1.1.7",)  # secondary capture image storage and its kin
+
+
+def first_look_scale(ds: Dataset) -> float | None:
+    """A cheaper first look for images that rarely carry text, else None.
+
+    Original CT, MR, PET and NM slices whose header does not say text is burned in are
+    searched at half the usual size first; the full search follows only if that finds
+    a line. Never a skipped look: text large enough to read at half size is found.
+    """
+    modality = str(ds.get("Modality", "") or "").upper()
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    burned = str(ds.get("BurnedInAnnotation", "") or "").upper()
+    if modality not in _ACQUISITIONS or sop_class.startswith(_CAPTURES):
+        return None
+    if burned == "YES" or (image_type and image_type[0] != "ORIGINAL"):
+        return None
+    rows, columns = _size(ds)
+    return 0.5 * search_scale(rows, columns) if rows and columns else None

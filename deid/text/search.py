@@ -8,6 +8,7 @@ marker that a cover touches is covered too.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -74,12 +75,19 @@ def judge(
         if verdict.decision == "keep":
             kept.append(Region(box, "keep", verdict.reason, verdict.marker))
             continue
-        tallest = max(p.height for p in line)
-        pad = policy.padding + round(0.1 * tallest)
-        covers.append(Region(box.padded(pad, width, height), "redact", verdict.reason))
-    covers = merge(covers)
-    kept = [k for k in kept if not any(c.box.overlaps(k.box) for c in covers)]
-    return covers + kept
+        covers.append(Region(box.padded(policy.padding, width, height), "redact", verdict.reason))
+    return settle(covers, kept)
+
+
+def settle(covers: Sequence[Region], kept: Sequence[Region]) -> list[Region]:
+    """Covers merged; a kept line that a cover touches is covered whole with it."""
+    merged = merge(covers)
+    while True:
+        touched = [k for k in kept if any(c.box.overlaps(k.box) for c in merged)]
+        if not touched:
+            return merged + list(kept)
+        kept = [k for k in kept if k not in touched]
+        merged = merge([*merged, *(Region(k.box, "redact", "text") for k in touched)])
 
 
 def group_lines(pieces: Sequence[Piece]) -> list[list[Piece]]:
@@ -134,7 +142,7 @@ def merge(regions: Sequence[Region]) -> list[Region]:
     changed = True
     while changed:
         changed = False
-        for i, j in ((i, j) for i in range(len(out)) for j in range(i + 1, len(out))):
+        for i, j in itertools.combinations(range(len(out)), 2):
             a, b = out[i], out[j]
             if a.box.overlaps(b.box):
                 reason = a.reason if _rank(a.reason) <= _rank(b.reason) else b.reason

@@ -21,7 +21,6 @@ from deid.text import decide, detect, read, search
 from deid.text.policy import Region, TextPolicy, redaction_boxes
 
 LOOKS = 2  # second looks after the first; text still found after them fails the file
-_SIDE = 8  # line heights searched to each side of a cover
 _TOUCH = 1.5  # line heights within which a piece on the band joins the cover
 
 
@@ -33,12 +32,17 @@ def search_image(
     fixed: Sequence[Region] = (),
     protected: Sequence[Box] = (),
     where: str = "",
+    first_scale: float | None = None,
 ) -> list[Region]:
     """All text regions of one rendered image (the `fixed` ones not included).
 
-    The first look, then second looks around the covers until nothing new is found;
-    text still found after `LOOKS` rounds raises `LeakError` naming `where`.
+    The first look, then second looks until nothing new is found; text still found
+    after `LOOKS` rounds raises `LeakError` naming `where`. `first_scale`, if given,
+    is a cheaper first look (the detector on a smaller image) that the whole search
+    follows only when it finds a line: a triage for images that rarely carry text.
     """
+    if first_scale is not None and not detect.find_lines(image, scale=first_scale):
+        return []
     matcher = decide.Matcher.build(phi or {})
     regions = search.find_regions(image, policy, phi=phi, protected=protected)
     for look in range(LOOKS + 1):
@@ -59,57 +63,51 @@ def second_look(
     matcher: decide.Matcher,
     protected: Sequence[Box] = (),
 ) -> list[Region]:
-    """New covers found around the covers in `regions`, on the redacted `image`."""
-    height, width = image.shape[:2]
+    """New covers found on the redacted `image`, seen levelled, beside known regions.
+
+    Pieces the first look already decided (mostly inside a known region) are not read
+    again; a fresh piece on a cover's band within a short gap joins that cover whatever
+    it reads; other fresh pieces are decided as lines of their own.
+    """
     covers = redaction_boxes(regions)
+    if not covers:
+        return []
+    height, width = image.shape[:2]
+    view = levelled(image)
+    known = [r.box for r in regions]
+    found = [
+        line
+        for line in detect.find_lines(view)
+        if not any(k.shared_area(line.box) * 2 > line.box.area for k in known)
+    ]
+    if not found:
+        return []
+    readings = read.read_lines(view, [line.box for line in found])
+    pieces = [search.Piece(ln.box, ln.height, r) for ln, r in zip(found, readings, strict=True)]
     extra: list[Region] = []
-    for cover in covers:
-        area = _band(cover, width, height)
-        crop = np.ascontiguousarray(image[area.top : area.bottom, area.left : area.right])
-        view = levelled(crop)
-        found = detect.find_lines(view, scale=_crop_scale(view))
-        pieces = [
-            search.Piece(line.box.shifted(area), line.height, reading)
-            for line, reading in zip(
-                found, read.read_lines(view, [ln.box for ln in found]), strict=True
-            )
-        ]
-        fresh = [p for p in pieces if not any(c.contains(p.box) for c in covers)]
-        joining = [p for p in fresh if _joins(cover, p)]
+    joined: list[search.Piece] = []
+    for region in regions:
+        if region.decision != "redact":
+            continue
+        joining = [p for p in pieces if _joins(region.box, p)]
         if joining:
-            box = bounding([cover, *(p.box for p in joining)]).padded(policy.padding, width, height)
-            reason = next(r.reason for r in regions if r.box == cover) if cover else "text"
-            extra.append(Region(box, "redact", reason))
-        others = [p for p in fresh if p not in joining]
-        extra += [
-            r
-            for r in search.judge(others, image.shape, policy, matcher, protected)
-            if r.decision == "redact" and not any(c.contains(r.box) for c in covers)
-        ]
+            box = bounding([region.box, *(p.box for p in joining)])
+            extra.append(Region(box.padded(policy.padding, width, height), "redact", region.reason))
+            joined += joining
+    others = [p for p in pieces if p not in joined]
+    extra += [
+        r
+        for r in search.judge(others, image.shape, policy, matcher, protected)
+        if r.decision == "redact"
+    ]
     return search.merge(extra)
 
 
-def levelled(crop: np.ndarray) -> np.ndarray:
-    """A grey view of a crop with local contrast evened out (CLAHE)."""
-    grey = crop if crop.ndim == 2 else crop.max(axis=2)
-    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4))
+def levelled(image: np.ndarray) -> np.ndarray:
+    """A grey view with local contrast evened out (CLAHE): faint text stands out."""
+    grey = image if image.ndim == 2 else image.max(axis=2)
+    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
     return np.asarray(clahe.apply(np.ascontiguousarray(grey)))
-
-
-def _crop_scale(crop: np.ndarray) -> float:
-    """Crops are searched enlarged twice while small, as small images are."""
-    return 2.0 if max(crop.shape[:2]) <= 640 else detect.search_scale(*crop.shape[:2])
-
-
-def _band(cover: Box, width: int, height: int) -> Box:
-    reach = max(16, cover.height)
-    side = _SIDE * max(8, cover.height)
-    return Box(
-        max(0, cover.left - side),
-        max(0, cover.top - reach),
-        min(width, cover.right + side),
-        min(height, cover.bottom + reach),
-    )
 
 
 def _joins(cover: Box, piece: search.Piece) -> bool:
@@ -122,9 +120,8 @@ def _joins(cover: Box, piece: search.Piece) -> bool:
 
 
 def _combined(regions: Sequence[Region], extra: Sequence[Region]) -> list[Region]:
-    covers = search.merge([*(r for r in regions if r.decision == "redact"), *extra])
-    kept = [r for r in regions if r.decision == "keep"]
-    return covers + [k for k in kept if not any(c.box.overlaps(k.box) for c in covers)]
+    covers = [*(r for r in regions if r.decision == "redact"), *extra]
+    return search.settle(covers, [r for r in regions if r.decision == "keep"])
 
 
 def _black_out(image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
