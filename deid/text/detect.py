@@ -33,9 +33,9 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 _THRESHOLD = 0.3  # pixel probability from which a pixel belongs to a line
 _LEAST_SCORE = 0.5  # mean probability inside a line for it to count
 _UNCLIP = 1.5  # DB's growth of the shrunk text kernel back to the whole line
-_LONG_SIDE = 1280  # px: larger images are searched shrunk to this long side
+_LONG_SIDE = 1024  # px: larger images are searched shrunk to this long side
 _SMALL_SIDE = 320  # px: images this small are searched enlarged twice
-_THREADED_PIXELS = 1 << 20  # searched images this large use two threads
+_THREADED_PIXELS = 1 << 19  # searched images this large use two threads
 _LEAST_HEIGHT = 4.0  # px: a line lower than this cannot be read by anyone
 _MAX_SHARE = 0.1  # a "line" covering more of the image than this is a textured area
 _LONG = 3.0  # ... unless it is this many times longer than high, as lines of text are

@@ -11,6 +11,7 @@ text search (regions carry reasons, never readings).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -24,7 +25,7 @@ from deid.text.detect import load_session
 MODEL = "PP-OCRv6_rec_small.onnx"
 _HEIGHT = 48  # px: the recogniser's input height
 _MAX_WIDTH = 1600  # px after scaling: longer crops are read in pieces
-_BATCH = 8
+_THREADED_PIXELS = 1 << 20  # lines of images this large are read on two threads
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,16 @@ class Reading:
 
 
 def read_lines(image: np.ndarray, boxes: Sequence[Box]) -> list[Reading]:
-    """Read the text in each box of a uint8 grey or RGB image, in order."""
+    """Read the text in each box of a uint8 grey or RGB image, in order.
+
+    Each line is read on its own: padding lines to a common width costs more than
+    the calls it saves. Lines of a large image are read on two threads.
+    """
     crops = [_crop(image, box) for box in boxes]
-    order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1])
-    out: list[Reading | None] = [None] * len(crops)
-    for start in range(0, len(order), _BATCH):
-        chunk = order[start : start + _BATCH]
-        for index, reading in zip(chunk, _read_batch([crops[i] for i in chunk]), strict=True):
-            out[index] = reading
-    return [r if r is not None else Reading("", ()) for r in out]
+    if len(crops) > 1 and image.shape[0] * image.shape[1] >= _THREADED_PIXELS:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(_read_one, crops))
+    return [_read_one(crop) for crop in crops]
 
 
 def _crop(image: np.ndarray, box: Box) -> np.ndarray:
@@ -72,14 +74,11 @@ def _crop(image: np.ndarray, box: Box) -> np.ndarray:
     return cv2.resize(part, (new_width, _HEIGHT), interpolation=cv2.INTER_LINEAR)
 
 
-def _read_batch(crops: Sequence[np.ndarray]) -> list[Reading]:
-    width = max(c.shape[1] for c in crops)
-    batch = np.zeros((len(crops), 3, _HEIGHT, width), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        batch[i, :, :, : crop.shape[1]] = (crop.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+def _read_one(crop: np.ndarray) -> Reading:
+    batch = (crop.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
     session, alphabet = _recogniser()
     probabilities = session.run(None, {session.get_inputs()[0].name: batch})[0]
-    return [_decode(p, alphabet) for p in probabilities]
+    return _decode(probabilities[0], alphabet)
 
 
 def _decode(probabilities: np.ndarray, alphabet: Sequence[str]) -> Reading:

@@ -80,14 +80,24 @@ def judge(
 
 
 def settle(covers: Sequence[Region], kept: Sequence[Region]) -> list[Region]:
-    """Covers merged; a kept line that a cover touches is covered whole with it."""
+    """Covers merged; a kept line that a cover reaches into is covered whole with it.
+
+    A detected box holds a margin around its letters; a cover that reaches only into
+    that margin leaves the letters whole, so only the core counts.
+    """
     merged = merge(covers)
     while True:
-        touched = [k for k in kept if any(c.box.overlaps(k.box) for c in merged)]
+        touched = [k for k in kept if any(c.box.overlaps(_core(k.box)) for c in merged)]
         if not touched:
             return merged + list(kept)
         kept = [k for k in kept if k not in touched]
         merged = merge([*merged, *(Region(k.box, "redact", "text") for k in touched)])
+
+
+def _core(box: Box) -> Box:
+    """A detected box without the margin the detector grows around the letters."""
+    inset = box.height // 5
+    return Box(box.left + inset, box.top + inset, box.right - inset, box.bottom - inset)
 
 
 def group_lines(pieces: Sequence[Piece]) -> list[list[Piece]]:
@@ -136,15 +146,22 @@ def _rank(reason: str) -> int:
     return len(_RANK)
 
 
+def _snug(a: Box, b: Box) -> bool:
+    union = a.union(b).area
+    return a.overlaps(b) and union <= 1.1 * (a.area + b.area - a.shared_area(b))
+
+
 def merge(regions: Sequence[Region]) -> list[Region]:
-    """Covers joined where they overlap, until none do; the weightiest reason stays."""
+    """Covers joined where their union adds little, until none do; the weightiest
+    reason stays. Covers that cross at an angle stay apart: their bounding box would
+    black out anatomy in the corners between them."""
     out = list(regions)
     changed = True
     while changed:
         changed = False
         for i, j in itertools.combinations(range(len(out)), 2):
             a, b = out[i], out[j]
-            if a.box.overlaps(b.box):
+            if _snug(a.box, b.box):
                 reason = a.reason if _rank(a.reason) <= _rank(b.reason) else b.reason
                 out[i] = Region(a.box.union(b.box), "redact", reason)
                 del out[j]

@@ -3,9 +3,9 @@
 Text next to a cover is often the rest of its line: grey digits on bright bone that
 the first look missed while it found their neighbours. Each cover's band (its rows,
 widened, and several line heights to each side) is searched again on a levelled view
-(local contrast evened out, the crop enlarged), where faint text stands out. A piece
-on the cover's band that touches it joins the cover whatever it reads; anything else
-found is decided as a line of its own. `search` repeats this until the covers hold.
+(local contrast evened out), where faint text stands out. A piece on the cover's band
+that touches it joins the cover whatever it reads; anything else found is decided as a
+line of its own. `search_image` repeats this until the covers hold.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from deid.text import decide, detect, read, search
 from deid.text.policy import Region, TextPolicy, redaction_boxes
 
 LOOKS = 2  # second looks after the first; text still found after them fails the file
+_SIDE = 6  # line heights searched to each side of a cover
 _TOUCH = 1.5  # line heights within which a piece on the band joins the cover
 
 
@@ -73,17 +74,21 @@ def second_look(
     if not covers:
         return []
     height, width = image.shape[:2]
-    view = levelled(image)
+    scale = detect.search_scale(height, width)
     known = [r.box for r in regions]
-    found = [
-        line
-        for line in detect.find_lines(view)
-        if not any(k.shared_area(line.box) * 2 > line.box.area for k in known)
-    ]
-    if not found:
-        return []
-    readings = read.read_lines(view, [line.box for line in found])
-    pieces = [search.Piece(ln.box, ln.height, r) for ln, r in zip(found, readings, strict=True)]
+    pieces: list[search.Piece] = []
+    for area in areas(covers, width, height):
+        view = levelled(image[area.top : area.bottom, area.left : area.right])
+        found = [
+            line
+            for line in detect.find_lines(view, scale=scale)
+            if not any(k.shared_area(line.box.shifted(area)) * 2 > line.box.area for k in known)
+        ]
+        readings = read.read_lines(view, [line.box for line in found])
+        pieces += [
+            search.Piece(ln.box.shifted(area), ln.height, r)
+            for ln, r in zip(found, readings, strict=True)
+        ]
     extra: list[Region] = []
     joined: list[search.Piece] = []
     for region in regions:
@@ -103,10 +108,32 @@ def second_look(
     return search.merge(extra)
 
 
+def areas(covers: Sequence[Box], width: int, height: int) -> list[Box]:
+    """Where a second look searches: each cover's band, overlapping bands joined.
+
+    A band is the cover's rows, a line height or 16 px more above and below, and
+    several line heights to each side, where the rest of a line would be.
+    """
+    bands = []
+    for cover in covers:
+        reach = max(16, min(cover.height, 64))
+        side = _SIDE * min(cover.height, 48) + 32
+        bands.append(
+            Box(
+                max(0, cover.left - side),
+                max(0, cover.top - reach),
+                min(width, cover.right + side),
+                min(height, cover.bottom + reach),
+            )
+        )
+    joined = search.merge([Region(b, "redact", "text") for b in bands])
+    return [r.box for r in joined]
+
+
 def levelled(image: np.ndarray) -> np.ndarray:
     """A grey view with local contrast evened out (CLAHE): faint text stands out."""
     grey = image if image.ndim == 2 else image.max(axis=2)
-    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
+    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4))
     return np.asarray(clahe.apply(np.ascontiguousarray(grey)))
 
 
