@@ -90,17 +90,22 @@ def readable(reading: Reading, policy: TextPolicy) -> bool:
     return reading.confidence * 100 >= policy.min_confidence and reading.least >= _GUESS
 
 
+_SETTING = re.compile(r"([A-Z]+)[:=<>]+([-+]?[\d.,]+%?)")
+
+
 def tokenize(text: str) -> list[str]:
     """Upper-case tokens of a line: split on spaces, outer punctuation dropped.
 
     Separators inside values (`W:400`, `C5-1`, `12/03/1950`) stay in the token so that
-    patterns see dates whole; a `key:value` or `key=value` token is split in two.
+    patterns see dates whole; a setting (`W:400`, `MI=0.8`, `TIS<0.4`) is split into
+    its name and value, and a token of punctuation alone (`+`, `-`) is no token.
     """
     out: list[str] = []
-    for raw in text.upper().replace("=", ":").split():
-        for part in raw.split(":") if re.fullmatch(r"[A-Z]+:[-+]?[\d.,]+", raw) else [raw]:
+    for raw in text.upper().split():
+        setting = _SETTING.fullmatch(raw)
+        for part in setting.groups() if setting else [raw]:
             token = part.strip(".,;:!?()[]{}'\"|")
-            if token:
+            if any(ch.isalnum() for ch in token):
                 out.append(token)
     return out
 

@@ -75,7 +75,7 @@ def judge(
         if verdict.decision == "keep":
             kept.append(Region(box, "keep", verdict.reason, verdict.marker))
             continue
-        covers.append(Region(box.padded(policy.padding, width, height), "redact", verdict.reason))
+        covers.append(Region(_padded(box, policy.padding, width, height), "redact", verdict.reason))
     return settle(covers, kept)
 
 
@@ -94,9 +94,15 @@ def settle(covers: Sequence[Region], kept: Sequence[Region]) -> list[Region]:
         merged = merge([*merged, *(Region(k.box, "redact", "text") for k in touched)])
 
 
+def _padded(box: Box, pad: int, width: int, height: int) -> Box:
+    """A line's cover: padded aside; above and below, the detector's own margin around
+    the letters is the padding, so that a cover stays off the next line of a stack."""
+    return Box(max(0, box.left - pad), box.top, min(width, box.right + pad), box.bottom)
+
+
 def _core(box: Box) -> Box:
     """A detected box without the margin the detector grows around the letters."""
-    inset = box.height // 5
+    inset = box.height // 4
     return Box(box.left + inset, box.top + inset, box.right - inset, box.bottom - inset)
 
 
