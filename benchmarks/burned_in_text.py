@@ -10,8 +10,11 @@ A labelled corpus is generated in the run (seeded), so every figure can be check
 Text is drawn in many fonts (Pillow's default TrueType at any size, and every TTF that
 ships with Pillow or matplotlib or sits in the system's DejaVu folder, if present) with
 cap heights 8 to 40 px, white, grey and coloured, on dark borders and over bright
-anatomy, in corners, banners and mid-image; some images carry allow-listed markers
-(L, R, PA, ...) and some no text at all. Every word is labelled PHI, other text or
+anatomy, in corners, banners and mid-image; on radiographs and CT a quarter of the
+lines are grey on grey (a grey about 30 to 65 levels from the anatomy under them, over
+anatomy), and some lines hold one identifying token among words that are kept alone
+(`LIVER DOE`); some images carry allow-listed markers (L, R, PA, ...) and some no text
+at all. Every word is labelled PHI, other text or
 marker, with the exact pixels it touches.
 
 Per image type it prints the medians and totals of:
@@ -297,7 +300,9 @@ class Canvas:
         self.taken.append(Box(x0, y0 + top, x0 + width, y0 + top + height))
 
 
-def contrast_ok(canvas: Canvas, box: Box, colour: float | tuple[float, float, float]) -> bool:
+def contrast_ok(
+    canvas: Canvas, box: Box, colour: float | tuple[float, float, float], least: float = 0.24
+) -> bool:
     """Whether text of this colour would stand out from what is under `box` to a reader.
 
     98% of what lies under the text must differ from it by about 60 grey levels (or, for
@@ -318,7 +323,18 @@ def contrast_ok(canvas: Canvas, box: Box, colour: float | tuple[float, float, fl
         seen = np.maximum(luma_gap, 0.8 * chroma_gap)
         return float(np.percentile(seen, 2)) >= 0.22
     value = float(colour if isinstance(colour, float | int) else colour[0])
-    return float(np.percentile(np.abs(under - value), 2)) >= 0.24
+    return float(np.percentile(np.abs(under - value), 2)) >= least
+
+
+LOW_CONTRAST = 0.12  # least difference of a low-contrast line: grey text on grey anatomy
+
+
+def near_grey(canvas: Canvas, box: Box, rng: np.random.Generator) -> float:
+    """A grey just far enough from what lies under `box` to be read: grey on grey."""
+    under = canvas.pixels[box.top : box.bottom, box.left : box.right]
+    median = float(np.median(under)) if under.size else 0.5
+    step = float(rng.uniform(0.16, 0.26))
+    return median + step if median + step <= 1.0 else median - step
 
 
 # ---------------------------------------------------------------- patients
@@ -355,6 +371,9 @@ class Patient:
             lines.append([("ACC", "other"), (self.accession, "phi")])
         if rng.random() < 0.6:
             lines.append([(w, "phi") for w in self.hospital.split()])
+        if rng.random() < 0.4:  # one identifying token among words that are kept alone
+            label = ["LIVER", "CHEST", "SAG", "AXIAL", "PORTABLE"][int(rng.integers(5))]
+            lines.append([(label, "other"), (self.last, "phi")])
         return lines
 
     def header(self, ds: FileDataset) -> None:
@@ -529,8 +548,13 @@ def place_lines(
     colours: Callable[[], float | tuple[float, float, float]],
     *,
     mid_share: float,
+    low_share: float = 0.0,
 ) -> None:
-    """Stack lines in corners (and some mid-image), each font/size/colour drawn at random."""
+    """Stack lines in corners (and some mid-image), each font/size/colour drawn at random.
+
+    A `low_share` of the lines (grey images only) is drawn grey on grey: a grey close
+    to what lies under it, over anatomy, as faint as a reader can still read.
+    """
     order = list(layout.corners)
     rng.shuffle(order)
     font_file = fonts.files[int(rng.integers(len(fonts.files)))]
@@ -544,9 +568,10 @@ def place_lines(
         font = fonts.get(font_file, cap)
         width, top, height = canvas.line_size(line, font)
         spacing = int(height * 0.6) + 3
+        low = canvas.pixels.ndim == 2 and rng.random() < low_share
         for attempt in range(40):
             colour = colours()
-            if rng.random() < mid_share or attempt >= 20:
+            if low or rng.random() < mid_share or attempt >= 20:
                 x = int(rng.integers(4, max(5, canvas.width - width - 4)))
                 y = int(rng.integers(4, max(5, canvas.height - height - 4))) - top
             else:
@@ -555,7 +580,10 @@ def place_lines(
                 x = cx if which[1] == "l" else cx - width
                 y = cy + at - top if which[0] == "t" else cy - at - height - top
             box = Box(x, y + top, x + width, y + top + height)
-            if canvas.free(box, spacing) and contrast_ok(canvas, box, colour):
+            if low:
+                colour = near_grey(canvas, box, rng)
+            least = LOW_CONTRAST if low else 0.24
+            if canvas.free(box, spacing) and contrast_ok(canvas, box, colour, least):
                 canvas.draw((x, y), line, font, colour, cap, aliased=aliased)
                 if attempt < 20 and rng.random() >= mid_share:
                     which = order[(index + attempt) % len(order)][0]
@@ -676,7 +704,7 @@ def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bo
         def grey() -> float:
             return float(rng.choice([1.0, 1.0, float(rng.uniform(0.65, 0.85)), 0.02]))
 
-        place_lines(rng, canvas, fonts, lines, layout, grey, mid_share=0.2)
+        place_lines(rng, canvas, fonts, lines, layout, grey, mid_share=0.2, low_share=0.25)
         if not text_free:
             place_markers(rng, canvas, fonts, int(rng.integers(1, 3)), (20, 40), lambda: 1.0)
         stored = np.clip(canvas.pixels * 4095, 0, 4095).round()
@@ -693,7 +721,7 @@ def make_sample(kind: str, index: int, seed: int, fonts: Fonts, *, text_free: bo
         def grey() -> float:
             return float(rng.choice([1.0, 1.0, float(rng.uniform(0.6, 0.85))]))
 
-        place_lines(rng, canvas, fonts, lines, layout, grey, mid_share=0.1)
+        place_lines(rng, canvas, fonts, lines, layout, grey, mid_share=0.1, low_share=0.25)
         if not text_free and rng.random() < 0.7:
             place_markers(rng, canvas, fonts, 1, (10, 20), lambda: 1.0)
         hu = np.clip(-160 + canvas.pixels * 400, -1024, 3071)

@@ -18,6 +18,7 @@ import numpy as np
 from deid.boxes import Box, bounding
 from deid.errors import LeakError
 from deid.text import decide, detect, read, search
+from deid.text.extend import extend
 from deid.text.policy import Region, TextPolicy, redaction_boxes
 
 LOOKS = 2  # second looks after the first; text still found after them fails the file
@@ -45,7 +46,7 @@ def search_image(
     if first_scale is not None and not detect.find_lines(image, scale=first_scale):
         return []
     matcher = decide.Matcher.build(phi or {})
-    regions = search.find_regions(image, policy, phi=phi, protected=protected)
+    regions = _extended(image, search.find_regions(image, policy, phi=phi, protected=protected))
     for look in range(LOOKS + 1):
         covered = _black_out(image, redaction_boxes([*regions, *fixed]))
         extra = second_look(covered, regions, policy, matcher, protected)
@@ -53,7 +54,7 @@ def search_image(
             return regions
         if look == LOOKS:
             raise LeakError("text stays readable after redaction; nothing written", where)
-        regions = _combined(regions, extra)
+        regions = _extended(image, _combined(regions, extra))
     return regions
 
 
@@ -144,6 +145,14 @@ def _joins(cover: Box, piece: search.Piece) -> bool:
         return False
     gap = max(piece.box.left - cover.right, cover.left - piece.box.right)
     return gap <= _TOUCH * piece.height and piece.reading.alnum >= 1
+
+
+def _extended(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
+    """Covers grown along their lines (`extend`), then settled with the kept lines."""
+    covers = [
+        Region(extend(image, r.box), "redact", r.reason) for r in regions if r.decision == "redact"
+    ]
+    return search.settle(covers, [r for r in regions if r.decision == "keep"])
 
 
 def _combined(regions: Sequence[Region], extra: Sequence[Region]) -> list[Region]:
