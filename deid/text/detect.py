@@ -33,7 +33,8 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 _THRESHOLD = 0.3  # pixel probability from which a pixel belongs to a line
 _LEAST_SCORE = 0.5  # mean probability inside a line for it to count
 _UNCLIP = 1.5  # DB's growth of the shrunk text kernel back to the whole line
-_LONG_SIDE = 1024  # px: larger images are searched shrunk to this long side
+_LARGE_SIDE = 1280  # px: larger images (radiographs) are searched shrunk ...
+_LONG_SIDE = 960  # ... to this long side: their text is large enough to be found there
 _SMALL_SIDE = 320  # px: images this small are searched enlarged twice
 _THREADED_PIXELS = 1 << 19  # searched images this large use two threads
 _LEAST_HEIGHT = 4.0  # px: a line lower than this cannot be read by anyone
@@ -65,7 +66,7 @@ def max_line_height(height: int, width: int) -> float:
 def search_scale(height: int, width: int) -> float:
     """The factor an image is resized by before the network sees it."""
     long_side = max(height, width)
-    if long_side > _LONG_SIDE:
+    if long_side > _LARGE_SIDE:
         return _LONG_SIDE / long_side
     if long_side <= _SMALL_SIDE:
         return 2.0
