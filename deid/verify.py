@@ -42,6 +42,7 @@ from deid.ocr import Word, read_words
 from deid.profiles import Action, AgeMode, DateMode, Profile, dictionary_vr
 from deid.reader import read, sniff
 from deid.text import TextPolicy
+from deid.text.decide import kept_token
 
 _IDENTIFYING_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "AE", "UC")
 _IDENTIFYING_KEYWORDS = {
@@ -538,7 +539,7 @@ _CHUNK_KINDS = {
 _SMALL_IMAGE = 1000  # long side (px) below which the image is enlarged before OCR
 _MIN_EDGE = 40  # grey levels between neighbouring pixels that a pen stroke reaches
 _EDGE_NOISE = 4.0  # ... or this many times the image's median step (grain), if more
-_OUTSIDE = "text outside the allow-list"
+_OUTSIDE = "text that is not kept"
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
@@ -699,16 +700,18 @@ def _read_line(line: Sequence[Word], matcher: _Matcher) -> tuple[list[tuple[str,
 
 
 def _is_text(word: Word, edges: np.ndarray, floor: float, policy: TextPolicy) -> bool:
-    """Whether a word not otherwise identified counts as text the allow-list does not cover.
+    """Whether a word not otherwise identified counts as text that is not kept.
 
-    Two letters or digits or more, read with the policy's confidence, and drawn with
-    sharp edges: Tesseract reads blurred anatomy (three fingers as "ile") confidently,
-    but burned-in text is drawn with a pen whose strokes jump in grey level.
+    Two letters or digits or more, read with the policy's confidence, not kept text (a
+    vocabulary word, technical number or allow-list entry, as the text search keeps
+    them), and drawn with sharp edges: Tesseract reads blurred anatomy (three fingers
+    as "ile") confidently, but burned-in text is drawn with a pen whose strokes jump in
+    grey level.
     """
     token = word.text.strip().strip(string.punctuation).upper()
     if sum(ch.isalnum() for ch in token) < 2 or word.confidence < policy.min_confidence:
         return False
-    if token in policy.allow_list or word.text.strip().upper() in policy.allow_list:
+    if kept_token(token, policy) or kept_token(word.text.strip(), policy):
         return False
     box = word.box
     inside = edges[box.top : box.bottom, box.left : box.right]
@@ -766,8 +769,8 @@ def check_png(path: Path, originals: Mapping[str, str] | None, policy: TextPolic
     does not need or data after the end. The pixels are read by Tesseract (enlarged if
     small, and inverted, so dark text on light shows too); words that spell an original
     value or an identifying pattern are reported by kind, and any other confident,
-    sharply drawn word of two letters or digits that is not on `policy.allow_list` as
-    "text outside the allow-list". Locations only, never what was read. Raises
+    sharply drawn word of two letters or digits that is not kept text (`kept_token`) as
+    "text that is not kept". Locations only, never what was read. Raises
     `OcrUnavailableError` when Tesseract cannot run.
     """
     return _check_png(path, _Matcher(originals), policy)

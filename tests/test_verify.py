@@ -373,7 +373,7 @@ def test_png_data_after_the_end_is_a_leak(outputs: Outputs, tmp_path: Path) -> N
     ("text", "with_originals", "kind"),
     [
         ("DOE JOHN", True, "patient name"),
-        ("DOE JOHN", False, "text outside the allow-list"),
+        ("DOE JOHN", False, "text that is not kept"),
         ("03/14/2023", False, "full date"),
     ],
     ids=["name", "name-no-originals", "date"],

@@ -80,9 +80,25 @@ def decide(
         return Verdict("keep", "text without PHI")
     if all(t in vocabulary for t in tokens):
         return Verdict("keep", "kept marker", " ".join(tokens))
-    if all(t in vocabulary or _technical(t) for t in tokens):
+    if technical_line(tokens, policy):
         return Verdict("keep", "technical text")
     return Verdict("redact", "text")
+
+
+def kept_token(token: str, policy: TextPolicy) -> bool:
+    """Whether one token is kept text under `policy`: a vocabulary word or a technical
+    number or code. `deid verify` asks this too, so both judge text alike."""
+    word = token.strip(".,;:!?()[]{}'\"|").upper()
+    return word in policy_vocabulary(policy) or _technical(word)
+
+
+def technical_line(tokens: Sequence[str], policy: TextPolicy) -> bool:
+    """Every token kept, and not two or more bare numbers alone (an ID or a date
+    written with spaces: `12 03 1950`, `1234 5678`)."""
+    if not tokens or not all(kept_token(t, policy) for t in tokens):
+        return False
+    bare = [t for t in tokens if _BARE.fullmatch(t)]
+    return not (len(bare) >= 2 and len(bare) == len(tokens))
 
 
 def readable(reading: Reading, policy: TextPolicy) -> bool:
@@ -91,6 +107,7 @@ def readable(reading: Reading, policy: TextPolicy) -> bool:
 
 
 _SETTING = re.compile(r"([A-Z]+)[:=<>]+([-+]?[\d.,]+%?)")
+_BARE = re.compile(r"[-+]?[\d.,]+")
 
 
 def tokenize(text: str) -> list[str]:
@@ -125,8 +142,8 @@ def _vocabulary() -> _Vocabulary:
     )
     numbers = table["numbers"]
     units = "|".join(re.escape(str(u).upper()) for u in numbers["units"])
-    digits = int(numbers["max_digits"])
-    number = rf"[-+]?\d{{1,{digits}}}(?:[.,]\d+)?(?:{units})?"
+    digits, decimals = int(numbers["max_digits"]), int(numbers["max_decimals"])
+    number = rf"[-+]?\d{{1,{digits}}}(?:[.,]\d{{1,{decimals}}})?(?:{units})?"
     codes = "|".join(f"(?:{c})" for c in numbers.get("codes", []))
     return _Vocabulary(words, re.compile(rf"(?:{number}|{codes})" if codes else number))
 
@@ -138,12 +155,17 @@ def policy_vocabulary(policy: TextPolicy) -> frozenset[str]:
 
 
 def _technical(token: str) -> bool:
-    """A technical number or code; `120-KV` counts as its parts do."""
-    numbers = _vocabulary().numbers
-    if numbers.fullmatch(token):
+    """A technical number or code; `120-KV` counts as its parts do when one of them is
+    a word (`555-1234` and `1234-5678` are not technical)."""
+    vocabulary = _vocabulary()
+    if vocabulary.numbers.fullmatch(token):
         return True
     parts = [p for p in token.split("-") if p]
-    return len(parts) > 1 and all(numbers.fullmatch(p) or p in _vocabulary().words for p in parts)
+    return (
+        len(parts) > 1
+        and any(p in vocabulary.words for p in parts)
+        and all(vocabulary.numbers.fullmatch(p) or p in vocabulary.words for p in parts)
+    )
 
 
 def _canonical(text: str) -> str:

@@ -73,10 +73,13 @@ def search_scale(height: int, width: int) -> float:
     return 1.0
 
 
-def find_lines(image: np.ndarray, *, scale: float | None = None) -> list[Line]:
+def find_lines(
+    image: np.ndarray, *, scale: float | None = None, tallest: float | None = None
+) -> list[Line]:
     """Text lines in a rendered uint8 grey (H, W) or RGB (H, W, 3) image.
 
-    `scale` overrides `search_scale` (a cheaper first look passes a smaller one).
+    `scale` overrides `search_scale` (a cheaper first look passes a smaller one), and
+    `tallest` overrides `max_line_height` (a crop passes its whole image's).
     Boxes are in the image's pixels, clipped to it. Raises `DetectorUnavailableError`
     when the model cannot be loaded and TypeError for anything but a uint8 image.
     """
@@ -87,7 +90,8 @@ def find_lines(image: np.ndarray, *, scale: float | None = None) -> list[Line]:
         return []
     factor = search_scale(height, width) if scale is None else scale
     probability, fx, fy = _probability(image, factor)
-    return _lines(probability, fx, fy, height, width)
+    limit = max_line_height(height, width) if tallest is None else tallest
+    return _lines(probability, fx, fy, height, width, limit)
 
 
 def _probability(image: np.ndarray, factor: float) -> tuple[np.ndarray, float, float]:
@@ -108,10 +112,11 @@ def _probability(image: np.ndarray, factor: float) -> tuple[np.ndarray, float, f
     return np.asarray(out[0, 0, :rh, :rw]), rw / width, rh / height
 
 
-def _lines(probability: np.ndarray, fx: float, fy: float, height: int, width: int) -> list[Line]:
+def _lines(
+    probability: np.ndarray, fx: float, fy: float, height: int, width: int, tallest: float
+) -> list[Line]:
     mask = cv2.dilate((probability > _THRESHOLD).astype(np.uint8), np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    tallest = max_line_height(height, width)
     found: list[Line] = []
     for contour in contours:
         (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
@@ -131,7 +136,8 @@ def _lines(probability: np.ndarray, fx: float, fy: float, height: int, width: in
         line_height = min(side_a, side_b)
         if not _LEAST_HEIGHT <= line_height <= tallest:
             continue
-        low, high = np.floor(corners.min(axis=0)), np.ceil(corners.max(axis=0))
+        # a pixel's centre sits half a pixel in: one more on each side holds every edge
+        low, high = np.floor(corners.min(axis=0)) - 1, np.ceil(corners.max(axis=0)) + 1
         box = Box(
             max(0, int(low[0])),
             max(0, int(low[1])),

@@ -37,8 +37,11 @@ class Reading:
 
     @property
     def confidence(self) -> float:
-        """The mean probability of the characters read (0 when nothing was read)."""
-        return float(np.mean(self.confidences)) if self.confidences else 0.0
+        """The mean probability of the letters and digits read (of all characters when
+        there are none; 0 when nothing was read)."""
+        values = [c for ch, c in zip(self.text, self.confidences, strict=True) if ch.isalnum()]
+        values = values or list(self.confidences)
+        return float(np.mean(values)) if values else 0.0
 
     @property
     def least(self) -> float:

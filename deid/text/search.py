@@ -20,6 +20,7 @@ from deid.text.policy import Region, TextPolicy
 
 _BAND_SHARE = 0.5  # pieces sharing this much of the lower one's height are on one band
 _GAP = 1.2  # ... and this many line heights apart at most are one line
+_WIDE = 4.0  # a line this many heights long holds several characters
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ def judge(
     kept: list[Region] = []
     for line in group_lines(pieces):
         box = bounding(p.box for p in line)
-        verdict = decide.decide(
-            joined(line), policy, matcher, protected=_inside_any(box, protected)
-        )
+        inside = _inside_any(box, protected)
+        verdict = decide.decide(joined(line), policy, matcher, protected=inside)
+        if not inside and _unread_part(line, verdict):
+            verdict = decide.Verdict("redact", "unreadable text")
         if verdict is None:
             continue
         if verdict.decision == "keep":
@@ -77,6 +79,20 @@ def judge(
             continue
         covers.append(Region(_padded(box, policy.padding, width, height), "redact", verdict.reason))
     return settle(covers, kept)
+
+
+def _unread_part(line: Sequence[Piece], verdict: decide.Verdict | None) -> bool:
+    """Whether a line not otherwise covered holds detected text the reader could not
+    read: a piece read as nothing beside read ones, or one long line (several
+    characters' width) read as a character or none. Such text is covered."""
+    if verdict is not None and verdict.decision == "redact":
+        return False
+    unread = [p for p in line if p.reading.alnum == 0]
+    if unread and len(unread) < len(line):
+        return True
+    return (
+        len(line) == 1 and line[0].reading.alnum < 2 and line[0].box.width >= _WIDE * line[0].height
+    )
 
 
 def settle(covers: Sequence[Region], kept: Sequence[Region]) -> list[Region]:

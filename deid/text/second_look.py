@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
+from deid import pixels
 from deid.boxes import Box, bounding
 from deid.errors import LeakError
 from deid.text import decide, detect, read, search
@@ -47,14 +48,15 @@ def search_image(
         return []
     matcher = decide.Matcher.build(phi or {})
     regions = _extended(image, search.find_regions(image, policy, phi=phi, protected=protected))
-    for look in range(LOOKS + 1):
-        covered = _black_out(image, redaction_boxes([*regions, *fixed]))
+    for _ in range(LOOKS):
+        covered = pixels.black_out(image, redaction_boxes([*regions, *fixed]))
         extra = second_look(covered, regions, policy, matcher, protected)
         if not extra:
             return regions
-        if look == LOOKS:
-            raise LeakError("text stays readable after redaction; nothing written", where)
         regions = _extended(image, _combined(regions, extra))
+    covered = pixels.black_out(image, redaction_boxes([*regions, *fixed]))
+    if second_look(covered, regions, policy, matcher, protected):
+        raise LeakError("text stays readable after redaction; nothing written", where)
     return regions
 
 
@@ -76,13 +78,14 @@ def second_look(
         return []
     height, width = image.shape[:2]
     scale = detect.search_scale(height, width)
+    tallest = detect.max_line_height(height, width)
     known = [r.box for r in regions]
     pieces: list[search.Piece] = []
     for area in areas(covers, width, height):
         view = levelled(image[area.top : area.bottom, area.left : area.right])
         found = [
             line
-            for line in detect.find_lines(view, scale=scale)
+            for line in detect.find_lines(view, scale=scale, tallest=tallest)
             if not any(k.shared_area(line.box.shifted(area)) * 2 > line.box.area for k in known)
         ]
         readings = read.read_lines(view, [line.box for line in found])
@@ -144,7 +147,7 @@ def _joins(cover: Box, piece: search.Piece) -> bool:
     if shared < 0.5 * min(cover.height, piece.box.height):
         return False
     gap = max(piece.box.left - cover.right, cover.left - piece.box.right)
-    return gap <= _TOUCH * piece.height and piece.reading.alnum >= 1
+    return gap <= _TOUCH * piece.height
 
 
 def _extended(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
@@ -158,10 +161,3 @@ def _extended(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
 def _combined(regions: Sequence[Region], extra: Sequence[Region]) -> list[Region]:
     covers = [*(r for r in regions if r.decision == "redact"), *extra]
     return search.settle(covers, [r for r in regions if r.decision == "keep"])
-
-
-def _black_out(image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-    out = image.copy()
-    for box in boxes:
-        out[box.top : box.bottom, box.left : box.right] = 0
-    return out
