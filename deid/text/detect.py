@@ -36,6 +36,7 @@ _UNCLIP = 1.5  # DB's growth of the shrunk text kernel back to the whole line
 _LARGE_SIDE = 1280  # px: larger images (radiographs) are searched shrunk ...
 _LONG_SIDE = 960  # ... to this long side: their text is large enough to be found there
 _SMALL_SIDE = 320  # px: images this small are searched enlarged twice
+_GREY_SIDE = 640  # px: ... and grey images up to this size
 _THREADED_PIXELS = 1 << 19  # searched images this large use two threads
 _LEAST_HEIGHT = 4.0  # px: a line lower than this cannot be read by anyone
 _MAX_SHARE = 0.1  # a "line" covering more of the image than this is a textured area
@@ -63,12 +64,17 @@ def max_line_height(height: int, width: int) -> float:
     return max(32.0, 0.1 * min(height, width))
 
 
-def search_scale(height: int, width: int) -> float:
-    """The factor an image is resized by before the network sees it."""
+def search_scale(height: int, width: int, *, grey: bool = False) -> float:
+    """The factor an image is resized by before the network sees it.
+
+    Small images are enlarged twice; so are grey images up to `_GREY_SIDE` (CT and MR
+    slices, whose text is small and often grey on grey: the network finds such lines
+    at twice the size, not at their own).
+    """
     long_side = max(height, width)
     if long_side > _LARGE_SIDE:
         return _LONG_SIDE / long_side
-    if long_side <= _SMALL_SIDE:
+    if long_side <= _SMALL_SIDE or (grey and long_side <= _GREY_SIDE):
         return 2.0
     return 1.0
 
@@ -88,7 +94,7 @@ def find_lines(
     height, width = image.shape[:2]
     if min(height, width) < 8:
         return []
-    factor = search_scale(height, width) if scale is None else scale
+    factor = search_scale(height, width, grey=image.ndim == 2) if scale is None else scale
     probability, fx, fy = _probability(image, factor)
     limit = max_line_height(height, width) if tallest is None else tallest
     return _lines(probability, fx, fy, height, width, limit)

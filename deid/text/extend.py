@@ -20,12 +20,12 @@ import numpy as np
 
 from deid.boxes import Box
 
-_GAP = 1.0  # line heights of blank columns that end a line
+_GAP = 1.5  # line heights of blank columns that end a line
 _BRIDGE = 1.5  # line heights a bridge may span
 _REACH = 30  # line heights a cover may grow by at most, per side
-_LEAST_STEP = 24  # grey levels between text and background at least
 _FLAT = 3  # grey levels: text is drawn in one flat value, anatomy is not
-_STROKE = 3  # text-coloured pixels a column of a letter holds at least
+_STROKE = 3  # text-coloured pixels a column of a letter holds at least (thin
+# anti-aliased strokes hold one fewer at their flat core)
 
 
 def extend(image: np.ndarray, box: Box) -> Box:
@@ -36,26 +36,28 @@ def extend(image: np.ndarray, box: Box) -> Box:
     top, bottom = box.top + inset, box.bottom - inset
     if bottom - top < 3 or box.width < 2:
         return box
-    core = grey[top:bottom, box.left : box.right].astype(np.int16)
-    background = float(np.median(core))
-    colour = _flat_colour(core, background)
+    line = max(4, box.height - 2 * inset)
+    margin = max(2, line // 3)
+    core = grey[top:bottom, box.left : box.right]
+    around = np.concatenate(
+        [
+            grey[max(0, box.top - margin) : box.top, box.left : box.right].ravel(),
+            grey[box.bottom : min(height, box.bottom + margin), box.left : box.right].ravel(),
+        ]
+    )
+    colour = _flat_colour(core, around)
     if colour is None:
         return box
-    step = abs(colour - background)
-    if step < _LEAST_STEP:
-        return box
     tolerance = _FLAT
-    line = max(4, box.height - 2 * inset)
     reach = _REACH * line
     left = max(0, box.left - reach)
     right = min(width, box.right + reach)
-    margin = max(2, line // 3)
     band = np.abs(grey[top:bottom, left:right].astype(np.int16) - colour) <= tolerance
     above = np.abs(grey[max(0, top - margin) : top, left:right].astype(np.int16) - colour)
     below = np.abs(
         grey[bottom : min(height, bottom + margin), left:right].astype(np.int16) - colour
     )
-    inside = band.sum(axis=0) >= _STROKE
+    inside = band.sum(axis=0) >= _STROKE - 1
     outside = np.zeros(right - left, dtype=bool)
     for rows in (above, below):
         if rows.size:
@@ -70,14 +72,15 @@ def extend(image: np.ndarray, box: Box) -> Box:
     return Box(grown_left, box.top, grown_right, box.bottom)
 
 
-def _flat_colour(core: np.ndarray, background: float) -> float | None:
-    """The grey the line is drawn in: the commonest value far from the background."""
-    values, counts = np.unique(core, return_counts=True)
-    far = np.abs(values - background) >= _LEAST_STEP
-    if not far.any():
-        return None
-    best = int(np.argmax(np.where(far, counts, 0)))
-    return float(values[best]) if counts[best] >= _STROKE * 2 else None
+def _flat_colour(core: np.ndarray, around: np.ndarray) -> float | None:
+    """The grey the line is drawn in: the value most in excess in the line's core over
+    the rows just around it (a lung's black, a bone's white and the grain of tissue are
+    in both; the letters only in the core). None when no value stands out."""
+    inside = np.bincount(core.ravel(), minlength=256).astype(np.float64)
+    outside = np.bincount(around, minlength=256).astype(np.float64) if around.size else None
+    excess = inside - (outside * (core.size / around.size) if outside is not None else 0.0)
+    best = int(np.argmax(excess))
+    return float(best) if excess[best] >= _STROKE * 2 else None
 
 
 def _walk(ink: np.ndarray, bridge: np.ndarray, start: int, direction: int, line: int) -> int:

@@ -234,4 +234,4 @@ def first_look_scale(ds: Dataset) -> float | None:
     if burned == "YES" or (image_type and image_type[0] != "ORIGINAL"):
         return None
     rows, columns = _size(ds)
-    return 0.5 * search_scale(rows, columns) if rows and columns else None
+    return 0.5 * min(1.0, search_scale(rows, columns)) if rows and columns else None

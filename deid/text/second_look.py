@@ -50,12 +50,12 @@ def search_image(
     regions = _extended(image, search.find_regions(image, policy, phi=phi, protected=protected))
     for _ in range(LOOKS):
         covered = pixels.black_out(image, redaction_boxes([*regions, *fixed]))
-        extra = second_look(covered, regions, policy, matcher, protected)
+        extra = second_look(covered, regions, policy, matcher)
         if not extra:
             return regions
         regions = _extended(image, _combined(regions, extra))
     covered = pixels.black_out(image, redaction_boxes([*regions, *fixed]))
-    if second_look(covered, regions, policy, matcher, protected):
+    if second_look(covered, regions, policy, matcher):
         raise LeakError("text stays readable after redaction; nothing written", where)
     return regions
 
@@ -65,7 +65,6 @@ def second_look(
     regions: Sequence[Region],
     policy: TextPolicy,
     matcher: decide.Matcher,
-    protected: Sequence[Box] = (),
 ) -> list[Region]:
     """New covers found on the redacted `image`, seen levelled, beside known regions.
 
@@ -77,7 +76,7 @@ def second_look(
     if not covers:
         return []
     height, width = image.shape[:2]
-    scale = detect.search_scale(height, width)
+    scale = detect.search_scale(height, width, grey=image.ndim == 2)
     tallest = detect.max_line_height(height, width)
     known = [r.box for r in regions]
     pieces: list[search.Piece] = []
@@ -104,9 +103,12 @@ def second_look(
             extra.append(Region(box.padded(policy.padding, width, height), "redact", region.reason))
             joined += joining
     others = [p for p in pieces if p not in joined]
+    # The levelled view brings out anatomy too: what it alone shows is covered only
+    # when read as text to cover, never on suspicion.
+    everywhere = [Box(0, 0, width, height)]
     extra += [
         r
-        for r in search.judge(others, image.shape, policy, matcher, protected)
+        for r in search.judge(others, image.shape, policy, matcher, everywhere)
         if r.decision == "redact"
     ]
     return search.merge(extra)
