@@ -29,8 +29,24 @@ _STROKE = 3  # text-coloured pixels a column of a letter holds at least (thin
 
 
 def extend(image: np.ndarray, box: Box) -> Box:
-    """`box`, a line's cover on a rendered image, grown along the line to its ends."""
-    grey = image if image.ndim == 2 else image.max(axis=2)
+    """`box`, a line's cover on a rendered image, grown along the line to its ends.
+
+    A colour image is looked at in luma and in its brightest channel (light blue text
+    on a white rib is one in the other), and the cover grows as far as either says.
+    """
+    y0, y1 = max(0, box.top - box.height), min(image.shape[0], box.bottom + box.height)
+    rows = image[y0:y1]
+    local = Box(box.left, box.top - y0, box.right, box.bottom - y0)
+    if rows.ndim == 2:
+        views = [rows]
+    else:
+        luma = (rows @ np.array([0.299, 0.587, 0.114])).round().astype(np.uint8)
+        views = [luma, rows.max(axis=2)]
+    grown = [_extend(view, local) for view in views]
+    return Box(min(g.left for g in grown), box.top, max(g.right for g in grown), box.bottom)
+
+
+def _extend(grey: np.ndarray, box: Box) -> Box:
     height, width = grey.shape
     inset = box.height // 5
     top, bottom = box.top + inset, box.bottom - inset
