@@ -144,9 +144,10 @@ def levelled(image: np.ndarray) -> np.ndarray:
 
 
 def _joins(cover: Box, piece: search.Piece) -> bool:
-    """A piece on the cover's band, touching it or within a short gap of it."""
+    """A piece of the cover's own line: within its rows, no taller than it, and
+    touching it or within a short gap of it."""
     shared = min(cover.bottom, piece.box.bottom) - max(cover.top, piece.box.top)
-    if shared < 0.5 * min(cover.height, piece.box.height):
+    if shared < 0.7 * piece.box.height or piece.box.height > 1.5 * cover.height:
         return False
     gap = max(piece.box.left - cover.right, cover.left - piece.box.right)
     return gap <= _TOUCH * piece.height
