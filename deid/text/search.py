@@ -118,7 +118,7 @@ def _padded(box: Box, pad: int, width: int, height: int) -> Box:
 
 def _core(box: Box) -> Box:
     """A detected box without the margin the detector grows around the letters."""
-    inset = box.height // 4
+    inset = 3 * box.height // 10
     return Box(box.left + inset, box.top + inset, box.right - inset, box.bottom - inset)
 
 
