@@ -36,9 +36,9 @@ from deid import pipeline, profiles
 from deid.errors import DeidError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-negatives"
-# pydicom's ultrasound examples carry burned-in text (a clinic, times, settings): they
-# are positives, not negatives, and are left out here.
-WITH_TEXT = ("examples_",)
+# pydicom's ultrasound examples carry burned-in text (a clinic, times, settings), and
+# GDCMJ2K_TextGBR the words red, green and blue: positives, not negatives, left out here.
+WITH_TEXT = ("examples_", "GDCMJ2K_TextGBR")
 
 
 def real_images() -> list[Path]:

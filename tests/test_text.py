@@ -77,3 +77,14 @@ def test_regions_never_carry_what_was_read() -> None:
     for region in regions:
         assert "DOE" not in region.reason and "JOHN" not in region.reason
         assert region.marker is None or region.decision == "keep"
+
+
+def test_large_coloured_words_on_a_real_file_are_covered_whole() -> None:
+    path = get_testdata_file("GDCMJ2K_TextGBR.dcm")
+    if path is None:
+        pytest.skip("GDCMJ2K_TextGBR.dcm is not bundled with this pydicom")
+    image = rendered(Path(path))
+    words = [np.all(image == colour, axis=2) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    assert all(word.sum() > 500 for word in words)  # red, green and blue are drawn
+    mask = covered(image.shape, redaction_boxes(search_image(image, POLICY)))
+    assert all(mask[word].all() for word in words)

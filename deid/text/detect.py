@@ -58,10 +58,12 @@ class Line:
 def max_line_height(height: int, width: int) -> float:
     """The tallest text line, in pixels, that an image of this size carries.
 
-    Burned-in text is at most a tenth of the image's short side (a 512 px CT prints
-    lines of 8 to 30 px; a 2000 px radiograph up to about 100), never less than 32 px.
+    A line, its margin included, is at most about a third of the image's short side
+    (a 512 px CT prints lines of 8 to 30 px; a test card, words a sixth of its height),
+    never less than 32 px. Taller areas are the network's answer to texture with no
+    text at all; what passes is still only covered once it is read as text.
     """
-    return max(32.0, 0.1 * min(height, width))
+    return max(32.0, 0.35 * min(height, width))
 
 
 def search_scale(height: int, width: int, *, grey: bool = False) -> float:

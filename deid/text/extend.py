@@ -24,6 +24,9 @@ _GAP = 1.5  # line heights of blank columns that end a line
 _BRIDGE = 1.5  # line heights a bridge may span
 _REACH = 30  # line heights a cover may grow by at most, per side
 _FLAT = 3  # grey levels: text is drawn in one flat value, anatomy is not
+_FULL = 0.6  # share of a row in the text's colour beyond which it is background
+_UNDER = 0.7  # share of a row's ink under the letters' columns for it to be theirs
+_CUT = 0.25  # ... and at least this share of the line's busiest row: letters cut across
 _STROKE = 3  # text-coloured pixels a column of a letter holds at least (thin
 # anti-aliased strokes hold one fewer at their flat core)
 
@@ -43,7 +46,12 @@ def extend(image: np.ndarray, box: Box) -> Box:
         luma = (rows @ np.array([0.299, 0.587, 0.114])).round().astype(np.uint8)
         views = [luma, rows.max(axis=2)]
     grown = [_extend(view, local) for view in views]
-    return Box(min(g.left for g in grown), box.top, max(g.right for g in grown), box.bottom)
+    return Box(
+        min(g.left for g in grown),
+        min(g.top for g in grown) + y0,
+        max(g.right for g in grown),
+        max(g.bottom for g in grown) + y0,
+    )
 
 
 def _extend(grey: np.ndarray, box: Box) -> Box:
@@ -85,7 +93,40 @@ def _extend(grey: np.ndarray, box: Box) -> Box:
     pad = max(2, line // 4)
     grown_left = max(0, new_left - pad) if new_left < box.left else box.left
     grown_right = min(width, new_right + pad) if new_right > box.right else box.right
-    return Box(grown_left, box.top, grown_right, box.bottom)
+    flat = np.abs(grey[:, grown_left:grown_right].astype(np.int16) - colour) <= tolerance
+    letters = flat[top:bottom].any(axis=0)
+    letters[1:] |= letters[:-1].copy()
+    letters[:-1] |= letters[1:].copy()
+    counts = flat.sum(axis=1)
+    under = (flat & letters).sum(axis=1)
+    busiest = float(counts[top:bottom].max())
+    continuing = (counts >= max(_STROKE - 1, _CUT * busiest)) & (counts <= _FULL * flat.shape[1])
+    continuing &= under >= _UNDER * counts
+    # Only a box whose own edge row cuts through letters grows above or below it.
+    new_top = (
+        _rows(continuing, box.top - 1, -1, box.height // 3) if continuing[box.top] else box.top
+    )
+    new_bottom = (
+        _rows(continuing, box.bottom, 1, box.height // 3)
+        if continuing[box.bottom - 1]
+        else box.bottom - 1
+    )
+    grown_top = max(0, new_top - pad) if new_top < box.top else box.top
+    grown_bottom = min(height, new_bottom + 1 + pad) if new_bottom >= box.bottom else box.bottom
+    return Box(grown_left, grown_top, grown_right, grown_bottom)
+
+
+def _rows(continuing: np.ndarray, start: int, direction: int, reach: int) -> int:
+    """The last row from `start` outwards (at most `reach`) still holding the line's
+    ink: letters cut by the box's top or bottom edge, ascenders and descenders. Such a
+    row has its ink under the letters' own columns, and is not all ink (background in
+    the text's colour); a row without it ends the line."""
+    last = start - direction
+    for row in range(start, start + direction * reach, direction):
+        if not 0 <= row < len(continuing) or not continuing[row]:
+            break
+        last = row
+    return last
 
 
 def _flat_colour(core: np.ndarray, around: np.ndarray) -> float | None:
