@@ -8,7 +8,6 @@ on past a bad file. It fails closed: if any step fails the file gets no output a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +147,7 @@ def find_text(
     found: dict[int, list[text.Region]] = {}
     for index in sorted(search):
         frame = frames[index]
-        digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+        digest = pixels.frame_digest(frame)
         if digest not in by_digest or index in keep:
             image = pixels.render(ds, frame, settings.render)
             if index in keep:
@@ -241,8 +240,9 @@ def _process(path: Path, settings: Settings) -> FileResult:
 
     redacted = None
     if want_dicom and work is not None and work.covers:
-        per_frame = [work.boxes(i) for i in range(len(work.frames))]
-        redacted = pixels.redact(ds, work.frames, [], settings.render, per_frame=per_frame)
+        fixed_boxes = text.redaction_boxes(work.fixed)
+        per_frame = [text.redaction_boxes(work.found.get(i, [])) for i in range(len(work.frames))]
+        redacted = pixels.redact(ds, work.frames, fixed_boxes, settings.render, per_frame=per_frame)
     report = tags.deidentify(
         ds,
         settings.profile,

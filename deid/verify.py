@@ -13,7 +13,6 @@ chunk and line, OCRs the pixels, and reports `Leak`s.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import re
 import string
@@ -464,31 +463,28 @@ def _check_dicom(path: Path, matcher: _Matcher, policy: TextPolicy | None = None
     if str(ds.get("PatientIdentityRemoved", "") or "").strip().upper() != "YES":
         leaks.append(Leak(name, "PatientIdentityRemoved", "PatientIdentityRemoved not YES"))
     if policy is not None and "PixelData" in ds:
-        leaks += _dicom_pixel_leaks(path, matcher, policy)
+        leaks += _dicom_pixel_leaks(name, ds, matcher, policy)
     return list(dict.fromkeys(leaks))
 
 
-def _dicom_pixel_leaks(path: Path, matcher: _Matcher, policy: TextPolicy) -> list[Leak]:
-    """Text in a DICOM output's pixels: each distinct frame rendered, then read."""
-    name = str(path)
+def _dicom_pixel_leaks(name: str, ds: Dataset, matcher: _Matcher, policy: TextPolicy) -> list[Leak]:
+    """Text in a DICOM output's pixels (`ds` as the header check read it, its pixel data
+    deferred until now): each distinct frame rendered, then read."""
     try:
-        ds = read(path)
-        frames = pixels.decode(ds, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frames = pixels.decode(ds, name)
     except DeidError:
         return [Leak(name, "pixels", "undecodable pixel data")]
     leaks: list[Leak] = []
     seen: set[bytes] = set()
     for index, frame in enumerate(frames):
-        digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+        digest = pixels.frame_digest(frame)
         if digest in seen:
             continue
         seen.add(digest)
-        image = pixels.render(ds, frame)
-        greys = (
-            [image] if image.ndim == 2 else [image.mean(axis=2).astype(np.uint8), image.max(axis=2)]
-        )
         where = f"{name} frame {index + 1}" if len(frames) > 1 else name
-        leaks += _pixel_leaks(where, greys, matcher, policy)
+        leaks += _pixel_leaks(where, _planes(pixels.render(ds, frame)), matcher, policy)
     return leaks
 
 
@@ -623,11 +619,17 @@ def _greys(data: bytes) -> list[np.ndarray]:
             scaled = (values - low) * (255.0 / (high - low or 1.0))
             return [np.rint(scaled).astype(np.uint8)]
         rgb = image.convert("RGB") if image.mode not in ("L", "RGB") else image
-        luma = np.asarray(rgb.convert("L"))
-        if rgb.mode == "L":
-            return [luma]
-        brightest = np.asarray(rgb).max(axis=2)
-        return [luma] if np.array_equal(luma, brightest) else [luma, brightest]
+        return _planes(np.asarray(rgb))
+
+
+def _planes(image: np.ndarray) -> list[np.ndarray]:
+    """A grey or RGB uint8 image as the grey images to read: luma and, for colour, the
+    brightest channel when it differs."""
+    if image.ndim == 2:
+        return [image]
+    luma = np.asarray(Image.fromarray(image).convert("L"))
+    brightest = image.max(axis=2)
+    return [luma] if np.array_equal(luma, brightest) else [luma, brightest]
 
 
 def _ocr_scale(height: int, width: int) -> float:

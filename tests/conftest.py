@@ -264,3 +264,12 @@ def draw_text(
         ImageDraw.Draw(canvas).text(xy, text, fill=grey, font=font)
         ImageDraw.Draw(ink).text(xy, text, fill=255, font=font)
     return np.asarray(canvas), np.asarray(ink) > 127
+
+
+def safe_harbor_settings(out_dir: Path, passphrase: str, **overrides: Any) -> Any:
+    """`pipeline.Settings` for the `safe-harbor` profile, keyed by `passphrase`."""
+    from deid import pipeline, profiles
+    from deid.pseudonym import Pseudonymizer
+
+    key = Pseudonymizer.from_passphrase(passphrase).key
+    return pipeline.Settings.for_profile(profiles.load("safe-harbor"), key, out_dir, **overrides)

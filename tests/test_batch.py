@@ -6,20 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_ct_dataset
+from conftest import make_ct_dataset, safe_harbor_settings
 
-from deid import batch, pipeline, profiles
-from deid.pseudonym import Pseudonymizer
+from deid import batch, pipeline
 
 
 def _settings(out: Path) -> pipeline.Settings:
-    return pipeline.Settings.for_profile(
-        profiles.load("safe-harbor"),
-        Pseudonymizer.from_passphrase("test-batch").key,
-        out,
-        formats=frozenset({"dicom"}),
-        tree=True,
-        detect_text=False,
+    return safe_harbor_settings(
+        out, "test-batch", formats=frozenset({"dicom"}), tree=True, detect_text=False
     )
 
 

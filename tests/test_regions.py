@@ -172,7 +172,7 @@ def test_fixed_regions_are_covered_with_or_without_a_text_search(
     from deid import pipeline, profiles, text
     from deid.pseudonym import Pseudonymizer
 
-    monkeypatch.setattr(text, "find_regions", lambda *args, **kwargs: [])  # no OCR here
+    monkeypatch.setattr(text, "search_image", lambda *args, **kwargs: [])  # no search here
     pixels = np.random.default_rng(3).integers(100, 250, size=(48, 64), dtype=np.uint8)
     window = {"WindowCenter": 128, "WindowWidth": 256}
     ds = make_dataset(pixels, modality="US", sop_class=UltrasoundImageStorage, extra=window)

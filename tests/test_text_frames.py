@@ -6,22 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from conftest import PHI, ct_slice, draw_text, make_dataset
+from conftest import PHI, ct_slice, draw_text, make_dataset, safe_harbor_settings
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from deid import pipeline, profiles, verify
-from deid.pseudonym import Pseudonymizer
+from deid import pipeline, verify
 from deid.text import TextPolicy
 
 
 def settings(out_dir: Path) -> pipeline.Settings:
-    return pipeline.Settings.for_profile(
-        profiles.load("safe-harbor"),
-        Pseudonymizer.from_passphrase("test-frames").key,
-        out_dir,
-        formats=frozenset({"dicom"}),
-    )
+    return safe_harbor_settings(out_dir, "test-frames", formats=frozenset({"dicom"}))
 
 
 def written_frames(result: pipeline.FileResult) -> np.ndarray:

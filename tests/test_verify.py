@@ -14,14 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BURNED_LINES, PHI, burned_in_pixels, make_ct_dataset, make_dataset
+from conftest import (
+    BURNED_LINES,
+    PHI,
+    burned_in_pixels,
+    make_ct_dataset,
+    make_dataset,
+    safe_harbor_settings,
+)
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 
 from deid import batch, pipeline, profiles
-from deid.pseudonym import Pseudonymizer
 from deid.text import TextPolicy
 from deid.verify import (
     Leak,
@@ -76,14 +82,8 @@ def assert_no_values(leaks: list[Leak], values: list[str] = PLANTED) -> None:
 
 
 def settings(out_dir: Path, *, tree: bool = False) -> pipeline.Settings:
-    return pipeline.Settings.for_profile(
-        profiles.load("safe-harbor"),
-        Pseudonymizer.from_passphrase("test-verify").key,
-        out_dir,
-        formats=frozenset({"dicom", "png"}),
-        tree=tree,
-        context=True,
-    )
+    formats = frozenset({"dicom", "png"})
+    return safe_harbor_settings(out_dir, "test-verify", formats=formats, tree=tree, context=True)
 
 
 def planted_dataset() -> FileDataset:

@@ -88,7 +88,7 @@ def decide(
 def kept_token(token: str, policy: TextPolicy) -> bool:
     """Whether one token is kept text under `policy`: a vocabulary word or a technical
     number or code. `deid verify` asks this too, so both judge text alike."""
-    word = token.strip(".,;:!?()[]{}'\"|").upper()
+    word = token.strip(_PUNCTUATION).upper()
     return word in policy_vocabulary(policy) or _technical(word)
 
 
@@ -107,6 +107,7 @@ def readable(reading: Reading, policy: TextPolicy) -> bool:
 
 
 _SETTING = re.compile(r"([A-Z]+)[:=<>]+([-+]?[\d.,]+%?)")
+_PUNCTUATION = ".,;:!?()[]{}'\"|"  # dropped from the ends of a token
 _BARE = re.compile(r"[-+]?[\d.,]+")
 
 
@@ -121,7 +122,7 @@ def tokenize(text: str) -> list[str]:
     for raw in text.upper().split():
         setting = _SETTING.fullmatch(raw)
         for part in setting.groups() if setting else [raw]:
-            token = part.strip(".,;:!?()[]{}'\"|")
+            token = part.strip(_PUNCTUATION)
             if any(ch.isalnum() for ch in token):
                 out.append(token)
     return out

@@ -38,21 +38,30 @@ def find_regions(
     *,
     phi: Mapping[str, str] | None = None,
     protected: Sequence[Box] = (),
-    scale: float | None = None,
 ) -> list[Region]:
     """Find burned-in text in a rendered uint8 grey or RGB image and decide each line.
 
     `phi` maps the original header's identifying values to their kind (as
     `verify.phi_values` gives them). `protected` boxes are ultrasound image regions:
-    a line mostly inside one is covered only when read with confidence. `scale`
-    overrides the detector's own choice. Pure: the same image gives the same regions.
+    a line mostly inside one is covered only when read with confidence. Pure: the same
+    image gives the same regions.
     """
-    lines = detect.find_lines(image, scale=scale)
+    return look(image, policy, decide.Matcher.build(phi or {}), protected)
+
+
+def look(
+    image: np.ndarray,
+    policy: TextPolicy,
+    matcher: decide.Matcher,
+    protected: Sequence[Box] = (),
+) -> list[Region]:
+    """`find_regions` with the identifying values already built into a matcher."""
+    lines = detect.find_lines(image)
     if not lines:
         return []
     readings = read.read_lines(image, [line.box for line in lines])
     pieces = [Piece(ln.box, ln.height, r) for ln, r in zip(lines, readings, strict=True)]
-    return judge(pieces, image.shape, policy, decide.Matcher.build(phi or {}), protected)
+    return judge(pieces, image.shape, policy, matcher, protected)
 
 
 def judge(

@@ -47,16 +47,15 @@ def search_image(
     if first_scale is not None and not detect.find_lines(image, scale=first_scale):
         return []
     matcher = decide.Matcher.build(phi or {})
-    regions = _extended(image, search.find_regions(image, policy, phi=phi, protected=protected))
-    for _ in range(LOOKS):
+    regions = _grown(image, search.look(image, policy, matcher, protected))
+    for look in range(LOOKS + 1):
         covered = pixels.black_out(image, redaction_boxes([*regions, *fixed]))
         extra = second_look(covered, regions, policy, matcher)
         if not extra:
-            return regions
-        regions = _extended(image, _combined(regions, extra))
-    covered = pixels.black_out(image, redaction_boxes([*regions, *fixed]))
-    if second_look(covered, regions, policy, matcher):
-        raise LeakError("text stays readable after redaction; nothing written", where)
+            break
+        if look == LOOKS:
+            raise LeakError("text stays readable after redaction; nothing written", where)
+        regions = _grown(image, [*regions, *extra])
     return regions
 
 
@@ -153,14 +152,15 @@ def _joins(cover: Box, piece: search.Piece) -> bool:
     return gap <= _TOUCH * piece.height
 
 
-def _extended(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
-    """Covers grown along their lines (`extend`), then settled with the kept lines."""
-    covers = [
-        Region(extend(image, r.box), "redact", r.reason) for r in regions if r.decision == "redact"
-    ]
-    return search.settle(covers, [r for r in regions if r.decision == "keep"])
+def _grown(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
+    """Covers settled with the kept lines they reach, grown along their lines
+    (`extend`), then settled again with the kept lines the growth reaches."""
+    covers, kept = _split(search.settle(*_split(regions)))
+    grown = [Region(extend(image, r.box), "redact", r.reason) for r in covers]
+    return search.settle(grown, kept)
 
 
-def _combined(regions: Sequence[Region], extra: Sequence[Region]) -> list[Region]:
-    covers = [*(r for r in regions if r.decision == "redact"), *extra]
-    return search.settle(covers, [r for r in regions if r.decision == "keep"])
+def _split(regions: Sequence[Region]) -> tuple[list[Region], list[Region]]:
+    """Covers and kept lines."""
+    covers = [r for r in regions if r.decision == "redact"]
+    return covers, [r for r in regions if r.decision == "keep"]
