@@ -8,7 +8,6 @@ nothing but the settings.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -16,26 +15,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deid.errors import ExitCode, UsageError
-from deid.output import TEMP_PREFIX
+from deid.errors import ExitCode
 from deid.pipeline import FileResult, Settings, process
-
-
-def discover(inputs: Iterable[Path], out_dir: Path | None = None) -> list[Path]:
-    """Every regular file under the inputs, sorted, without the output folder's files."""
-    skip = out_dir.resolve() if out_dir is not None else None
-    found: list[Path] = []
-    for item in inputs:
-        if not item.exists():
-            raise UsageError(f"input not found: {item}")
-        if item.is_file():
-            found.append(item)
-            continue
-        for root, dirs, files in os.walk(item):
-            here = Path(root)
-            dirs[:] = sorted(d for d in dirs if skip is None or (here / d).resolve() != skip)
-            found.extend(here / name for name in sorted(files) if not name.startswith(TEMP_PREFIX))
-    return found
 
 
 @dataclass

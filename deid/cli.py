@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from deid import __version__, batch, leaktest, pipeline, profiles, validate, verify
+from deid import inputs as inputs_mod
 from deid.errors import DeidError, ExitCode, UsageError
 from deid.output import Transaction, png_bytes
 from deid.preview import draw_regions
@@ -143,7 +144,7 @@ def anonymize(
     if settings.frames not in ("all", "middle") and not settings.frames.isdigit():
         raise _fail(UsageError(f"--frames {settings.frames!r}: use all, middle or a frame number"))
     try:
-        paths = batch.discover(inputs, out_dir)
+        paths = inputs_mod.discover(inputs, out_dir)
     except DeidError as exc:
         raise _fail(exc) from None
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)

@@ -18,8 +18,9 @@ from pathlib import Path
 from pydicom.uid import ExplicitVRLittleEndian
 
 from deid import classify, output, reader, tags
-from deid.batch import Summary, discover, run
+from deid.batch import Summary, run
 from deid.errors import DeidError, LeakError
+from deid.inputs import discover
 from deid.pipeline import FileResult, Settings
 from deid.profiles import Action, AgeMode, DateMode, Profile, load
 from deid.pseudonym import Pseudonymizer

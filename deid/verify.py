@@ -37,6 +37,7 @@ from pydicom.multival import MultiValue
 from deid import pixels
 from deid.boxes import Box, bounding
 from deid.errors import DeidError
+from deid.inputs import discover
 from deid.ocr import Word, read_words
 from deid.profiles import Action, AgeMode, DateMode, Profile, dictionary_vr
 from deid.reader import read, sniff
@@ -296,8 +297,6 @@ def collect_originals(
     DICOM, or cannot be read, are skipped silently: they hold no header values an
     output could have copied.
     """
-    from deid.batch import discover  # batch imports the pipeline, which imports this module
-
     found: dict[str, str] = {}
     for path in discover(list(paths)):
         try:
@@ -916,8 +915,6 @@ def verify_outputs(
     if given, are the originals' values already collected (`collect_originals`), used
     instead of reading `originals` again.
     """
-    from deid.batch import discover  # batch imports the pipeline, which imports this module
-
     if values is None and originals is not None:
         values = collect_originals(originals, kept)
     matcher = _Matcher(values)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_ct_dataset, safe_harbor_settings
 
-from deid import batch, pipeline
+from deid import batch, inputs, pipeline
 
 
 def _settings(out: Path) -> pipeline.Settings:
@@ -29,7 +29,7 @@ def study(write_dicom: Callable[..., Path]) -> list[Path]:
     broken.write_bytes(paths[2].read_bytes()[:300])
     notes = paths[2].with_name("notes.txt")
     notes.write_text("not an image")
-    return batch.discover([paths[0].parent])
+    return inputs.discover([paths[0].parent])
 
 
 @pytest.mark.parametrize("jobs", [2, 3])

@@ -27,7 +27,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 
-from deid import batch, pipeline, profiles
+from deid import batch, inputs, pipeline, profiles
 from deid.text import TextPolicy
 from deid.verify import (
     Leak,
@@ -464,7 +464,7 @@ def test_verify_outputs_uses_values_already_collected(
 @pytest.fixture(scope="module")
 def sample_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("samples") / "out"
-    summary = batch.run(batch.discover([SAMPLES]), settings(out, tree=True), jobs=2)
+    summary = batch.run(inputs.discover([SAMPLES]), settings(out, tree=True), jobs=2)
     assert summary.counts["written"] == 10 and summary.counts["failed"] == 0, summary.problems
     return out
 
