@@ -67,6 +67,7 @@ from pydicom.uid import (
 )
 
 from deid import output, pipeline, pixels, profiles, reader, verify
+from deid import settings as settings_mod
 from deid.boxes import Box
 from deid.ocr import read_words
 from deid.text import TextPolicy, redaction_boxes, search_image
@@ -875,7 +876,7 @@ def floor_seconds(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def pipeline_seconds(path: Path, settings: pipeline.Settings) -> float:
+def pipeline_seconds(path: Path, settings: settings_mod.Settings) -> float:
     """The whole `deid anonymize` run on one file, to PNG; it must succeed."""
     start = time.perf_counter()
     result = pipeline.process(path, settings)
@@ -885,7 +886,7 @@ def pipeline_seconds(path: Path, settings: pipeline.Settings) -> float:
     return seconds
 
 
-def pipeline_settings(folder: Path, policy: str) -> pipeline.Settings:
+def pipeline_settings(folder: Path, policy: str) -> settings_mod.Settings:
     """`safe-harbor` with the benchmark's text policy, writing PNG only."""
     path = folder / "bench.toml"
     path.write_text(f'extends = "safe-harbor"\n[text]\npolicy = "{policy}"\n')
@@ -893,7 +894,7 @@ def pipeline_settings(folder: Path, policy: str) -> pipeline.Settings:
     allow = profile.section("text").get("allow_list")
     if sorted(allow or []) != sorted(ALLOW):
         raise SystemExit("the safe-harbor allow-list differs from the benchmark's ALLOW")
-    return pipeline.Settings.for_profile(profile, b"bench" * 8, folder / "out", overwrite=True)
+    return settings_mod.Settings.for_profile(profile, b"bench" * 8, folder / "out", overwrite=True)
 
 
 def plain_tesseract(image: np.ndarray) -> tuple[list[Box], float]:

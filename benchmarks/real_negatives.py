@@ -33,6 +33,7 @@ import pydicom.data
 from pydicom.uid import generate_uid
 
 from deid import pipeline, profiles
+from deid import settings as settings_mod
 from deid.errors import DeidError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real-negatives"
@@ -53,7 +54,7 @@ def real_images() -> list[Path]:
 
 def boxes_on(paths: list[Path]) -> tuple[int, int, int]:
     """Images searched, images with a box, and prints one line per image with boxes."""
-    settings = pipeline.Settings.for_profile(
+    settings = settings_mod.Settings.for_profile(
         profiles.load("safe-harbor"), os.urandom(32), Path(tempfile.gettempdir())
     )
     searched = with_boxes = 0

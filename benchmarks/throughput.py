@@ -37,7 +37,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from deid import batch, output, pipeline, pixels, profiles
+from deid import batch, output, pixels, profiles
+from deid import settings as settings_mod
 from deid.pseudonym import Pseudonymizer
 
 
@@ -133,7 +134,7 @@ def floor_png(paths: list[Path], out: Path, level: int = 1) -> None:
 
 
 def ours(paths: list[Path], out: Path, formats: str, jobs: int, ocr: bool) -> None:
-    settings = pipeline.Settings(
+    settings = settings_mod.Settings(
         profile=profiles.load("safe-harbor"),
         key=Pseudonymizer.from_passphrase("bench").key,
         out_dir=out,
@@ -142,7 +143,7 @@ def ours(paths: list[Path], out: Path, formats: str, jobs: int, ocr: bool) -> No
         detect_text=ocr,
         overwrite=False,
     )
-    summary = batch.run(paths, settings, jobs=jobs)
+    summary = batch.run_paths(paths, settings, jobs=jobs)
     if summary.counts["written"] != len(paths):
         sys.exit(f"benchmark run failed: {summary.line()}")
 

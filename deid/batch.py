@@ -1,22 +1,39 @@
-"""Batch work: find the files, map `pipeline.process` over them, count the outcomes.
+"""Batch work: plan the inputs against the manifest, process the rest, record each one.
 
-Files are found by walking folders in a stable order; whether a file is DICOM is decided
-by its content, in the worker. An output folder inside an input folder is never read
-back. Work is a map with no shared state (keyed pseudonyms), so worker processes need
-nothing but the settings.
+Work is a map with no shared state (keyed pseudonyms), so worker processes need nothing
+but the settings, given once when each starts. Files are handed out one at a time, a
+few ahead of the workers, so progress is true with any number of workers and Ctrl-C
+stops within a second or two: workers are stopped, each unfinished file leaves nothing
+behind (outputs land whole or not at all), and a rerun resumes from the manifest.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from deid.errors import ExitCode
-from deid.pipeline import FileResult, Settings, process
+from deid.manifest import Manifest
+from deid.pipeline import process
+from deid.record import FileRecord, file_digest
+from deid.settings import Settings
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input file: where it is, how messages name it, its keyed id."""
+
+    path: Path
+    name: str
+    input_id: str = ""
 
 
 @dataclass
@@ -25,32 +42,95 @@ class Summary:
 
     total: int = 0
     counts: Counter[str] = field(default_factory=Counter)
-    problems: list[FileResult] = field(default_factory=list)
+    problems: list[FileRecord] = field(default_factory=list)
+    done_before: int = 0
+    interrupted: bool = False
 
-    def add(self, result: FileResult) -> None:
+    def add(self, result: FileRecord) -> None:
         self.counts[result.status] += 1
-        if result.status != "written":
+        if result.status not in ("written", "duplicate"):
             self.problems.append(result)
 
     @property
+    def done(self) -> int:
+        """Inputs finished, in this run or an earlier one into the same folder."""
+        finished = self.counts["written"] + self.counts["skipped"] + self.counts["duplicate"]
+        return self.done_before + finished
+
+    @property
     def exit_code(self) -> int:
-        """0 if nothing failed; the failure's own code if all failures share one; else 1."""
+        """130 if interrupted; 0 if nothing failed; the failures' own code if they share one."""
+        if self.interrupted:
+            return int(ExitCode.INTERRUPTED)
         failed = {r.exit_code for r in self.problems if r.status == "failed"}
         if len(failed) == 1:
             return failed.pop()
         if failed:
             return int(ExitCode.MIXED_FAILURES)
-        if self.counts["written"] == 0:
+        if self.counts["written"] + self.counts["duplicate"] + self.done_before == 0:
             return int(ExitCode.NOT_DICOM)
         return int(ExitCode.OK)
 
     def line(self) -> str:
         skipped = Counter(r.kind for r in self.problems if r.status == "skipped")
         parts = [f"{self.counts['written']} written"]
+        if self.done_before:
+            parts.append(f"{self.done_before} done before")
+        if self.counts["duplicate"]:
+            parts.append(f"{self.counts['duplicate']} duplicates")
         parts.append(f"{skipped.get('not-dicom', 0)} skipped as not DICOM")
         parts.append(f"{self.counts['failed']} failed")
         noun = "file" if self.total == 1 else "files"
         return f"{self.total} {noun}: " + ", ".join(parts)
+
+
+@dataclass
+class Plan:
+    """What a run will do: inputs to process, duplicates to record, inputs done before."""
+
+    todo: list[tuple[Input, str]] = field(default_factory=list)
+    duplicates: list[FileRecord] = field(default_factory=list)
+    done_before: int = 0
+
+
+def plan(
+    inputs: Sequence[Input],
+    manifest: Manifest | None = None,
+    on_hashed: Callable[[], None] | None = None,
+    *,
+    resume: bool = True,
+) -> Plan:
+    """Hash every input (no decoding) and sort it: done before, duplicate, or to do.
+
+    An input is done before when the manifest has its id with the same content; an input
+    whose content equals one written earlier, or one earlier in this run, is a duplicate.
+    Without `resume` (`--overwrite`) every input is done again.
+    """
+    use = manifest is not None and resume
+    finished = manifest.finished() if use and manifest else {}
+    first: dict[str, str] = dict(manifest.written()) if use and manifest else {}
+    result = Plan()
+    for item in inputs:
+        digest = file_digest(item.path)
+        if on_hashed:
+            on_hashed()
+        if item.input_id and finished.get(item.input_id) == digest:
+            result.done_before += 1
+        elif digest in first:
+            result.duplicates.append(
+                FileRecord(
+                    item.name,
+                    "duplicate",
+                    item.input_id,
+                    digest,
+                    reason="same content as an earlier input; processed once",
+                    duplicate_of=first[digest],
+                )
+            )
+        else:
+            first[digest] = item.input_id or digest
+            result.todo.append((item, digest))
+    return result
 
 
 # A worker's settings, given once when it starts: pickling a profile with every file
@@ -60,38 +140,126 @@ _WORKER: dict[str, Settings] = {}
 
 def _start_worker(settings: Settings) -> None:
     _WORKER["settings"] = settings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
+    signal.signal(signal.SIGTERM, _exit_on_term)
 
 
-def _process_in_worker(path: Path) -> FileResult:
-    return process(path, _WORKER["settings"])
+def _exit_on_term(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)  # unwinds open writes, so no partial output stays behind
 
 
-def _chunks(paths: list[Path], jobs: int) -> int:
-    return max(1, min(32, len(paths) // (jobs * 8) or 1))
+def _process_in_worker(item: Input, digest: str) -> FileRecord:
+    return _processed(item, digest, _WORKER["settings"])
+
+
+def _processed(item: Input, digest: str, settings: Settings) -> FileRecord:
+    record = process(item.path, settings, digest=digest, name=item.name)
+    record.input_id = item.input_id
+    return record
 
 
 def run(
-    paths: list[Path],
+    work: Plan,
     settings: Settings,
     *,
     jobs: int = 1,
-    on_result: Callable[[FileResult], None] | None = None,
+    total: int | None = None,
+    manifest: Manifest | None = None,
+    on_result: Callable[[FileRecord], None] | None = None,
 ) -> Summary:
-    """Process every path with `jobs` worker processes; one bad file never stops the rest."""
-    summary = Summary(total=len(paths))
-    with ExitStack() as stack:
-        results: Iterable[FileResult]
-        if jobs <= 1 or len(paths) <= 1:
-            results = (process(p, settings) for p in paths)
-        else:
-            pool = stack.enter_context(
-                ProcessPoolExecutor(
-                    max_workers=jobs, initializer=_start_worker, initargs=(settings,)
-                )
-            )
-            results = pool.map(_process_in_worker, paths, chunksize=_chunks(paths, jobs))
-        for result in results:
-            summary.add(result)
-            if on_result:
-                on_result(result)
+    """Process the plan with `jobs` worker processes; one bad file never stops the rest.
+
+    Each record goes to the manifest as its file ends. Ctrl-C ends the run early with
+    `Summary.interrupted` set; what was finished stays finished.
+    """
+    summary = Summary(total=total if total is not None else _count(work))
+    summary.done_before = work.done_before
+
+    def finish(record: FileRecord) -> None:
+        summary.add(record)
+        if manifest is not None:
+            manifest.add(record, settings.out_dir)
+        if on_result:
+            on_result(record)
+
+    try:
+        for record in work.duplicates:
+            finish(record)
+        for record in _results(work.todo, settings, jobs):
+            finish(record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
     return summary
+
+
+def _count(work: Plan) -> int:
+    return work.done_before + len(work.duplicates) + len(work.todo)
+
+
+def _results(todo: list[tuple[Input, str]], settings: Settings, jobs: int) -> Iterator[FileRecord]:
+    if jobs <= 1 or len(todo) <= 1:
+        for item, digest in todo:
+            yield _processed(item, digest, settings)
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(todo)), initializer=_start_worker, initargs=(settings,)
+    )
+    pending: set[Future[FileRecord]] = set()
+    queue = iter(todo)
+    try:
+        while True:
+            for item, digest in queue:
+                pending.add(pool.submit(_process_in_worker, item, digest))
+                if len(pending) >= 2 * jobs:
+                    break
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float = 1.5) -> None:
+    """Stop the workers now: cancel queued files, end running ones, kill stragglers."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in processes:
+        if worker.is_alive():
+            worker.terminate()
+    deadline = time.monotonic() + grace
+    for worker in processes:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+
+
+def inputs_with_ids(
+    paths: Sequence[Path], names: Mapping[Path, str], id_of: Callable[[str], str]
+) -> list[Input]:
+    """Inputs named for messages (`names`, default the path) with keyed ids of the names."""
+    found = []
+    for path in paths:
+        name = names.get(path, str(path))
+        found.append(Input(path, name, id_of(name)))
+    return found
+
+
+def run_paths(
+    paths: Sequence[Path],
+    settings: Settings,
+    *,
+    jobs: int = 1,
+    on_result: Callable[[FileRecord], None] | None = None,
+) -> Summary:
+    """Process paths without a manifest (tests, benchmarks, `profiles test`)."""
+    work = plan([Input(p, str(p), "") for p in paths])
+    return run(work, settings, jobs=jobs, on_result=on_result, total=len(paths))
+
+
+def worker_count(jobs: int) -> int:
+    """`--jobs`, where 0 means one worker per core."""
+    return jobs if jobs > 0 else (os.cpu_count() or 1)

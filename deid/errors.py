@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     LEAK_FOUND = 8
     OCR_UNAVAILABLE = 9
     INTERNAL = 10
+    INTERRUPTED = 130
 
 
 class DeidError(Exception):

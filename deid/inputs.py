@@ -16,16 +16,35 @@ from deid.output import TEMP_PREFIX
 
 def discover(inputs: Iterable[Path], out_dir: Path | None = None) -> list[Path]:
     """Every regular file under the inputs, sorted, without the output folder's files."""
+    return [path for path, _ in discover_named(inputs, out_dir)]
+
+
+def discover_named(inputs: Iterable[Path], out_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """Every input file with the name messages show for it.
+
+    The name is the path relative to the folder given on the command line (a file given
+    itself is named by its file name): folders above it on a patient's disc often carry
+    the patient's name, and they are nobody's business in a log.
+    """
     skip = out_dir.resolve() if out_dir is not None else None
-    found: list[Path] = []
+    found: list[tuple[Path, str]] = []
     for item in inputs:
         if not item.exists():
-            raise UsageError(f"input not found: {item}")
+            raise UsageError(f"input not found: {shown(item.name or str(item))}")
         if item.is_file():
-            found.append(item)
+            found.append((item, shown(item.name)))
             continue
         for root, dirs, files in os.walk(item):
             here = Path(root)
             dirs[:] = sorted(d for d in dirs if skip is None or (here / d).resolve() != skip)
-            found.extend(here / name for name in sorted(files) if not name.startswith(TEMP_PREFIX))
+            for name in sorted(files):
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                path = here / name
+                found.append((path, shown(path.relative_to(item).as_posix())))
     return found
+
+
+def shown(name: str) -> str:
+    """A name safe to print: control characters escaped, so no name can forge a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

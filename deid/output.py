@@ -7,6 +7,7 @@ file unless asked. A failure removes what was written, so no partial output is l
 
 from __future__ import annotations
 
+import filecmp
 import io
 import os
 import secrets
@@ -380,11 +381,6 @@ class Transaction:
 
     def add(self, path: Path, data: bytes | Sequence[Chunk]) -> None:
         """Write `data` (bytes, or pieces written in order) under a temporary name."""
-        if not self.overwrite and path.exists():
-            self.abort()
-            raise OutputExistsError(
-                f"output exists: {path} (give --overwrite to replace it)", str(path)
-            )
         _make_folder(path.parent)
         temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
         try:
@@ -438,19 +434,31 @@ def _make_folder(folder: Path) -> None:
 
 
 def _link_no_clobber(temp: Path, path: Path) -> None:
+    """Put `temp` at `path` unless another file is there.
+
+    A file with the very same bytes is this output already (a run killed after writing
+    it, before recording it): that is no clash, so the rerun takes it as written.
+    """
     try:
         os.link(temp, path)
     except FileExistsError:
-        raise OutputExistsError(
-            f"output exists: {path} (give --overwrite to replace it)", str(path)
-        ) from None
+        _same_or_clash(temp, path)
+        return
     except OSError:
         if path.exists():
-            raise OutputExistsError(
-                f"output exists: {path} (give --overwrite to replace it)", str(path)
-            ) from None
+            _same_or_clash(temp, path)
+            return
         os.replace(temp, path)
         return
+    temp.unlink()
+
+
+def _same_or_clash(temp: Path, path: Path) -> None:
+    if not filecmp.cmp(temp, path, shallow=False):
+        raise OutputExistsError(
+            f"output exists with other content: {path.name} (give --overwrite to replace it)",
+            str(path),
+        )
     temp.unlink()
 
 

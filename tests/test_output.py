@@ -131,10 +131,21 @@ def test_existing_output_is_not_overwritten_and_nothing_partial_left(tmp_path: P
     (tmp_path / "two.dcm").write_bytes(b"keep me")
     txn = output.Transaction()
     txn.add(tmp_path / "one.png", b"1")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
-        txn.add(tmp_path / "two.dcm", b"2")
+    txn.add(tmp_path / "two.dcm", b"2")
+    with pytest.raises(OutputExistsError, match="other content.*--overwrite"):
+        txn.commit()
     assert (tmp_path / "two.dcm").read_bytes() == b"keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.dcm"]
+
+
+def test_an_existing_identical_output_counts_as_written(tmp_path: Path) -> None:
+    """A run killed after writing a file but before recording it: the rerun takes it."""
+    (tmp_path / "two.dcm").write_bytes(b"2")
+    txn = output.Transaction()
+    txn.add(tmp_path / "one.png", b"1")
+    txn.add(tmp_path / "two.dcm", b"2")
+    assert txn.commit() == [tmp_path / "one.png", tmp_path / "two.dcm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png", "two.dcm"]
 
 
 def test_race_on_commit_rolls_back(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pydicom.uid import UltrasoundImageStorage
 
 from deid.boxes import Box
 from deid.errors import ProfileError
+from deid.settings import Settings
 from deid.text.regions import (
     fixed_boxes,
     fixed_regions,
@@ -183,7 +184,7 @@ def test_fixed_regions_are_covered_with_or_without_a_text_search(
         f'[text]\ndetect = "{detect}"\n'
         '[[regions.fixed]]\nmodality = "US"\nboxes = [[0, 0, 64, 12]]\n'
     )
-    settings = pipeline.Settings.for_profile(
+    settings = Settings.for_profile(
         profiles.load(str(profile_file)),
         Pseudonymizer.from_passphrase("t").key,
         tmp_path / "out",

@@ -11,14 +11,16 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from deid import pipeline, verify
+from deid.record import FileRecord
+from deid.settings import Settings
 from deid.text import TextPolicy
 
 
-def settings(out_dir: Path) -> pipeline.Settings:
+def settings(out_dir: Path) -> Settings:
     return safe_harbor_settings(out_dir, "test-frames", formats=frozenset({"dicom"}))
 
 
-def written_frames(result: pipeline.FileResult) -> np.ndarray:
+def written_frames(result: FileRecord) -> np.ndarray:
     (dicom,) = [p for p in result.outputs if p.endswith(".dcm")]
     return np.asarray(dcmread(dicom).pixel_array)
 

@@ -1,0 +1,107 @@
+"""The output folder of a run: checked before the first file, then bound to its manifest.
+
+An output folder that cannot be written, or that is an input folder, stops the run
+before any file is read. A folder that already holds a run is resumed if the profile
+and key match, and refused if they do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from deid import keys
+from deid.errors import UsageError
+from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
+from deid.profiles import Profile
+from deid.pseudonym import Pseudonymizer
+
+
+def prepare(out_dir: Path, inputs: Sequence[Path]) -> None:
+    """Make the output folder, or say in one line why it cannot be used."""
+    target = out_dir.resolve()
+    for item in inputs:
+        if item.is_dir() and item.resolve() == target:
+            raise UsageError(
+                "--out is an input folder: outputs would be read back as inputs; "
+                "give a folder of its own"
+            )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError("--out names a file, not a folder", str(out_dir)) from None
+    except NotADirectoryError:
+        raise UsageError("--out lies under a file, not a folder", str(out_dir)) from None
+    except PermissionError:
+        raise UsageError(
+            "cannot create the output folder: permission denied", str(out_dir)
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the output folder: {exc.strerror or type(exc).__name__}", str(out_dir)
+        ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UsageError("the output folder is read-only; give one you can write", str(out_dir))
+
+
+def profile_digest(profile: Profile) -> str:
+    """A digest of the profile files a run used, in the order they were applied."""
+    sha = hashlib.sha256()
+    for source in profile.sources:
+        sha.update(Path(source).read_bytes())
+        sha.update(b"\0")
+    return "sha256:" + sha.hexdigest()
+
+
+def open_run(
+    out_dir: Path, profile: Profile, passphrase: str | None
+) -> tuple[Pseudonymizer, Manifest]:
+    """The key and the manifest of a run into `out_dir`.
+
+    With a passphrase the key is derived from it. Without one, a folder made by an
+    earlier keyless run gets that run's kept key back (so a resumed run names its
+    outputs the same way); a new folder gets a fresh random key, kept for resuming.
+    """
+    given = passphrase is not None
+    if given:
+        try:
+            pseudo = Pseudonymizer.from_passphrase(passphrase)
+        except ValueError as exc:
+            raise UsageError(f"--key: {exc}") from None
+    else:
+        pseudo = Pseudonymizer(_earlier_random_key(out_dir) or secrets.token_bytes(32))
+    info = RunInfo(
+        profile=profile.name,
+        profile_digest=profile_digest(profile),
+        key_id=keys.key_id(pseudo.key),
+        key_kind="given" if given else "random",
+    )
+    manifest = Manifest.open(out_dir, info)
+    if not given:
+        keys.save_run_key(manifest.info.run_id, pseudo.key)
+    return pseudo, manifest
+
+
+def _earlier_random_key(out_dir: Path) -> bytes | None:
+    if not (out_dir / MANIFEST_NAME).is_file():
+        return None
+    manifest = Manifest.read(out_dir)
+    try:
+        info = manifest.info
+    finally:
+        manifest.close()
+    if info.key_kind != "random":
+        raise UsageError(
+            f"the output folder was made with the given key {info.key_id}: "
+            "give the same --key (or DEID_KEY) to resume, or a new --out folder"
+        )
+    key = keys.load_run_key(info.run_id)
+    if key is None:
+        raise UsageError(
+            "the output folder was made with a random key that this machine no longer "
+            "keeps: give a new --out folder (use --key to make runs resumable anywhere)"
+        )
+    return key

@@ -1,0 +1,104 @@
+"""What happened to one input: the record each pipeline stage adds to.
+
+A record is what a run keeps as proof: the input's content digest, what kind of object
+it was, which action each attribute got (never a value), the boxes covered on each
+frame, the outputs, the status with its reason, and the seconds each stage took. It is
+written to the run's manifest as JSON and read back by `deid report` and `--json`.
+
+Records never hold an original value. `path` is the input as the user named it, for
+messages on the user's own terminal while the run goes on; it is not stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from deid.errors import ExitCode
+
+Status = Literal["written", "skipped", "failed", "duplicate", "done"]
+
+# Statuses a rerun does not repeat: the input was handled, for good or as not DICOM.
+FINISHED: frozenset[str] = frozenset({"written", "skipped", "duplicate"})
+
+
+@dataclass(frozen=True)
+class BoxRecord:
+    """One covered rectangle: `frame` is 0-based, or None for a box on every frame."""
+
+    frame: int | None
+    left: int
+    top: int
+    right: int
+    bottom: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One attribute the profile changed: its path (keywords, never values) and action."""
+
+    path: str
+    action: str
+
+
+@dataclass
+class FileRecord:
+    """The outcome for one input, built up stage by stage."""
+
+    path: str
+    status: Status = "failed"
+    input_id: str = ""
+    digest: str = ""
+    kind: str = ""
+    object: str = ""
+    reason: str = ""
+    exit_code: int = ExitCode.OK
+    outputs: tuple[str, ...] = ()
+    actions: list[ActionRecord] = field(default_factory=list)
+    boxes: list[BoxRecord] = field(default_factory=list)
+    frames: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    duplicate_of: str = ""
+
+    @property
+    def regions(self) -> int:
+        """How many boxes were covered, over all frames (a box on every frame once)."""
+        return len(self.boxes)
+
+    @property
+    def changes(self) -> int:
+        """How many attributes the profile changed."""
+        return len(self.actions)
+
+    def stored(self, out_dir: Path | None = None) -> dict[str, Any]:
+        """The record as the manifest keeps it: no input path, outputs relative to the run."""
+        data = asdict(self)
+        del data["path"]
+        if out_dir is not None:
+            data["outputs"] = [_relative(Path(p), out_dir) for p in self.outputs]
+        return data
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> FileRecord:
+        """A record read back from the manifest (its `path` is its input id)."""
+        fields = dict(data)
+        fields["outputs"] = tuple(fields.get("outputs", ()))
+        fields["actions"] = [ActionRecord(**a) for a in fields.get("actions", [])]
+        fields["boxes"] = [BoxRecord(**b) for b in fields.get("boxes", [])]
+        return cls(path=str(fields.get("input_id", "")), **fields)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes: how a rerun knows an input, whatever its name."""
+    with path.open("rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()

@@ -1,0 +1,212 @@
+"""The stages of one file's way through the program, listed once.
+
+read -> classify -> pixels -> render -> redact -> tags -> check -> write
+
+Each stage is a function of the file's `FileWork` that adds to its record. `anonymize`
+runs them all; `inspect` runs those that write nothing (`Stage.writes` is False), on
+the one frame it previews; `profiles test` runs `anonymize`'s list through the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from deid import classify, context, output, pixels, reader, tags, text, verify
+from deid.errors import LeakError
+from deid.pixelwork import PixelWork, prepare_pixels
+from deid.record import ActionRecord, BoxRecord, FileRecord, file_digest
+from deid.settings import Settings
+
+
+@dataclass
+class FileWork:
+    """One input on its way: what each stage made, for the stages after it.
+
+    `writing` is False when only planning (`inspect`): frames are searched only where
+    they are shown, and nothing is redacted, checked or written.
+    """
+
+    path: Path
+    settings: Settings
+    record: FileRecord
+    writing: bool = True
+    ds: Dataset = field(default_factory=Dataset)
+    classification: classify.Classification | None = None
+    originals: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+    selected: list[int] = field(default_factory=list)
+    pixels: PixelWork | None = None
+    images: list[bytes] = field(default_factory=list)
+    redacted: np.ndarray | None = None
+    report: tags.TagReport | None = None
+    serialized: output.Serialized | None = None
+
+    @property
+    def where(self) -> str:
+        return self.record.path
+
+    @property
+    def want_png(self) -> bool:
+        return "png" in self.settings.formats or not self.writing
+
+    @property
+    def want_dicom(self) -> bool:
+        return "dicom" in self.settings.formats and self.writing
+
+
+def read(work: FileWork) -> None:
+    """Parse the file (pixel data left for later); remember its content digest."""
+    if not work.record.digest:
+        work.record.digest = file_digest(work.path)
+    work.ds = reader.read(work.path)
+
+
+def classify_object(work: FileWork) -> None:
+    """Decide what the object is; collect the original values the checks look for."""
+    settings = work.settings
+    work.classification = classify.classify(work.ds, work.where, settings.profile)
+    work.record.object = work.classification.kind
+    work.originals = verify.phi_values(work.ds, verify.kept_on_purpose(settings.profile))
+    if settings.context and work.writing:
+        work.note = context.build(work.ds).text()
+
+
+def find_pixels(work: FileWork) -> None:
+    """Decode the frames and find the text to cover: fixed regions and found lines."""
+    settings, ds = work.settings, work.ds
+    count = pixels.frame_count(ds)
+    work.record.frames = count
+    work.selected = pixels.select_frames(count, settings.frames) if work.want_png else []
+    if not work.writing:
+        work.selected = work.selected[:1]
+    fixed = text.fixed_regions(ds, settings.profile.section("regions"))
+    if work.want_png or settings.detect_text or fixed:
+        search = None if work.want_dicom else work.selected
+        work.pixels = prepare_pixels(
+            ds, work.where, settings, work.originals, fixed, work.selected, search
+        )
+        work.record.boxes = _box_records(work.pixels)
+    elif work.want_dicom:
+        pixels.check_pixel_data(ds, work.where)
+
+
+def _box_records(found: PixelWork) -> list[BoxRecord]:
+    boxes: list[tuple[int | None, text.Region]] = [
+        (None, r) for r in found.fixed if r.decision == "redact"
+    ]
+    for frame, regions in sorted(found.found.items()):
+        boxes += [(frame, r) for r in regions if r.decision == "redact"]
+    return [
+        BoxRecord(frame, r.box.left, r.box.top, r.box.right, r.box.bottom, r.reason)
+        for frame, r in boxes
+    ]
+
+
+def render(work: FileWork) -> None:
+    """The PNG of each shown frame, its boxes blacked out."""
+    found, settings = work.pixels, work.settings
+    if found is None or not work.writing or "png" not in settings.formats:
+        return
+    work.images = [
+        output.png_bytes(
+            pixels.black_out(found.shown(work.ds, index, settings.render), found.boxes(index)),
+            compress_level=settings.compress_level,
+            max_size=settings.max_size,
+        )
+        for index in work.selected
+    ]
+
+
+def redact(work: FileWork) -> None:
+    """Black out the boxes in the stored pixel data of every frame of a DICOM output."""
+    found = work.pixels
+    if not work.want_dicom or found is None or not found.covers:
+        return
+    fixed_boxes = text.redaction_boxes(found.fixed)
+    per_frame = [text.redaction_boxes(found.found.get(i, [])) for i in range(len(found.frames))]
+    work.redacted = pixels.redact(
+        work.ds, found.frames, fixed_boxes, work.settings.render, per_frame=per_frame
+    )
+
+
+def deidentify_tags(work: FileWork) -> None:
+    """Apply the profile to every attribute; a DICOM output gets its new file meta."""
+    settings, ds = work.settings, work.ds
+    work.report = tags.deidentify(
+        ds,
+        settings.profile,
+        settings.pseudonymizer,
+        pixels_cleaned=settings.detect_text and work.writing,
+        pixels_changed=work.redacted is not None,
+    )
+    work.record.actions = [ActionRecord(c.path, c.rule.action.value) for c in work.report.changes]
+    if not work.writing:
+        return
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
+    if work.redacted is not None:
+        pixels.store(ds, work.redacted)
+        transfer_syntax = ExplicitVRLittleEndian
+    tags.rebuild_file_meta(ds, transfer_syntax)
+
+
+def check(work: FileWork) -> None:
+    """Search the DICOM output's header for every original value before it is written."""
+    if not work.want_dicom:
+        return
+    work.serialized = output.serialize(work.ds)
+    findings = verify.scan_bytes(work.serialized.header(), work.originals, work.where)
+    if findings:
+        kinds = ", ".join(sorted({f.kind for f in findings}))
+        raise LeakError(f"leak check found {kinds} in the output; nothing written", work.where)
+
+
+def write(work: FileWork) -> None:
+    """Write every output of the file, all or none."""
+    settings, report = work.settings, work.report
+    assert report is not None
+    names = output.output_names(
+        settings.out_dir,
+        tree=settings.tree,
+        patient=report.patient,
+        study=report.study,
+        series=report.series,
+        instance=report.instance,
+        frames=work.selected,
+        frame_count=work.record.frames,
+    )
+    txn = output.Transaction(overwrite=settings.overwrite)
+    if work.serialized is not None:
+        txn.add(names.dicom, work.serialized.chunks)
+    for data, png_path in zip(work.images, names.png, strict=True):
+        txn.add(png_path, data)
+    if work.note is not None:
+        txn.add(names.context, work.note.encode("utf-8"))
+    work.record.outputs = tuple(str(p) for p in txn.commit())
+    work.record.status = "written"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step, named in the record's timings; `writes` steps are skipped by inspect."""
+
+    name: str
+    run: Callable[[FileWork], None]
+    writes: bool = False
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("read", read),
+    Stage("classify", classify_object),
+    Stage("pixels", find_pixels),
+    Stage("render", render, writes=True),
+    Stage("redact", redact, writes=True),
+    Stage("tags", deidentify_tags),
+    Stage("check", check, writes=True),
+    Stage("write", write, writes=True),
+)
