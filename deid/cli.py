@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -17,18 +19,32 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deid import __version__, batch, leaktest, pipeline, profiles, validate, verify
+from deid import (
+    __version__,
+    batch,
+    leaktest,
+    outfolder,
+    pipeline,
+    profiles,
+    report,
+    validate,
+    verify,
+)
 from deid import inputs as inputs_mod
+from deid.compiler import compile_profile
 from deid.errors import DeidError, ExitCode, UsageError
+from deid.manifest import Manifest
 from deid.output import Transaction, png_bytes
 from deid.preview import draw_regions
 from deid.pseudonym import Pseudonymizer
+from deid.record import FileRecord
+from deid.settings import Settings
 from deid.text import TextPolicy
 
 EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
 3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
 6 refused object (PDF, SR, face...); 7 output exists; 8 leak found, output withheld;
-9 text search unavailable; 10 unexpected error."""
+9 text search unavailable; 10 unexpected error; 130 interrupted (run again to resume)."""
 
 app = typer.Typer(
     help="De-identify DICOM scans by HIPAA Safe Harbor profiles.\n\n" + EXIT_CODES,
@@ -59,24 +75,18 @@ def _fail(exc: DeidError) -> typer.Exit:
 
 
 def _load_profile(ref: str) -> profiles.Profile:
+    """The profile, compiled once: every problem of its files stops the command (exit 2)."""
     try:
-        return profiles.load(ref)
+        return compile_profile(ref)
     except DeidError as exc:
         raise _fail(exc) from None
 
 
 def _settings(
-    profile: profiles.Profile,
-    key: str | None,
-    out_dir: Path,
-    **overrides: object,
-) -> pipeline.Settings:
+    profile: profiles.Profile, key: bytes, out_dir: Path, **overrides: object
+) -> Settings:
     try:
-        pseudo = Pseudonymizer.from_passphrase(key)
-    except ValueError as exc:
-        raise _fail(UsageError(f"--key: {exc}")) from None
-    try:
-        return pipeline.Settings.for_profile(profile, pseudo.key, out_dir, **overrides)
+        return Settings.for_profile(profile, key, out_dir, **overrides)
     except DeidError as exc:
         raise _fail(exc) from None
 
@@ -105,7 +115,10 @@ def anonymize(
     context: Annotated[
         bool, typer.Option(help="Write a .txt note with safe facts beside each image.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Process every input again, replacing its outputs (no resume)."),
+    ] = False,
     ocr: Annotated[
         bool | None,
         typer.Option(
@@ -120,18 +133,34 @@ def anonymize(
         int | None, typer.Option(help="Cap the PNG's longer side, in pixels.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each input's record as a JSON line.")
+    ] = False,
 ) -> None:
-    """De-identify DICOM files into PNG and/or DICOM, named by pseudonyms."""
+    """De-identify DICOM files into PNG and/or DICOM, named by pseudonyms.
+
+    The output folder keeps a manifest of the run: run the same command again and it
+    resumes, skipping the inputs already done.
+    """
     chosen = frozenset(f.strip().lower() for f in formats.split(",") if f.strip())
     if not chosen or not chosen <= {"png", "dicom"}:
         raise _fail(UsageError(f"--format {formats!r}: use png, dicom or dicom,png"))
     if layout not in ("auto", "flat", "tree"):
         raise _fail(UsageError(f"--layout {layout!r}: use auto, flat or tree"))
+    if frames is not None and frames not in ("all", "middle") and not frames.isdigit():
+        raise _fail(UsageError(f"--frames {frames!r}: use all, middle or a frame number"))
     resolved = _load_profile(profile)
     tree = layout == "tree" or (layout == "auto" and any(p.is_dir() for p in inputs))
+    try:
+        named = inputs_mod.discover_named(inputs, out_dir)
+        outfolder.prepare(out_dir, inputs)
+        pseudo, manifest = outfolder.open_run(out_dir, resolved, key)
+    except DeidError as exc:
+        raise _fail(exc) from None
     settings = _settings(
         resolved,
-        key,
+        pseudo.key,
         out_dir,
         formats=chosen,
         tree=tree,
@@ -141,14 +170,37 @@ def anonymize(
         detect_text=ocr,
         max_size=max_size,
     )
-    if settings.frames not in ("all", "middle") and not settings.frames.isdigit():
-        raise _fail(UsageError(f"--frames {settings.frames!r}: use all, middle or a frame number"))
-    try:
-        paths = inputs_mod.discover(inputs, out_dir)
-    except DeidError as exc:
-        raise _fail(exc) from None
-    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+    items = [
+        batch.Input(path, name, pseudo.digest("input", name).hex()[:20]) for path, name in named
+    ]
+    with manifest:
+        summary = _run_batch(
+            items, settings, manifest, batch.worker_count(jobs), quiet, verbose, as_json
+        )
+    if summary.interrupted:
+        err.print(f"{summary.done} of {summary.total} done; run again to resume", markup=False)
+        raise typer.Exit(summary.exit_code)
+    nothing = summary.counts["written"] + summary.counts["failed"] + summary.done_before == 0
+    if nothing and not verbose and not quiet:
+        for result in summary.problems[:20]:
+            err.print(f"skipped {result.path}: {result.reason}", markup=False)
+    if not quiet or summary.counts["failed"]:
+        err.print(summary.line(), markup=False)
+    if nothing and not summary.counts["duplicate"]:
+        err.print("error: no DICOM file found in the input", markup=False)
+    raise typer.Exit(summary.exit_code)
 
+
+def _run_batch(
+    items: list[batch.Input],
+    settings: Settings,
+    manifest: Manifest,
+    workers: int,
+    quiet: bool,
+    verbose: bool,
+    as_json: bool,
+) -> batch.Summary:
+    """Plan against the manifest, then process with a progress bar on stderr."""
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -158,27 +210,55 @@ def anonymize(
         TimeRemainingColumn(),
         console=err,
         transient=False,
+        disable=quiet,
     )
     with progress:
-        task = progress.add_task("de-identifying", total=len(paths), rate="")
+        hashing = progress.add_task("reading inputs", total=len(items), rate="")
+        try:
+            work = batch.plan(
+                items,
+                manifest,
+                on_hashed=lambda: progress.advance(hashing),
+                resume=not settings.overwrite,
+            )
+        except KeyboardInterrupt:
+            summary = batch.Summary(total=len(items), interrupted=True)
+            summary.done_before = len(manifest.finished())
+            return summary
+        progress.remove_task(hashing)
+        if work.done_before:
+            progress.console.print(
+                f"resuming: {work.done_before} of {len(items)} inputs were done before",
+                markup=False,
+            )
+        task = progress.add_task(
+            "de-identifying", total=len(work.todo) + len(work.duplicates), rate=""
+        )
+        started = time.monotonic()
+        finished = [0]
 
-        def on_result(result: pipeline.FileResult) -> None:
+        def on_result(result: FileRecord) -> None:
             progress.advance(task)
+            if as_json:
+                out.print(json.dumps(result.stored(settings.out_dir)), markup=False)
             if result.status == "failed":
                 progress.console.print(f"FAILED {result.path}: {result.reason}", markup=False)
-            elif verbose and result.status == "skipped":
-                progress.console.print(f"skipped {result.path}: {result.reason}", markup=False)
-            speed = progress.tasks[0].speed
-            progress.update(task, rate=f"{speed:.1f} files/s" if speed else "")
+            elif verbose and result.status in ("skipped", "duplicate"):
+                progress.console.print(
+                    f"{result.status} {result.path}: {result.reason}", markup=False
+                )
+            finished[0] += 1
+            done = finished[0]
+            progress.update(
+                task, rate=f"{done / max(1e-6, time.monotonic() - started):.1f} files/s"
+            )
 
-        summary = batch.run(paths, settings, jobs=workers, on_result=on_result)
-    if summary.counts["written"] == 0 and summary.counts["failed"] == 0 and not verbose:
-        for result in summary.problems[:20]:
-            err.print(f"skipped {result.path}: {result.reason}", markup=False)
-    err.print(summary.line(), markup=False)
-    if summary.counts["written"] == 0 and summary.counts["failed"] == 0:
-        err.print("error: no DICOM file found in the input", markup=False)
-    raise typer.Exit(summary.exit_code)
+        manifest.begin(len(items))
+        summary = batch.run(
+            work, settings, jobs=workers, total=len(items), manifest=manifest, on_result=on_result
+        )
+        manifest.end("interrupted" if summary.interrupted else "finished")
+    return summary
 
 
 @app.command()
@@ -197,7 +277,8 @@ def inspect(
 ) -> None:
     """Show what the profile would change in one file, without writing any output."""
     resolved = _load_profile(profile)
-    settings = _settings(resolved, None, Path("."), frames=frames, detect_text=ocr)
+    throwaway = Pseudonymizer.from_passphrase(None).key
+    settings = _settings(resolved, throwaway, Path("."), frames=frames, detect_text=ocr)
     try:
         found = pipeline.inspect(path, settings, preview=preview is not None)
     except DeidError as exc:
@@ -359,6 +440,33 @@ def profiles_validate(
     problems_word = "problem" if len(problems) == 1 else "problems"
     err.print(f"{checked} {profiles_word} checked, {len(problems)} {problems_word}", markup=False)
     raise typer.Exit(int(ExitCode.MIXED_FAILURES if failed else ExitCode.OK))
+
+
+@app.command("report")
+def report_command(
+    out_dir: Annotated[Path, typer.Argument(help="An output folder of deid anonymize.")],
+    html_path: Annotated[
+        Path | None,
+        typer.Option("--html", help="Where to write the page (default: OUT/report.html)."),
+    ] = None,
+    thumbnails: Annotated[
+        int, typer.Option(help="Show at most this many files and thumbnails one by one.")
+    ] = 200,
+) -> None:
+    """Write one self-contained HTML page of a run: totals, covered boxes, actions, failures.
+
+    Built from the folder's manifest and its de-identified outputs only: nothing
+    identifying, no key, nothing loaded from the network.
+    """
+    try:
+        page = report.build(out_dir, limit=max(0, thumbnails))
+    except DeidError as exc:
+        raise _fail(exc) from None
+    target = html_path if html_path is not None else out_dir / "report.html"
+    txn = Transaction(overwrite=True)
+    txn.add(target, page.encode("utf-8"))
+    txn.commit()
+    out.print(f"report written: {target}", markup=False)
 
 
 def version_callback(value: bool) -> None:

@@ -141,7 +141,11 @@ def test_records_time_every_stage_and_name_actions_not_values(
     tmp_path: Path, study: list[Path]
 ) -> None:
     summary_records: list[FileRecord] = []
-    batch.run_paths([p for p in study if p.name == "IM0"], _settings(tmp_path / "o"), on_result=summary_records.append)
+    batch.run_paths(
+        [p for p in study if p.name == "IM0"],
+        _settings(tmp_path / "o"),
+        on_result=summary_records.append,
+    )
     (record,) = summary_records
     assert record.status == "written" and record.digest.startswith("sha256:")
     assert set(record.seconds) == {stage.name for stage in STAGES}

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BURNED_NAME, PHI, burned_in_pixels, make_dataset
+from conftest import BURNED_NAME, PHI, burned_in_pixels, make_dataset, write_series
 from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import FileDataset
@@ -18,6 +23,7 @@ from typer.testing import CliRunner
 from deid import ocr, pixels
 from deid.cli import app
 from deid.errors import ExitCode
+from deid.manifest import MANIFEST_NAME
 
 runner = CliRunner()
 PHI_STRINGS = ("DOE", "JOHN", PHI["patient_id"], PHI["accession"], PHI["institution"])
@@ -41,6 +47,11 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
+def outputs_in(folder: Path) -> list[Path]:
+    """The files a run wrote, less its manifest."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME]
+
+
 def normalise(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
 
@@ -50,7 +61,7 @@ def test_one_xray_for_a_chatbot(burned_in_file: Path, tmp_path: Path) -> None:
     code, text = run("anonymize", burned_in_file, "--out", out, "--context", "--jobs", "1")
     assert code == ExitCode.OK, text
     assert_no_phi(text)
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.name != MANIFEST_NAME)
     assert len(files) == 2 and files[0].endswith(".png") and files[1].endswith(".txt")
     assert all("DOE" not in name and "JOHN" not in name for name in files)
     png = Image.open(out / files[0])
@@ -148,7 +159,9 @@ def test_study_folder(ct_dataset: FileDataset, tmp_path: Path) -> None:
     assert code == ExitCode.MIXED_FAILURES, text
     assert "8 files: 4 written, 2 skipped as not DICOM, 2 failed" in text
     assert "REPORT.dcm: refused" in text and "BROKEN: " in text and "truncated" in text
-    assert_no_phi(re.sub(re.escape(str(source)) + r"\S*", "", text))
+    names = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
+    assert_no_phi(re.sub("|".join(re.escape(n) for n in names), "", text))
+    assert str(source) not in text
     assert tree_digest(source) == before
     dicoms = sorted(out.rglob("*.dcm"))
     assert len(dicoms) == 4 and len(list(out.rglob("*.png"))) == 4
@@ -169,8 +182,8 @@ def test_output_inside_input_is_never_read_back(ct_file: Path, tmp_path: Path) -
     code, text = run("anonymize", source, "--out", out, "--format", "dicom", "--key", "k")
     assert code == ExitCode.OK, text
     code, text = run("anonymize", source, "--out", out, "--format", "dicom", "--key", "k")
-    assert code == ExitCode.OUTPUT_EXISTS
-    assert "1 file: 0 written" in text
+    assert code == ExitCode.OK, text
+    assert "1 file: 0 written, 1 done before" in text
     code, text = run(
         "anonymize", source, "--out", out, "--format", "dicom", "--key", "k", "--overwrite"
     )
@@ -190,8 +203,8 @@ def test_single_bad_file_exit_codes(tmp_path: Path, content: bytes, code: int, r
     out = tmp_path / "out"
     exit_code, text = run("anonymize", path, "--out", out)
     assert exit_code == code, text
-    assert reason in text and str(path) in text
-    assert not out.exists() or not any(out.rglob("*"))
+    assert reason in text and "input: " in text and str(tmp_path) not in text
+    assert not outputs_in(out)
 
 
 def test_missing_codec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -295,7 +308,7 @@ def test_leak_check_withholds_the_output(ct_file: Path, tmp_path: Path) -> None:
     )
     assert code == ExitCode.LEAK_FOUND, text
     assert "institution" in text and PHI["institution"] not in text
-    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert not out.exists() or not outputs_in(out)
 
 
 def test_values_a_non_safe_harbor_profile_keeps_are_not_leaks(
@@ -315,3 +328,88 @@ def test_values_a_non_safe_harbor_profile_keeps_are_not_leaks(
     assert "113106" in [item.CodeValue for item in written.DeidentificationMethodCodeSequence]
     code, text = run("profiles", "test", dates, "--samples", ct_file.parent, "-j", "1")
     assert code == 0 and "kept on purpose" in text
+
+
+def test_rerun_resumes_and_reports_nothing_as_failed(series_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, text = run("anonymize", series_folder, "--out", out, "--format", "dicom", "-j", "1")
+    assert code == ExitCode.OK, text
+    before = tree_digest(out)
+    code, text = run("anonymize", series_folder, "--out", out, "--format", "dicom", "-j", "1")
+    assert code == ExitCode.OK, text
+    assert "6 files: 0 written, 6 done before" in text and "FAILED" not in text
+    assert {k: v for k, v in tree_digest(out).items() if "manifest" not in k} == {
+        k: v for k, v in before.items() if "manifest" not in k
+    }
+
+
+def test_another_key_into_the_same_folder_is_refused(series_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run("anonymize", series_folder, "--out", out, "--format", "dicom", "--key", "a", "-j", "1")
+    before = tree_digest(out)
+    code, text = run("anonymize", series_folder, "--out", out, "--key", "b", "-j", "1")
+    assert code == ExitCode.USAGE
+    assert "new --out" in text and len(set(text.strip().splitlines())) == 1
+    assert tree_digest(out) == before
+
+
+def test_out_equal_to_the_input_folder_is_refused(series_folder: Path) -> None:
+    before = tree_digest(series_folder)
+    code, text = run("anonymize", series_folder, "--out", series_folder)
+    assert code == ExitCode.USAGE and "input folder" in text
+    assert tree_digest(series_folder) == before
+
+
+def test_json_prints_records_without_values_or_paths(series_folder: Path, tmp_path: Path) -> None:
+    code, text = run(
+        "anonymize", series_folder, "--out", tmp_path / "o", "--json", "-q", "--no-ocr", "-j", "1"
+    )
+    assert code == ExitCode.OK, text
+    records = [json.loads(line) for line in text.splitlines()]
+    assert len(records) == 6 and {r["status"] for r in records} == {"written"}
+    assert all(r["digest"].startswith("sha256:") and r["outputs"] for r in records)
+    assert_no_phi(text)
+    assert "SERIES1" not in text
+
+
+def test_quiet_prints_errors_only(series_folder: Path, tmp_path: Path) -> None:
+    (series_folder / "BROKEN").write_bytes(b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0")
+    code, text = run("anonymize", series_folder, "--out", tmp_path / "o", "-q", "--no-ocr")
+    assert code == ExitCode.UNREADABLE
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("FAILED BROKEN: ") and "files/s" not in text
+
+
+def test_ctrl_c_stops_soon_and_the_rerun_resumes(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    write_series(source / "DOE_JOHN", 40, size=512)
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from deid.cli import main; main()", "anonymize"]
+    command += [str(source), "--out", str(out), "--format", "dicom,png", "--key", "k", "-j", "2"]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.png"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = child.communicate(timeout=30)
+    stopped = time.monotonic() - sent
+    assert child.returncode == ExitCode.INTERRUPTED, stderr
+    assert stopped < 2.5, stopped
+    match = re.search(r"(\d+) of 40 done; run again to resume", stderr)
+    assert match and int(match.group(1)) > 0, stderr
+    assert "Traceback" not in stderr and "DOE" not in stderr
+    assert not list(out.rglob(".deid-partial*"))
+    pngs = len(list(out.rglob("*.png")))
+    assert 0 < pngs < 40
+    code, text = run("anonymize", source, "--out", out, "--format", "dicom,png", "--key", "k")
+    assert code == ExitCode.OK, text
+    counts = re.search(r"40 files: (\d+) written, (\d+) done before", text)
+    assert counts and int(counts.group(2)) == int(match.group(1)), text
+    assert len(list(out.rglob("*.png"))) == len(list(out.rglob("*.dcm"))) == 40
+
+
+def test_exit_code_table_matches_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    rows = re.findall(r"^\| (\d+) \| ", readme, flags=re.MULTILINE)
+    assert sorted(int(r) for r in rows) == sorted(int(c) for c in ExitCode)
