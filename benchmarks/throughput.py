@@ -37,9 +37,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from deid import batch, output, pixels, profiles
+from deid import batch, outfolder, output, pixels, profiles
 from deid import settings as settings_mod
-from deid.pseudonym import Pseudonymizer
 
 
 def make_corpus(folder: Path, count: int) -> list[Path]:
@@ -134,16 +133,23 @@ def floor_png(paths: list[Path], out: Path, level: int = 1) -> None:
 
 
 def ours(paths: list[Path], out: Path, formats: str, jobs: int, ocr: bool) -> None:
+    """The path `deid anonymize` takes: output folder, manifest, plan (hashes), batch."""
+    profile = profiles.load("safe-harbor")
+    outfolder.prepare(out, [paths[0].parent])
+    pseudo, manifest = outfolder.open_run(out, profile, "bench")
     settings = settings_mod.Settings(
-        profile=profiles.load("safe-harbor"),
-        key=Pseudonymizer.from_passphrase("bench").key,
+        profile=profile,
+        key=pseudo.key,
         out_dir=out,
         formats=frozenset(formats.split(",")),
         tree=True,
         detect_text=ocr,
         overwrite=False,
     )
-    summary = batch.run_paths(paths, settings, jobs=jobs)
+    items = [batch.Input(p, p.name, pseudo.digest("input", p.name).hex()[:20]) for p in paths]
+    with manifest:
+        work = batch.plan(items, manifest)
+        summary = batch.run(work, settings, jobs=jobs, manifest=manifest)
     if summary.counts["written"] != len(paths):
         sys.exit(f"benchmark run failed: {summary.line()}")
 

@@ -210,7 +210,7 @@ def _results(todo: list[tuple[Input, str]], settings: Settings, jobs: int) -> It
         while True:
             for item, digest in queue:
                 pending.add(pool.submit(_process_in_worker, item, digest))
-                if len(pending) >= 2 * jobs:
+                if len(pending) >= 4 * jobs:
                     break
             if not pending:
                 break

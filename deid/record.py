@@ -12,7 +12,7 @@ messages on the user's own terminal while the run goes on; it is not stored.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,20 +75,35 @@ class FileRecord:
 
     def stored(self, out_dir: Path | None = None) -> dict[str, Any]:
         """The record as the manifest keeps it: no input path, outputs relative to the run."""
-        data = asdict(self)
-        del data["path"]
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
+        data["actions"] = [{"path": a.path, "action": a.action} for a in self.actions]
+        data["boxes"] = [
+            {
+                "frame": b.frame,
+                "left": b.left,
+                "top": b.top,
+                "right": b.right,
+                "bottom": b.bottom,
+                "reason": b.reason,
+            }
+            for b in self.boxes
+        ]
+        data["seconds"] = dict(self.seconds)
+        outputs = self.outputs
         if out_dir is not None:
-            data["outputs"] = [_relative(Path(p), out_dir) for p in self.outputs]
+            data["outputs"] = [_relative(Path(p), out_dir) for p in outputs]
+        else:
+            data["outputs"] = list(outputs)
         return data
 
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> FileRecord:
         """A record read back from the manifest (its `path` is its input id)."""
-        fields = dict(data)
-        fields["outputs"] = tuple(fields.get("outputs", ()))
-        fields["actions"] = [ActionRecord(**a) for a in fields.get("actions", [])]
-        fields["boxes"] = [BoxRecord(**b) for b in fields.get("boxes", [])]
-        return cls(path=str(fields.get("input_id", "")), **fields)
+        values = dict(data)
+        values["outputs"] = tuple(values.get("outputs", ()))
+        values["actions"] = [ActionRecord(**a) for a in values.get("actions", [])]
+        values["boxes"] = [BoxRecord(**b) for b in values.get("boxes", [])]
+        return cls(path=str(values.get("input_id", "")), **values)
 
 
 def _relative(path: Path, root: Path) -> str:
