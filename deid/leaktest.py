@@ -18,12 +18,13 @@ from pathlib import Path
 from pydicom.uid import ExplicitVRLittleEndian
 
 from deid import classify, output, reader, tags
-from deid.batch import Summary, run
+from deid.batch import Summary, run_paths
 from deid.errors import DeidError, LeakError
 from deid.inputs import discover
-from deid.pipeline import FileResult, Settings
-from deid.profiles import Action, AgeMode, DateMode, Profile, load
+from deid.profiles import Action, Profile, Rule, Survives, load
 from deid.pseudonym import Pseudonymizer
+from deid.record import FileRecord
+from deid.settings import Settings
 from deid.verify import (
     Leak,
     VerifyReport,
@@ -55,9 +56,9 @@ class ProfileTestReport:
     samples: str
     summary: Summary
     verify: VerifyReport
-    refusals: list[FileResult] = field(default_factory=list)
-    failures: list[FileResult] = field(default_factory=list)
-    withheld: list[FileResult] = field(default_factory=list)
+    refusals: list[FileRecord] = field(default_factory=list)
+    failures: list[FileRecord] = field(default_factory=list)
+    withheld: list[FileRecord] = field(default_factory=list)
     withheld_leaks: list[Leak] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     expected: frozenset[str] = frozenset()
@@ -119,7 +120,7 @@ def settings_for(profile: Profile, out_dir: Path, key: str = _KEY) -> Settings:
     )
 
 
-def _asked_refusal(result: FileResult, profile: Profile) -> bool:
+def _asked_refusal(result: FileRecord, profile: Profile) -> bool:
     """Whether a refused file is of a kind the profile's `objects.refuse` names.
 
     Other refusals (a kind no profile can turn into images) count as failures.
@@ -144,12 +145,12 @@ def profile_test(profile_ref: str, samples: Path, *, jobs: int = 1) -> ProfileTe
     """
     profile = load(profile_ref)
     paths = discover([samples])
-    results: list[FileResult] = []
+    results: list[FileRecord] = []
     with tempfile.TemporaryDirectory(prefix="deid-profile-test-") as folder:
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
         settings = settings_for(profile, out_dir)
-        summary = run(paths, settings, jobs=jobs, on_result=results.append)
+        summary = run_paths(paths, settings, jobs=jobs, on_result=results.append)
         kept = kept_on_purpose(profile)
         originals = collect_originals([samples], kept)
         checked = verify_outputs(
@@ -183,16 +184,16 @@ def expected_kinds(profile: Profile) -> frozenset[str]:
     if profile.claims_safe_harbor:
         return frozenset()
     kinds = set()
-    study_date = profile.rule_for(0x00080020, "DA")
-    if profile.date_mode in (DateMode.SHIFT, DateMode.KEEP) or study_date.action is Action.KEEP:
+    dates = (Rule(Action.DATE, "date rules", ""), profile.rule_for(0x00080020, "DA"))
+    if any(profile.survives(r) in (Survives.WHOLE, Survives.SHIFTED) for r in dates):
         kinds.add("full date")
-    if profile.age_mode is AgeMode.KEEP:
+    if profile.survives(Rule(Action.AGE, "age rules", "")) is Survives.WHOLE:
         kinds.add("age over 89")
     return frozenset(kinds)
 
 
 def _withheld_leaks(
-    results: list[FileResult], settings: Settings, originals: Mapping[str, str], folder: Path
+    results: list[FileRecord], settings: Settings, originals: Mapping[str, str], folder: Path
 ) -> list[Leak]:
     """What the profile let through in the files whose output the pipeline withheld.
 

@@ -4,8 +4,12 @@ A profile names the attributes it lets through; anything it does not name gets t
 `unlisted` rule, which the built-in Safe Harbor profiles set to `remove` (an allowlist),
 so a new, odd or private attribute can never leak by being forgotten. A profile may also
 generate its rules from DICOM PS3.15 Table E.1-1 with a chosen set of the standard's
-options. Every rule knows the file and line that set it and can describe itself, so
-`deid profiles show` and `deid inspect` print the same words the profile means.
+options. Every rule knows the file and line that set it, and its action (`deid.actions`)
+describes it, so `deid profiles show` and `deid inspect` print the same words the profile
+means.
+
+`load` builds a profile from files it trusts; a run goes through `deid.compiler`, which
+checks every file against the profile schema first.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
@@ -23,36 +27,16 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from deid.actions import Action as Action
+from deid.actions import AgeMode as AgeMode
+from deid.actions import DateMode as DateMode
+from deid.actions import Modes as Modes
+from deid.actions import Rule as Rule
+from deid.actions import Survives as Survives
 from deid.errors import ProfileError
 from deid.tomlkeys import KeyLines
 
 DEFAULT_PROFILE = "safe-harbor"
-
-
-class Action(StrEnum):
-    """What a rule does to an attribute."""
-
-    KEEP = "keep"
-    REMOVE = "remove"
-    EMPTY = "empty"
-    REPLACE = "replace"
-    DUMMY = "dummy"
-    PSEUDONYMIZE = "pseudonymize"
-    DATE = "date"
-    AGE = "age"
-
-
-class DateMode(StrEnum):
-    REMOVE = "remove"
-    YEAR_ONLY = "year-only"
-    SHIFT = "shift"
-    KEEP = "keep"
-
-
-class AgeMode(StrEnum):
-    BAND_90 = "band-90"
-    KEEP = "keep"
-    REMOVE = "remove"
 
 
 ANNEX_E_OPTIONS = {
@@ -68,59 +52,6 @@ ANNEX_E_OPTIONS = {
     "clean-graphics": "clean_graphics",
 }
 _DATE_VRS = ("DA", "DT", "TM")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One action for the attributes a selector matches, with where it was set."""
-
-    action: Action
-    selector: str
-    source: str
-    value: str | None = None
-    allowed: tuple[str, ...] = ()
-
-    def describe(
-        self,
-        dates: DateMode = DateMode.YEAR_ONLY,
-        ages: AgeMode = AgeMode.BAND_90,
-        shift_days: int = 365,
-    ) -> str:
-        """The rule's own words, used by `profiles show`, `inspect` and the docs."""
-        match self.action:
-            case Action.KEEP if self.allowed:
-                return f"kept if one of {', '.join(self.allowed)}; otherwise emptied"
-            case Action.KEEP:
-                return "kept (items of a sequence are processed by the same rules)"
-            case Action.REMOVE:
-                return "removed"
-            case Action.EMPTY:
-                return "kept with an empty value"
-            case Action.REPLACE:
-                return f"replaced by the fixed value {self.value!r}"
-            case Action.DUMMY:
-                return "replaced by a fixed dummy value valid for its VR"
-            case Action.PSEUDONYMIZE:
-                return (
-                    "replaced by a keyed HMAC-SHA256 pseudonym "
-                    "(UIDs under 2.25, well-known standard UIDs kept)"
-                )
-            case Action.DATE:
-                return {
-                    DateMode.REMOVE: "removed",
-                    DateMode.YEAR_ONLY: "reduced to the year (dates become YYYY0101; "
-                    "times are emptied)",
-                    DateMode.SHIFT: f"shifted by a keyed per-patient offset of up to "
-                    f"{shift_days} days (times kept, so intervals stay true; not Safe Harbor)",
-                    DateMode.KEEP: "kept unchanged (not Safe Harbor)",
-                }[dates]
-            case Action.AGE:
-                return {
-                    AgeMode.BAND_90: "kept, with ages over 89 set to 090Y (90 or older)",
-                    AgeMode.KEEP: "kept unchanged (ages over 89 are not Safe Harbor)",
-                    AgeMode.REMOVE: "removed",
-                }[ages]
-        raise AssertionError(self.action)
 
 
 _TAG_RE = re.compile(r"^\(([0-9A-Fa-fxX]{4}),([0-9A-Fa-fxX]{4})\)$")
@@ -189,6 +120,7 @@ class Profile:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     explicit: dict[int, Rule] = field(default_factory=dict)
     explicit_settings: set[str] = field(default_factory=set)
+    setting_sources: dict[str, str] = field(default_factory=dict)
 
     def rule_for(self, tag: int, vr: str | None) -> Rule:
         """The rule for one attribute: exact tag, then pattern, then VR, then unlisted."""
@@ -204,9 +136,22 @@ class Profile:
             return self.vr_rules[vr]
         return self.unlisted
 
+    @property
+    def modes(self) -> Modes:
+        """The settings that decide what the `date` and `age` actions do."""
+        return Modes(self.date_mode, self.age_mode, self.shift_days)
+
     def describe(self, rule: Rule) -> str:
         """A rule's words with this profile's date and age settings."""
-        return rule.describe(self.date_mode, self.age_mode, self.shift_days)
+        return rule.describe(self.modes)
+
+    def survives(self, rule: Rule) -> Survives:
+        """What of an original value may survive a rule, with this profile's settings."""
+        return rule.survives(self.modes)
+
+    def source_of(self, setting: str) -> str:
+        """The `file:line` that set a `section.key` setting, or "built-in default"."""
+        return self.setting_sources.get(setting, "built-in default")
 
     def section(self, name: str) -> dict[str, Any]:
         """A settings table such as `text`, `render`, `png` or `objects` (empty if absent)."""
@@ -267,7 +212,11 @@ def locate(ref: str, relative_to: Path | None = None) -> Path:
     return path
 
 
-def _read(path: Path) -> tuple[dict[str, Any], KeyLines]:
+Reader = Callable[[Path], tuple[dict[str, Any], KeyLines]]
+
+
+def read(path: Path) -> tuple[dict[str, Any], KeyLines]:
+    """A profile file's settings and the line of each key, as `load` reads them."""
     text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
@@ -296,19 +245,29 @@ def make_rule(raw: Any, selector: str, source: str) -> Rule:
     return Rule(action, selector, source)
 
 
-def load(ref: str = DEFAULT_PROFILE, *, _seen: tuple[Path, ...] = ()) -> Profile:
-    """Load a profile by built-in name or path, resolving `extends` depth-first."""
-    path = locate(ref, _seen[-1].parent if _seen else None).resolve()
-    if path in _seen:
-        chain = " -> ".join(p.name for p in (*_seen, path))
+def load(ref: str = DEFAULT_PROFILE, *, reader: Reader = read) -> Profile:
+    """Load a profile by built-in name or path, resolving `extends` depth-first.
+
+    Each file's settings come from `reader`; the validator passes one that leaves out
+    what the schema rejects, to see what the rest of a broken profile would do. Raises
+    `ProfileError` at the first thing it cannot build; it does not check the schema
+    (`deid.compiler.compile_profile` does, for every file, before anything runs).
+    """
+    return _load(ref, reader, ())
+
+
+def _load(ref: str, reader: Reader, seen: tuple[Path, ...]) -> Profile:
+    path = locate(ref, seen[-1].parent if seen else None).resolve()
+    if path in seen:
+        chain = " -> ".join(p.name for p in (*seen, path))
         raise ProfileError(f"circular extends: {chain}")
-    data, lines = _read(path)
+    data, lines = reader(path)
     bases = data.get("extends", [])
     bases = [bases] if isinstance(bases, str) else list(bases)
     if bases:
-        profile = load(bases[0], _seen=(*_seen, path))
+        profile = _load(bases[0], reader, (*seen, path))
         for other in bases[1:]:
-            _merge(profile, load(other, _seen=(*_seen, path)))
+            _merge(profile, _load(other, reader, (*seen, path)))
     else:
         default = "built-in default"
         profile = Profile(
@@ -341,6 +300,7 @@ def _merge(into: Profile, other: Profile) -> None:
     if "ages.mode" in chosen:
         into.age_mode = other.age_mode
     into.explicit_settings |= chosen
+    into.setting_sources.update(other.setting_sources)
     for name, table in other.sections.items():
         into.sections.setdefault(name, {}).update(table)
     into.sources += other.sources
@@ -411,6 +371,9 @@ def _apply(profile: Profile, path: Path, data: dict[str, Any], lines: KeyLines) 
     for creator, offsets in data.get("private", {}).get("safe", {}).items():
         profile.safe_private[creator] = frozenset(int(str(o)[-2:], 16) for o in offsets)
     for name, table in data.items():
+        if isinstance(table, dict):
+            for key in table:
+                profile.setting_sources[f"{name}.{key}"] = src(name, key)
         if isinstance(table, dict) and name not in (
             "tags",
             "dates",

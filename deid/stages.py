@@ -9,7 +9,7 @@ the one frame it previews; `profiles test` runs `anonymize`'s list through the b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from deid import classify, context, output, pixels, reader, tags, text, verify
+from deid import classify, context, originals, output, pixels, reader, tags, text
 from deid.errors import LeakError
 from deid.pixelwork import PixelWork, prepare_pixels
 from deid.record import ActionRecord, BoxRecord, FileRecord, file_digest
@@ -38,7 +38,7 @@ class FileWork:
     writing: bool = True
     ds: Dataset = field(default_factory=Dataset)
     classification: classify.Classification | None = None
-    originals: dict[str, str] = field(default_factory=dict)
+    originals: Mapping[str, str] = field(default_factory=dict)
     note: str | None = None
     selected: list[int] = field(default_factory=list)
     pixels: PixelWork | None = None
@@ -72,7 +72,7 @@ def classify_object(work: FileWork) -> None:
     settings = work.settings
     work.classification = classify.classify(work.ds, work.where, settings.profile)
     work.record.object = work.classification.kind
-    work.originals = verify.phi_values(work.ds, verify.kept_on_purpose(settings.profile))
+    work.originals = originals.original_values(work.ds, settings.profile)
     if settings.context and work.writing:
         work.note = context.build(work.ds).text()
 
@@ -160,10 +160,10 @@ def check(work: FileWork) -> None:
     if not work.want_dicom:
         return
     work.serialized = output.serialize(work.ds)
-    findings = verify.scan_bytes(work.serialized.header(), work.originals, work.where)
+    findings = originals.output_leaks(work.ds, work.serialized.header(), work.originals)
     if findings:
-        kinds = ", ".join(sorted({f.kind for f in findings}))
-        raise LeakError(f"leak check found {kinds} in the output; nothing written", work.where)
+        found = ", ".join(f.line() for f in findings)
+        raise LeakError(f"leak check found {found}; nothing written", work.where)
 
 
 def write(work: FileWork) -> None:

@@ -1,15 +1,16 @@
 """The tag step: apply a profile's rules to every attribute, at every depth.
 
-Values are only decoded where a rule transforms them; removed and kept elements stay
-raw, so de-identifying a header costs about what reading it does. The report lists
+What each action does to an element is the action's own (`deid.actions`); this module
+walks the dataset, picks each attribute's rule, and gives the action raw access to the
+element. Values are only decoded where a rule transforms them; removed and kept elements
+stay raw, so de-identifying a header costs about what reading it does. The report lists
 each change by attribute path and action, never by value.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, cast
@@ -23,12 +24,13 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from deid import __version__
+from deid.actions import AgeMode, Modes, Rule, year_of
+from deid.actions import age_in_years as age_in_years
 from deid.output import TEXT_VRS, ascii_value
-from deid.profiles import Action, AgeMode, DateMode, Profile, Rule, dictionary_vr
+from deid.profiles import Profile, dictionary_vr
 from deid.pseudonym import Pseudonymizer
 
 IMPLEMENTATION_UID = "2.25.195773432817395364612906519322066722147"
-_PATIENT_ID_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID")
 
 
 @dataclass(frozen=True)
@@ -91,20 +93,6 @@ def text_of(ds: Dataset, keyword: str) -> str:
     return "" if value is None else str(value)
 
 
-@cache
-def _dummies() -> dict[str, Any]:
-    text = (resources.files("deid") / "data" / "dummy_values.toml").read_text("utf-8")
-    return tomllib.loads(text)
-
-
-def _dummy(vr: str | None) -> Any:
-    values = _dummies()
-    return values.get(vr or "", values["numeric"] if vr in _NUMERIC_VRS else None)
-
-
-_NUMERIC_VRS = ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV")
-
-
 def _safe_private(ds: Dataset, tag: int, safe: dict[str, frozenset[int]]) -> bool:
     """True for a private element, or its creator, that a safe-private list keeps."""
     group, element = tag >> 16, tag & 0xFFFF
@@ -124,161 +112,63 @@ def _shift_days(pseudo: Pseudonymizer, identity: str, limit: int) -> int:
     return -days if number >> 63 else days
 
 
-def _shifted(text: str, vr: str | None, days: int) -> str | None:
-    """A DA or DT shifted by whole days (times untouched, so intervals stay true)."""
-    if vr == "TM":
-        return text
-    digits = text.strip()
-    if len(digits) < 8 or not digits[:8].isdigit():
-        return None
-    try:
-        moved = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8])) + timedelta(days=days)
-    except ValueError:
-        return None
-    return moved.strftime("%Y%m%d") + digits[8:]
-
-
 def _path(prefix: str, tag: int) -> str:
     return prefix + (keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
 
 
-def _year(value: str) -> str:
-    return value.strip()[:4] if len(value.strip()) >= 4 and value[:4].isdigit() else ""
-
-
-def age_in_years(value: str) -> float | None:
-    """An Age String (nnnD/W/M/Y) in years, or None when it is not one."""
-    value = value.strip()
-    if len(value) != 4 or not value[:3].isdigit():
-        return None
-    per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}.get(value[3].upper())
-    return int(value[:3]) / per_year if per_year else None
-
-
 class _Walker:
-    """Applies one profile to a dataset tree, collecting a report."""
+    """Applies one profile to a dataset tree, collecting a report; the actions' `Editor`."""
 
     def __init__(
         self, profile: Profile, pseudo: Pseudonymizer, report: TagReport, identity: str
     ) -> None:
         self.profile = profile
+        self.modes: Modes = profile.modes
         self.pseudo = pseudo
+        self.patient = report.patient
         self.report = report
         self.dates_changed = False
         self.shift = _shift_days(pseudo, identity, profile.shift_days)
+        self.prefix = ""
 
     def walk(self, ds: Dataset, prefix: str) -> None:
+        self.prefix = prefix
         elements = _elements(ds)
         changes = self.report.changes
+        profile = self.profile
         for tag in list(elements):
             tag_int = int(tag)
             if tag_int & 0xFFFF == 0 or tag_int >> 16 in (0x0000, 0x0002):
                 del elements[tag]  # group lengths, command and stray file-meta elements
                 continue
             vr = elements[tag].VR or dictionary_vr(tag_int)
-            rule = self.profile.rule_for(tag_int, vr)
+            rule = profile.rule_for(tag_int, vr)
             if (
                 tag_int >> 16 & 1
-                and self.profile.safe_private
-                and _safe_private(ds, tag_int, self.profile.safe_private)
+                and profile.safe_private
+                and _safe_private(ds, tag_int, profile.safe_private)
             ):
                 continue
-            action = rule.action
-            if action is Action.REMOVE:
-                del elements[tag]
-                changes.append(Change(prefix, tag_int, rule))
-                continue
-            if action is Action.KEEP and rule.allowed:
-                value = _get(ds, tag)
-                if value and str(value) not in rule.allowed:
-                    _set(ds, tag, vr, None)
-                    changes.append(Change(prefix, tag_int, rule))
-                continue
-            if action is Action.KEEP or (action is Action.PSEUDONYMIZE and vr == "SQ"):
-                if vr == "SQ":
-                    path = _path(prefix, tag_int)
-                    for index, item in enumerate(ds[tag].value):
-                        self.walk(item, f"{path}[{index}] > ")
-                continue
-            if self.apply(ds, tag, vr, rule):  # pydicom's own key: no Tag comparisons
+            # pydicom's own key, not tag_int: no Tag comparisons
+            if rule.does.apply(self, ds, tag, vr, rule):
                 changes.append(Change(prefix, tag_int, rule))
 
-    def apply(self, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
-        """Apply one rule; True if the attribute changed."""
-        action = rule.action
-        if action is Action.EMPTY:
-            _set(ds, tag, vr, Sequence([]) if vr == "SQ" else None)
-            return True
-        if action is Action.REPLACE:
-            _set(ds, tag, vr, rule.value)
-            return True
-        if action is Action.PSEUDONYMIZE:
-            old = _get(ds, tag)
-            new = self.pseudonym(tag, vr, old)
-            _set(ds, tag, vr, new)
-            return bool(new != old)
-        if action is Action.DUMMY:
-            if vr == "UI":
-                return self.apply(ds, tag, vr, replace(rule, action=Action.PSEUDONYMIZE))
-            _set(ds, tag, vr, Sequence([]) if vr == "SQ" else _dummy(vr))
-            return True
-        if action is Action.DATE:
-            return self.date(ds, tag, vr, self.profile.date_mode)
-        if action is Action.AGE:
-            return self.age(ds, tag, vr)
-        raise AssertionError(action)
+    def descend(self, ds: Dataset, tag: int) -> None:
+        """Walk the items of a sequence by the same rules."""
+        prefix = self.prefix
+        path = _path(prefix, int(tag))
+        for index, item in enumerate(ds[tag].value):
+            self.walk(item, f"{path}[{index}] > ")
+        self.prefix = prefix
 
-    def age(self, ds: Dataset, tag: int, vr: str | None) -> bool:
-        if self.profile.age_mode is AgeMode.KEEP:
-            return False
-        if self.profile.age_mode is AgeMode.REMOVE:
-            del _elements(ds)[tag]
-            return True
-        text = str(_get(ds, tag) or "")
-        years = age_in_years(text)
-        if years is None and text:
-            _set(ds, tag, vr, None)  # not a valid age string: it could hold anything
-            return True
-        if years is not None and years > 89:
-            _set(ds, tag, vr, "090Y")
-            return True
-        return False
+    def get(self, ds: Dataset, tag: int) -> Any:
+        return _get(ds, tag)
 
-    def pseudonym(self, tag: int, vr: str | None, value: Any) -> Any:
-        if value is None or value == "":
-            return value
-        if vr == "UI":
-            if isinstance(value, str):
-                return self.pseudo.uid(value)
-            return [self.pseudo.uid(str(v)) for v in value]
-        keyword = keyword_for_tag(tag)
-        if keyword in _PATIENT_ID_KEYWORDS or vr == "PN":
-            return self.report.patient
-        return self.pseudo.identifier(keyword or "id", str(value))[:16]
+    def set(self, ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
+        _set(ds, tag, vr, value)
 
-    def date(self, ds: Dataset, tag: int, vr: str | None, mode: DateMode) -> bool:
-        if mode is DateMode.KEEP:
-            return False
-        if mode is DateMode.REMOVE or vr not in ("DA", "DT", "TM"):
-            del _elements(ds)[tag]
-            return True
-        value = _get(ds, tag)
-        if not value:
-            return False
-        self.dates_changed = True
-        values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
-        new = [self.one_date(text, vr, mode) for text in values]
-        kept = [v for v in new if v]
-        _set(ds, tag, vr, (kept[0] if len(kept) == 1 else kept) if kept else None)
-        return True
-
-    def one_date(self, text: str, vr: str | None, mode: DateMode) -> str | None:
-        if mode is DateMode.SHIFT:
-            return _shifted(text, vr, self.shift)
-        if vr == "TM":
-            return None
-        year = _year(text)
-        return f"{year}0101" if year else None
+    def delete(self, ds: Dataset, tag: int) -> None:
+        del _elements(ds)[tag]
 
 
 def _elements(ds: Dataset) -> dict[int, Any]:
@@ -353,8 +243,8 @@ def deidentify(
     study_uid = text_of(ds, "StudyInstanceUID")
     series_uid = text_of(ds, "SeriesInstanceUID")
     identity = patient_identity(ds)
-    birth_year = _year(text_of(ds, "PatientBirthDate"))
-    reference_year = _year(text_of(ds, "StudyDate") or text_of(ds, "ContentDate"))
+    birth_year = year_of(text_of(ds, "PatientBirthDate"))
+    reference_year = year_of(text_of(ds, "StudyDate") or text_of(ds, "ContentDate"))
     report = TagReport(
         patient=pseudo.patient(identity),
         study="ST" + pseudo.code("study", study_uid or identity, 8),

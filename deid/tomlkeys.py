@@ -1,14 +1,17 @@
-"""Where each key of a TOML text stands, so every message and rule can cite file:line.
+"""TOML text for messages: where each key stands (file:line), and values quoted back.
 
-tomllib gives values but no positions; this scanner recovers them.
+tomllib gives values but no positions; `KeyLines` recovers them. A message about a
+profile quotes the profile's own text (`toml_text`, `key_text`) and says where.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import tomllib
 from collections.abc import Callable
+from typing import Any
 
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -200,3 +203,47 @@ class KeyLines:
             if not m:
                 raise _Lost
             self._pos = m.end()
+
+
+def key_text(key: str) -> str:
+    """A key as a profile writes it: bare if it can be, else quoted."""
+    return key if BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def toml_text(value: Any) -> str:
+    """A value written back as TOML, to quote the profile's own text in a message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key_text(k)} = {toml_text(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
+_KINDS = (
+    (bool, "true/false"),  # before int: a bool is an int
+    (int, "an integer"),
+    (float, "a decimal number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a table"),
+)
+
+
+def kind_words(value: Any) -> str:
+    """A TOML value's type in words (tomllib gives only these, or a date or time)."""
+    return next((words for kind, words in _KINDS if isinstance(value, kind)), "a date or time")
+
+
+def syntax_error(exc: tomllib.TOMLDecodeError, text: str) -> tuple[int, str]:
+    """The line of a TOML syntax error and its message, the position said as a column."""
+    message = str(exc)
+    m = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if m:
+        return int(m.group(1)), f"{message[: m.start()]} (column {m.group(2)})"
+    if message.endswith(" (at end of document)"):
+        return max(1, len(text.splitlines())), message.removesuffix(" (at end of document)")
+    return 1, message

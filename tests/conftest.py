@@ -273,3 +273,70 @@ def safe_harbor_settings(out_dir: Path, passphrase: str, **overrides: Any) -> An
 
     key = Pseudonymizer.from_passphrase(passphrase).key
     return pipeline.Settings.for_profile(profiles.load("safe-harbor"), key, out_dir, **overrides)
+
+
+@pytest.fixture(autouse=True)
+def _run_keys_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys of keyless runs are kept in a temporary state folder, not the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
+def write_series(folder: Path, count: int, *, size: int = 256) -> list[Path]:
+    """`count` CT slices of one patient's series, named like a patient's disc."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        ds = make_dataset(ct_slice(seed=i)[:size, :size].copy(), extra={"InstanceNumber": i + 1})
+        ds.SOPInstanceUID = f"{PHI['sop_uid']}.{i}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = folder / f"IM{i:04d}"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def series_folder(tmp_path: Path) -> Path:
+    """A study folder holding a patient-named folder with six CT slices."""
+    root = tmp_path / "study"
+    write_series(root / "DOE_JOHN" / "SERIES1", 6)
+    return root
+
+
+KNEE_PATIENT = {"name": "KNEE", "patient_id": "PT88712", "institution": "CLINIQUE DU LAC"}
+
+
+def make_knee_dataset() -> FileDataset:
+    """An MR knee slice whose patient is named `KNEE`, as anonymized public series are:
+    the name equals the kept BodyPartExamined, which must not withhold the output."""
+    return make_dataset(
+        anatomy(64, 64).astype(np.uint16),
+        sop_class="1.2.840.10008.5.1.4.1.1.4",
+        modality="MR",
+        phi=False,
+        extra={
+            "PatientName": KNEE_PATIENT["name"],
+            "PatientID": KNEE_PATIENT["patient_id"],
+            "OtherPatientIDs": KNEE_PATIENT["patient_id"],
+            "InstitutionName": KNEE_PATIENT["institution"],
+            "BodyPartExamined": "KNEE",
+            "StudyDescription": "MR KNEE LEFT",
+            "ImageType": ["ORIGINAL", "PRIMARY", "M_SE", "M", "SE"],
+            "Manufacturer": "ACME Medical Systems",
+            "StudyDate": "20061118",
+        },
+    )
+
+
+@pytest.fixture
+def knee_dataset() -> FileDataset:
+    """`make_knee_dataset()` as a fixture."""
+    return make_knee_dataset()
+
+
+@pytest.fixture
+def knee_file(knee_dataset: FileDataset, write_dicom: Callable[..., Path]) -> Path:
+    """`knee_dataset` saved to disk."""
+    return write_dicom(knee_dataset, "knee.dcm")

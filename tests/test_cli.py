@@ -299,15 +299,34 @@ def test_profiles_test_catches_a_weakened_profile(ct_file: Path, tmp_path: Path)
     assert code == 0, text
 
 
-def test_leak_check_withholds_the_output(ct_file: Path, tmp_path: Path) -> None:
+def test_a_weakened_safe_harbor_profile_stops_before_the_first_file(
+    ct_file: Path, tmp_path: Path
+) -> None:
     weak = tmp_path / "weak.toml"
     weak.write_text('extends = "safe-harbor"\n[tags.rules]\nInstitutionName = "keep"\n')
     out = tmp_path / "out"
     code, text = run(
         "anonymize", ct_file, "--out", out, "--format", "dicom", "--profile", weak, "-j", "1"
     )
+    assert code == ExitCode.USAGE, text
+    assert "weak.toml:3" in text and "InstitutionName" in text
+    assert not out.exists()
+
+
+def test_leak_check_withholds_the_output_and_names_the_attribute(
+    ct_file: Path, tmp_path: Path
+) -> None:
+    copied = tmp_path / "copied.toml"
+    copied.write_text(
+        'extends = "safe-harbor"\n[safe_harbor]\nclaim = false\n[tags.rules]\n'
+        f'StudyDescription = {{ replace = "{PHI["institution"]}" }}\n'
+    )
+    out = tmp_path / "out"
+    code, text = run(
+        "anonymize", ct_file, "--out", out, "--format", "dicom", "--profile", copied, "-j", "1"
+    )
     assert code == ExitCode.LEAK_FOUND, text
-    assert "institution" in text and PHI["institution"] not in text
+    assert "institution in StudyDescription" in text and PHI["institution"] not in text
     assert not out.exists() or not outputs_in(out)
 
 

@@ -132,7 +132,7 @@ def test_existing_output_is_not_overwritten_and_nothing_partial_left(tmp_path: P
     txn = output.Transaction()
     txn.add(tmp_path / "one.png", b"1")
     txn.add(tmp_path / "two.dcm", b"2")
-    with pytest.raises(OutputExistsError, match="other content.*--overwrite"):
+    with pytest.raises(OutputExistsError, match=r"other content.*--overwrite"):
         txn.commit()
     assert (tmp_path / "two.dcm").read_bytes() == b"keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.dcm"]

@@ -361,3 +361,39 @@ def test_research_profile_shifts_each_patient_consistently() -> None:
     assert other.PatientAge == "095Y"
     assert "per-patient offset" in profile.describe(profile.rule_for(0x00080020, "DA"))
     assert not profile.claims_safe_harbor and "NOT HIPAA Safe Harbor" in profile.description
+
+
+@pytest.mark.parametrize(
+    ("action", "keyword", "original", "expected"),
+    [
+        ('"keep"', "InstitutionName", "SAINT ELSEWHERE", "SAINT ELSEWHERE"),
+        ('{ keep = ["A"] }', "InstitutionName", "SAINT ELSEWHERE", ""),
+        ('"remove"', "InstitutionName", "SAINT ELSEWHERE", None),
+        ('"empty"', "InstitutionName", "SAINT ELSEWHERE", ""),
+        ('{ replace = "SITE" }', "InstitutionName", "SAINT ELSEWHERE", "SITE"),
+        ('"dummy"', "InstitutionName", "SAINT ELSEWHERE", "ANONYMOUS"),
+        ('"dummy"', "ReferencedSOPInstanceUID", "1.2.826.0.1.3680043.8.498.9", "2.25."),
+        ('"pseudonymize"', "ReferencedSOPInstanceUID", "1.2.826.0.1.3680043.8.498.9", "2.25."),
+    ],
+)
+def test_each_action_inside_a_kept_sequence(
+    tmp_path: Path, action: str, keyword: str, original: str, expected: str | None
+) -> None:
+    path = tmp_path / "nested.toml"
+    path.write_text(
+        'extends = "safe-harbor"\n[safe_harbor]\nclaim = false\n'
+        f'[tags.rules]\nReferencedImageSequence = "keep"\n{keyword} = {action}\n'
+    )
+    item = Dataset()
+    setattr(item, keyword, original)
+    ds = make_dataset()
+    ds.ReferencedImageSequence = Sequence([item])
+    report = tags.deidentify(ds, profiles.load(str(path)), Pseudonymizer.from_passphrase("k"))
+    inner = ds.ReferencedImageSequence[0]
+    after = str(inner[keyword].value or "") if keyword in inner else None
+    if expected == "2.25.":
+        assert after is not None and after.startswith("2.25.")
+    else:
+        assert after == expected
+    changed = [c.path for c in report.changes if c.path.startswith("ReferencedImageSequence")]
+    assert changed == ([] if after == original else [f"ReferencedImageSequence[0] > {keyword}"])

@@ -12,7 +12,8 @@ import pytest
 
 from deid import profiles
 from deid.errors import ProfileError
-from deid.validate import Gap, Problem, safe_harbor_gaps, validate_file, validate_paths
+from deid.safe_harbor import Gap, safe_harbor_gaps
+from deid.validate import Problem, validate_file, validate_paths
 
 SHARED_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 HEAD = 'name = "t"\nextends = "safe-harbor"\n'
@@ -319,6 +320,14 @@ CASES = [
         id="max-shift-without-shift",
     ),
     pytest.param(
+        HEAD + '[descriptors]\naction = "dummy"\n',
+        {},
+        4,
+        '[descriptors] action = "dummy" is not allowed here; use one of: "keep", "remove", '
+        '"empty", { replace = "VALUE" }',
+        id="action-not-taken-here",
+    ),
+    pytest.param(
         HEAD + '[annex_e]\nbasis = "basic"\noptions = ["retain-uid"]\n',
         {},
         5,
@@ -335,7 +344,8 @@ CASES = [
     pytest.param(
         HEAD + "[method]\noptions = [\n"
         '    "retain-longitudinal-full-dates",\n'
-        '    "retain-longitudinal-modified-dates",\n]\n',
+        '    "retain-longitudinal-modified-dates",\n'
+        '    "retain-patient-characteristics",\n]\n',
         {},
         4,
         '[method] options: "retain-longitudinal-full-dates" and '
@@ -569,7 +579,8 @@ def test_keeping_patient_name_is_a_category_a_gap(tmp_path: Path) -> None:
     assert "t.toml:4: (A) Names: PatientName is kept" in [str(g) for g in gaps]
     assert {g.category for g in gaps} == {"PS3.15 Annex E", "(A) Names"}
     messages = [str(p) for p in validate_file(path)]
-    assert f"{path}:4: claims Safe Harbor, but (A) Names: PatientName is kept" in messages
+    inherited = "claims Safe Harbor (inherited from safe-harbor.toml), but"
+    assert f"{path}:4: {inherited} (A) Names: PatientName is kept" in messages
 
 
 def test_unlisted_keep_has_category_a_gaps(tmp_path: Path) -> None:
@@ -596,9 +607,11 @@ def test_safe_harbor_flag_proves_profiles_that_do_not_claim_it() -> None:
     assert validate_file(path) == []
     problems = validate_paths([path], safe_harbor=True)
     assert problems and all(p.message.startswith("not Safe Harbor: ") for p in problems)
-    assert f"{path}:8: not Safe Harbor: (C) Dates and ages: PatientAge is kept unchanged " + (
-        '([ages] mode = "keep") (set at safe-harbor.toml:56)'
-    ) in [str(p) for p in problems]
+    messages = [str(p) for p in problems]
+    age = '(C) Dates and ages: PatientAge is kept unchanged ([ages] mode = "keep")'
+    assert f"{path}:18: not Safe Harbor: {age}" in messages
+    date = 'StudyDate is shifted ([dates] mode = "shift"), which keeps a month and a day'
+    assert f"{path}:14: not Safe Harbor: (C) Dates and ages: {date}" in messages
 
 
 def test_schema_agrees_with_the_loader() -> None:
@@ -668,3 +681,64 @@ def test_every_toml_example_in_the_docs_validates(tmp_path: Path) -> None:
         path = tmp_path / f"example{number}.toml"
         path.write_text(example, encoding="utf-8")
         assert [str(p) for p in validate_file(path)] == [], example
+
+
+def test_typos_and_safe_harbor_gaps_are_reported_in_one_run(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(
+        HEAD + '[textt]\ndetect = "always"\n\n[tags.rules]\nPatientNmae = "remove"\n'
+        'PatientName = "keep"\nStudyDate = "keep"\n',
+        encoding="utf-8",
+    )
+    claim = "claims Safe Harbor (inherited from safe-harbor.toml), but"
+    assert [(p.line, p.message) for p in validate_file(path)] == [
+        (3, "unknown section [textt]; did you mean [text]?"),
+        (7, '[tags.rules] "PatientNmae" is not a DICOM keyword; did you mean "PatientName"?'),
+        (
+            8,
+            f"{claim} PS3.15 Annex E: (0010,0010) PatientName is kept; "
+            "the Basic Profile says Z (empty or dummy value)",
+        ),
+        (8, f"{claim} (A) Names: PatientName is kept"),
+        (
+            9,
+            f"{claim} PS3.15 Annex E: (0008,0020) StudyDate is kept; "
+            "the Basic Profile says Z (empty or dummy value)",
+        ),
+        (9, f"{claim} (C) Dates and ages: StudyDate is kept"),
+    ]
+
+
+def test_a_claim_inherited_through_a_chain_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text('extends = "safe-harbor"\n[png]\ncompress_level = 3\n')
+    (tmp_path / "team.toml").write_text(
+        'extends = "site.toml"\n[tags.rules]\nPatientName = "keep"\n'
+    )
+    messages = [p.message for p in validate_file(tmp_path / "team.toml")]
+    inherited = "claims Safe Harbor (inherited from safe-harbor.toml), but"
+    assert f"{inherited} (A) Names: PatientName is kept" in messages
+    (tmp_path / "site.toml").write_text('extends = "dicom-basic"\n[safe_harbor]\nclaim = true\n')
+    messages = [p.message for p in validate_file(tmp_path / "team.toml")]
+    assert any(m.startswith("claims Safe Harbor (inherited from site.toml), but") for m in messages)
+
+
+def test_a_base_with_mistakes_still_shows_what_its_children_let_through(tmp_path: Path) -> None:
+    base = tmp_path / "base.toml"
+    base.write_text(
+        'extends = "safe-harbor"\n[tags.rules]\nPatientNmae = "x"\nPatientName = "keep"\n'
+    )
+    child = tmp_path / "child.toml"
+    child.write_text('name = "child"\nextends = "base.toml"\n')
+    names = "claims Safe Harbor (inherited from safe-harbor.toml), but (A) Names"
+    assert f"{child}:2: {names}: PatientName is kept (set at base.toml:4)" in [
+        str(p) for p in validate_file(child)
+    ]
+    assert [p.line for p in validate_file(base)] == [3, 3, 4, 4]
+
+
+def test_a_gap_on_a_line_with_an_error_is_left_to_that_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(HEAD + '[dates]\nmode = "keep"\n')
+    problems = validate_file(path)
+    assert len(problems) == 1 and "contradicts [safe_harbor] claim = true" in problems[0].message
+    assert "t.toml:4" in {g.where for g in safe_harbor_gaps(str(path))}

@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
 
 from deid import batch, inputs, pipeline, profiles
+from deid.settings import Settings
 from deid.text import TextPolicy
 from deid.verify import (
     Leak,
@@ -81,7 +82,7 @@ def assert_no_values(leaks: list[Leak], values: list[str] = PLANTED) -> None:
         assert value.upper() not in text.upper()
 
 
-def settings(out_dir: Path, *, tree: bool = False) -> pipeline.Settings:
+def settings(out_dir: Path, *, tree: bool = False) -> Settings:
     formats = frozenset({"dicom", "png"})
     return safe_harbor_settings(out_dir, "test-verify", formats=formats, tree=tree, context=True)
 
@@ -464,7 +465,7 @@ def test_verify_outputs_uses_values_already_collected(
 @pytest.fixture(scope="module")
 def sample_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("samples") / "out"
-    summary = batch.run(inputs.discover([SAMPLES]), settings(out, tree=True), jobs=2)
+    summary = batch.run_paths(inputs.discover([SAMPLES]), settings(out, tree=True), jobs=2)
     assert summary.counts["written"] == 10 and summary.counts["failed"] == 0, summary.problems
     return out
 
