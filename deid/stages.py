@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from deid import classify, context, originals, output, pixels, reader, tags, text
-from deid.errors import LeakError
+from deid.errors import LeakError, UnreadableError
 from deid.pixelwork import PixelWork, prepare_pixels
 from deid.record import ActionRecord, BoxRecord, FileRecord, file_digest
 from deid.settings import Settings
@@ -62,9 +62,13 @@ class FileWork:
 
 def read(work: FileWork) -> None:
     """Parse the file (pixel data left for later); remember its content digest."""
-    if not work.record.digest:
-        work.record.digest = file_digest(work.path)
     work.ds = reader.read(work.path)
+    if work.writing and not work.record.digest:
+        try:
+            work.record.digest = file_digest(work.path)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UnreadableError(f"cannot read the file: {reason}", work.where) from None
 
 
 def classify_object(work: FileWork) -> None:

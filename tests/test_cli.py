@@ -432,3 +432,9 @@ def test_exit_code_table_matches_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
     rows = re.findall(r"^\| (\d+) \| ", readme, flags=re.MULTILINE)
     assert sorted(int(r) for r in rows) == sorted(int(c) for c in ExitCode)
+
+
+def test_inspect_of_a_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    code, text = run("inspect", tmp_path)
+    assert code == ExitCode.NOT_DICOM and "not a regular file" in text
+    assert "Traceback" not in text
