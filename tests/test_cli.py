@@ -24,6 +24,7 @@ from deid import ocr, pixels
 from deid.cli import app
 from deid.errors import ExitCode
 from deid.manifest import MANIFEST_NAME
+from deid.pixels import frames as pixel_frames
 
 runner = CliRunner()
 PHI_STRINGS = ("DOE", "JOHN", PHI["patient_id"], PHI["accession"], PHI["institution"])
@@ -211,7 +212,7 @@ def test_missing_codec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pat
     from pydicom.data import get_testdata_file
 
     source = Path(str(get_testdata_file("JPEG2000.dcm")))
-    monkeypatch.setattr(pixels, "_decoder_available", lambda uid: False)
+    monkeypatch.setattr(pixel_frames, "_decoder_available", lambda uid: False)
     code, text = run("anonymize", source, "--out", tmp_path / "out", "-j", "1")
     assert code == ExitCode.MISSING_CODEC, text
     assert "JPEG 2000" in text and "pip install" in text

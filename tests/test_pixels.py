@@ -20,6 +20,8 @@ from deid import pixels as px
 from deid.boxes import Box
 from deid.errors import ExitCode, MissingCodecError, UnreadableError, UsageError
 from deid.pixels import RenderOptions
+from deid.pixels import frames as px_frames
+from deid.pixels import rendering as px_rendering
 
 
 def shipped(name: str) -> str:
@@ -225,7 +227,7 @@ def test_rle_two_frames_differ_as_shipped() -> None:
 def test_missing_codec_names_syntax_and_package(
     monkeypatch: pytest.MonkeyPatch, name: str, syntax: str, packages: str
 ) -> None:
-    monkeypatch.setattr(px, "_decoder_available", lambda uid: False)
+    monkeypatch.setattr(px_frames, "_decoder_available", lambda uid: False)
     ds, path = read(name)
     with pytest.raises(MissingCodecError) as caught:
         px.decode(ds, path)
@@ -259,9 +261,9 @@ def test_syntax_without_any_decoder(uid: str, named: str) -> None:
 
 
 def test_codec_table_covers_every_pydicom_decoder() -> None:
-    text = (Path(px.__file__).parent / "data" / "codecs.toml").read_text(encoding="utf-8")
+    text = (Path(px.__file__).parent.parent / "data" / "codecs.toml").read_text(encoding="utf-8")
     table = tomllib.loads(text)["transfer_syntax"]
-    decodable = [uid for uid in map(UID, table) if px._decoder_available(uid)]
+    decodable = [uid for uid in map(UID, table) if px_frames._decoder_available(uid)]
     assert len(decodable) >= 12
     for uid in decodable:
         assert table[str(uid)]["packages"], uid
@@ -308,7 +310,7 @@ def test_check_pixel_data_without_decoding(monkeypatch: pytest.MonkeyPatch) -> N
     truncated.PixelData = truncated.PixelData[:10]
     with pytest.raises(UnreadableError, match="truncated: 10 of 128 bytes"):
         px.check_pixel_data(truncated, "t.dcm")
-    monkeypatch.setattr(px, "_decoder_available", lambda uid: False)
+    monkeypatch.setattr(px_frames, "_decoder_available", lambda uid: False)
     with pytest.raises(MissingCodecError, match="pip install pylibjpeg pylibjpeg-openjpeg"):
         px.check_pixel_data(ds, path)
 
@@ -732,7 +734,7 @@ def test_large_frames_render_as_pixel_by_pixel(
     if sequence is not None:
         setattr(ds, sequence[0], Sequence([sequence[1]]))
     table = px.render(ds, frame)
-    monkeypatch.setattr(px, "_TABLE_MIN_PIXELS", frame.size + 1)
+    monkeypatch.setattr(px_rendering, "_TABLE_MIN_PIXELS", frame.size + 1)
     direct = px.render(ds, frame)
     assert table.dtype == np.uint8 and table.shape == frame.shape
     assert np.array_equal(table, direct)

@@ -1,0 +1,49 @@
+"""Decode, render and black out DICOM pixel data.
+
+Burned-in text can only be found on an image that looks the way a radiologist's viewer
+shows it, and can only be removed by changing the stored values a viewer reads. This
+module does both halves:
+
+* `decode` turns a dataset's pixel data (native or compressed) into one numpy array of
+  stored values with a frame axis, colour already converted to RGB.
+* `render` applies the DICOM greyscale pipeline (Modality LUT, VOI LUT or window,
+  MONOCHROME1 inversion) or the palette, giving the uint8 picture an OCR engine sees.
+* `redact` fills boxes in the stored values with the value that renders darkest, and
+  `store` writes the result back as uncompressed pixel data.
+
+Rendering never resizes, so a box found on a rendered frame addresses the same pixels in
+the stored frames.
+
+This package is the face; the work is done in `frames` (choosing and decoding frames,
+codec errors), `luts` (lookup tables and palettes), `rendering` (display pipeline) and
+`redaction` (blacking out and storing back).
+"""
+
+from __future__ import annotations
+
+from deid.pixels.frames import (
+    check_pixel_data,
+    decode,
+    frame_count,
+    frame_digest,
+    is_compressed,
+    select_frames,
+)
+from deid.pixels.redaction import black_out, redact, store
+from deid.pixels.rendering import RenderOptions, Switch, darkest_value, render
+
+__all__ = [
+    "RenderOptions",
+    "Switch",
+    "black_out",
+    "check_pixel_data",
+    "darkest_value",
+    "decode",
+    "frame_count",
+    "frame_digest",
+    "is_compressed",
+    "redact",
+    "render",
+    "select_frames",
+    "store",
+]

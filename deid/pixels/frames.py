@@ -1,0 +1,315 @@
+"""Frames of stored values: how many, which ones, and decoded how.
+
+`decode` turns a dataset's pixel data (native or compressed) into one numpy array of
+stored values with a frame axis, colour already converted to RGB; `check_pixel_data`
+makes the same checks without decoding. When no decoder is installed for a compressed
+transfer syntax the error names the pip package that adds one (`data/codecs.toml`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from deid.errors import MissingCodecError, UnreadableError, UsageError
+from deid.reader import pixel_length
+from deid.tags import text_of
+
+__all__ = [
+    "Array",
+    "check_frames",
+    "check_pixel_data",
+    "decode",
+    "frame_count",
+    "frame_digest",
+    "is_compressed",
+    "representable_range",
+    "select_frames",
+    "transfer_syntax",
+]
+
+Array = npt.NDArray[Any]
+_DECODE_OPTIONS: dict[str, Any] = {"allow_excess_frames": False}
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """The Image Pixel attributes decoding and checking depend on."""
+
+    rows: int
+    columns: int
+    samples: int
+    frames: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    photometric: str
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of frames in the pixel data: Number of Frames, or 1 when absent or invalid."""
+    try:
+        value = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        return 1
+    return max(value, 1)
+
+
+def select_frames(count: int, spec: str) -> list[int]:
+    """Zero-based frame indices chosen by a user's spec.
+
+    `spec` is "all", "middle" (frame count // 2, the upper middle for even counts) or a
+    1-based frame number. Anything else, or a number outside 1..count, is a usage error.
+    """
+    text = spec.strip().lower()
+    if count >= 1:
+        if text == "all":
+            return list(range(count))
+        if text == "middle":
+            return [count // 2]
+        if re.fullmatch(r"[0-9]+", text) and 1 <= int(text) <= count:
+            return [int(text) - 1]
+    raise UsageError(
+        f"frame spec '{spec}' does not fit an image with {count} frame(s): "
+        f"use 'all', 'middle' or a frame number from 1 to {count}"
+    )
+
+
+def is_compressed(ds: Dataset) -> bool:
+    """True when the transfer syntax encapsulates (compresses) the pixel data.
+
+    Deflate compresses the whole dataset, not the pixel data, so it counts as native.
+    An unknown transfer syntax counts as compressed: it cannot be read as native data.
+    """
+    uid = transfer_syntax(ds)
+    return not uid.is_transfer_syntax or bool(uid.is_compressed)
+
+
+def decode(ds: Dataset, path: str) -> np.ndarray:
+    """All frames of stored values, shaped (frames, rows, cols) or (frames, rows, cols, 3).
+
+    Colour comes back as RGB (YBR_FULL, YBR_FULL_422 and the JPEG 2000 colour transforms
+    converted, planar configuration undone); PALETTE COLOR stays as indices. Bits above
+    Bits Stored are masked, or sign-extended from Bits Stored for signed data; pydicom
+    does this for native, RLE and JPEG data but not for JPEG-LS and JPEG 2000, so it is
+    repeated here, which is harmless where pydicom already did it. The dtype follows
+    Bits Allocated and Pixel Representation, in native byte order.
+    """
+    geometry, uid = _check(ds, path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr, properties = get_decoder(uid).as_array(ds, **_DECODE_OPTIONS)
+    except Exception as exc:
+        raise UnreadableError(f"pixel data cannot be decoded: {_one_line(exc)}", path=path) from exc
+    colour_space = properties.get("photometric_interpretation")
+    if geometry.samples == 3 and colour_space != "RGB":
+        raise UnreadableError(f"colour space {colour_space} cannot be converted to RGB", path=path)
+    shape = (geometry.rows, geometry.columns) + ((3,) if geometry.samples == 3 else ())
+    try:
+        arr = arr.reshape((-1, *shape))
+    except ValueError as exc:
+        raise UnreadableError(f"pixel data does not fit its shape: {exc}", path=path) from exc
+    return _normalise_values(arr, geometry)
+
+
+def check_pixel_data(ds: Dataset, path: str) -> None:
+    """Raise what `decode` would for missing, malformed, truncated or undecodable-here data.
+
+    For callers that keep the pixel data as it is: the checks are cheap (attributes,
+    native length, decoder availability) and compressed data is not decoded, so a
+    corrupt codestream still passes.
+    """
+    _check(ds, path)
+
+
+def _check(ds: Dataset, path: str) -> tuple[_Geometry, UID]:
+    """The checks shared by `decode` and `check_pixel_data`; the geometry and syntax found."""
+    actual = pixel_length(ds)
+    if not actual:
+        raise UnreadableError("no pixel data", path=path)
+    geometry = _geometry(ds, path)
+    if geometry.samples not in (1, 3):
+        raise UnreadableError(f"{geometry.samples} samples per pixel are not supported", path=path)
+    uid = transfer_syntax(ds)
+    if not uid.is_transfer_syntax or uid.is_compressed:
+        if not _decoder_available(uid):
+            raise MissingCodecError(_missing_codec_message(uid), path=path)
+    else:
+        expected = _native_length(geometry)
+        if actual < expected:
+            raise UnreadableError(
+                f"pixel data is truncated: {actual} of {expected} bytes", path=path
+            )
+    return geometry, uid
+
+
+def frame_digest(frame: np.ndarray) -> bytes:
+    """A short digest of one frame's stored values: identical frames are read once."""
+    return hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+
+
+def _decoder_available(uid: UID) -> bool:
+    """Whether pydicom has a usable decoding plugin for `uid` (tests replace this)."""
+    try:
+        return bool(get_decoder(uid).is_available)
+    except NotImplementedError:
+        return False
+
+
+@cache
+def _codec_table() -> dict[str, dict[str, Any]]:
+    text = files("deid").joinpath("data", "codecs.toml").read_text(encoding="utf-8")
+    table: dict[str, dict[str, Any]] = tomllib.loads(text)["transfer_syntax"]
+    return table
+
+
+def _missing_codec_message(uid: UID) -> str:
+    entry = _codec_table().get(str(uid))
+    if entry is None:
+        name = uid.name if uid.is_transfer_syntax else "an unknown transfer syntax"
+        return f"pixel data is compressed as {name} ({uid}) and no decoder for it is available"
+    name = entry["name"]
+    packages: list[str] = entry.get("packages", [])
+    if packages:
+        return (
+            f"pixel data is compressed as {name} ({uid}) and no decoder for it is installed: "
+            f"pip install {' '.join(packages)}"
+        )
+    hint = entry.get("hint", "transcode it to an uncompressed transfer syntax first")
+    return f"pixel data is compressed as {name} ({uid}), which no pip package decodes: {hint}"
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    """The transfer syntax from the file meta, else guessed from how the dataset was read."""
+    meta = getattr(ds, "file_meta", None)
+    uid = text_of(meta, "TransferSyntaxUID") if meta is not None else None
+    if uid:
+        return UID(uid)
+    implicit, little = ds.original_encoding
+    if little is False:
+        return ExplicitVRBigEndian
+    return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def _geometry(ds: Dataset, path: str) -> _Geometry:
+    values: dict[str, int] = {}
+    for keyword in ("Rows", "Columns", "BitsAllocated"):
+        values[keyword] = _positive(ds, keyword, path)
+    bits_allocated = values["BitsAllocated"]
+    if bits_allocated not in (1, 8, 16, 32):
+        raise UnreadableError(f"Bits Allocated {bits_allocated} is not supported", path=path)
+    bits_stored = _positive(ds, "BitsStored", path) if "BitsStored" in ds else bits_allocated
+    return _Geometry(
+        rows=values["Rows"],
+        columns=values["Columns"],
+        samples=_positive(ds, "SamplesPerPixel", path) if "SamplesPerPixel" in ds else 1,
+        frames=frame_count(ds),
+        bits_allocated=bits_allocated,
+        bits_stored=min(bits_stored, bits_allocated),
+        signed=_us(ds, "PixelRepresentation") == 1,
+        photometric=text_of(ds, "PhotometricInterpretation"),
+    )
+
+
+def _positive(ds: Dataset, keyword: str, path: str) -> int:
+    """A required positive integer attribute, or UnreadableError naming the keyword."""
+    value = _raw_us(ds, keyword)
+    if value is None:
+        try:
+            value = int(ds.get(keyword))
+        except (TypeError, ValueError):
+            value = 0
+    if value <= 0:
+        raise UnreadableError(f"image pixel attribute {keyword} is missing or invalid", path=path)
+    return value
+
+
+def _us(ds: Dataset, keyword: str) -> int | None:
+    """A US attribute from its raw bytes, else as pydicom reads it."""
+    value = _raw_us(ds, keyword)
+    return ds.get(keyword) if value is None else value
+
+
+def _raw_us(ds: Dataset, keyword: str) -> int | None:
+    """A US value straight from a little-endian raw element, sparing its conversion."""
+    tag = tag_for_keyword(keyword)
+    elem = ds._dict.get(tag) if tag is not None else None  # type: ignore[call-overload]
+    if (
+        isinstance(elem, RawDataElement)
+        and elem.VR == "US"
+        and elem.is_little_endian
+        and isinstance(elem.value, bytes)
+        and len(elem.value) == 2
+    ):
+        return int.from_bytes(elem.value, "little")
+    return None
+
+
+def _native_length(geometry: _Geometry) -> int:
+    """Bytes of native pixel data the attributes promise (YBR_FULL_422 is subsampled)."""
+    bits = geometry.rows * geometry.columns * geometry.samples * geometry.frames
+    bits *= geometry.bits_allocated
+    length = -(-bits // 8)
+    if geometry.photometric == "YBR_FULL_422":
+        length = length // 3 * 2
+    return length
+
+
+def _one_line(exc: BaseException) -> str:
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _normalise_values(arr: Array, geometry: _Geometry) -> Array:
+    """Native byte order, dtype per Bits Allocated, bits above Bits Stored cleared/extended."""
+    if geometry.bits_allocated == 1:
+        return arr.astype(np.uint8, copy=False)
+    kind = "i" if geometry.signed else "u"
+    target = np.dtype(f"{kind}{max(geometry.bits_allocated // 8, arr.dtype.itemsize)}")
+    if arr.dtype != target:
+        if arr.dtype.itemsize == target.itemsize:
+            arr = arr.astype(arr.dtype.newbyteorder("=")).view(target)
+        else:
+            arr = arr.astype(target)
+    shift = target.itemsize * 8 - geometry.bits_stored
+    if shift > 0:
+        if geometry.signed:
+            arr = (arr << shift) >> shift
+        else:
+            arr = arr & target.type((1 << geometry.bits_stored) - 1)
+    return arr
+
+
+def check_frames(frames: Array) -> None:
+    if frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] == 3):
+        return
+    raise ValueError(
+        f"frames must be (frames, rows, cols) or (frames, rows, cols, 3), not {frames.shape}"
+    )
+
+
+def representable_range(bits_stored: int, signed: bool) -> tuple[int, int]:
+    if signed:
+        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
+    return 0, (1 << bits_stored) - 1
