@@ -333,7 +333,9 @@ def verify_command(
     resolved = _load_profile(profile)
     try:
         policy = TextPolicy.from_profile(resolved.section("text"))
-        report = verify.verify_outputs(outputs, originals, policy, jobs=max(1, jobs))
+        report = verify.verify_outputs(
+            outputs, originals, policy, jobs=max(1, jobs), profile=resolved
+        )
     except DeidError as exc:
         raise _fail(exc) from None
     for line in report.lines():

@@ -3,7 +3,8 @@
 A team that writes or extends a profile wants to know, in CI, that it still lets nothing
 identifying through on their own kind of data. `profile_test` anonymizes the samples the
 way `deid anonymize --format dicom,png --context` would, into a temporary folder, checks
-every output with `deid.verify` against the samples' own values, and deletes everything
+every output with `deid.verify` against the samples' own values (a value a sample held
+unchanged where this profile lets it stay is not a leak there), and deletes everything
 it wrote. The report names outputs by their place under that folder, never by content.
 """
 
@@ -152,9 +153,15 @@ def profile_test(profile_ref: str, samples: Path, *, jobs: int = 1) -> ProfileTe
         settings = settings_for(profile, out_dir)
         summary = run_paths(paths, settings, jobs=jobs, on_result=results.append)
         kept = kept_on_purpose(profile)
-        originals = collect_originals([samples], kept)
+        originals = collect_originals([samples], kept, profile=profile)
         checked = verify_outputs(
-            [out_dir], [samples], settings.text_policy, jobs=jobs, kept=kept, values=originals
+            [out_dir],
+            [samples],
+            settings.text_policy,
+            jobs=jobs,
+            kept=kept,
+            values=originals,
+            profile=profile,
         )
         failed = [r for r in summary.problems if r.status == "failed"]
         withheld = [r for r in failed if r.kind == LeakError.kind]

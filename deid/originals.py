@@ -7,7 +7,9 @@ in the serialized bytes, so a value in a place the attribute walk does not read 
 found. Findings name the kind of value and where it was seen, never the value itself.
 
 `collect_originals` gathers the same values from a folder of originals, for the check of
-finished outputs in `deid.verify`.
+finished outputs in `deid.verify`. Both checks let an output keep a value where the
+original held it unchanged in an attribute that `may_keep_unchanged` allows: the one
+rule they share, so the writer and the reviewer cannot disagree on it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
+from pydicom._dicom_dict import DicomDictionary
 from pydicom._uid_dict import UID_dictionary
 from pydicom.charset import encode_string
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -68,15 +71,44 @@ def _uid_tags() -> frozenset[int]:
 
 
 @functools.cache
+def _class_uid_tags() -> frozenset[int]:
+    """UID attributes that name a class or a program, never one patient's object."""
+    suffixes = tuple(_data("original_values.toml")["uids"]["class_suffixes"])
+    return frozenset(
+        int(tag)
+        for tag, (vr, _, _, _, keyword) in DicomDictionary.items()
+        if "UI" in vr and keyword.endswith(suffixes)
+    )
+
+
+@functools.cache
 def _never_plain() -> tuple[frozenset[int], frozenset[str]]:
     """Tags and VRs whose values are identifiers or free text: those of the Safe Harbor
     identifier categories (`data/safe_harbor_categories.toml`), the free-text
-    descriptors of Annex E (Clean Descriptors), UIDs, and text VRs."""
+    descriptors of Annex E (Clean Descriptors), and the VRs of UIDs and free text
+    (`data/original_values.toml`)."""
     categories = _data("safe_harbor_categories.toml")["category"]
     selectors = (parse_selector(k) for c in categories for k in c["keywords"])
     tags = {tag for tag in selectors if isinstance(tag, int)} | set(descriptor_tags())
-    vrs = {vr for c in categories for vr in c["vrs"]} | {"UI", "LT", "ST", "UT", "UC"}
+    never = _data("original_values.toml")["unchanged"]["never_vrs"]
+    vrs = {vr for c in categories for vr in c["vrs"]} | set(never)
     return frozenset(tags), frozenset(vrs)
+
+
+def may_keep_unchanged(tag: int, vr: str, profile: Profile) -> bool:
+    """Whether an output may hold here, unchanged, a value the original held here: a
+    standard attribute `profile` keeps that is neither an identifier nor free text.
+
+    A knee MR whose patient is named `KNEE` keeps BodyPartExamined `KNEE`: it shows the
+    body part, not the name. Free text is where people type names, and nothing says what
+    a vendor put in a private element, so a copy there is a leak even when whole. The
+    pipeline's check (`original_values`) and the check of finished outputs
+    (`collect_originals` with a profile) both ask this.
+    """
+    tags, vrs = _never_plain()
+    if tag >> 16 & 1 or tag >> 16 == 0x0002 or vr in vrs or tag in tags:
+        return False
+    return profile.survives(profile.rule_for(tag, vr)) in (Survives.WHOLE, Survives.LISTED)
 
 
 @dataclass(frozen=True)
@@ -194,8 +226,11 @@ def kept_on_purpose(profile: Profile) -> Callable[[int, str], bool] | None:
 
 
 def collect_originals(
-    paths: Iterable[Path], kept: Callable[[int, str], bool] | None = None
-) -> dict[str, str]:
+    paths: Iterable[Path],
+    kept: Callable[[int, str], bool] | None = None,
+    *,
+    profile: Profile | None = None,
+) -> OriginalValues:
     """Identifying values of every DICOM original under `paths`, mapped to their kind.
 
     The union of `phi_values` over the originals, plus every UID they hold at any depth
@@ -203,8 +238,14 @@ def collect_originals(
     an output carrying one can be linked back to the original. Files that are not
     DICOM, or cannot be read, are skipped silently: they hold no header values an
     output could have copied.
+
+    With the `profile` the outputs were made by, the result's `kept` holds (tag, value)
+    for each value that some original held whole where `may_keep_unchanged` allows it:
+    which output came from which original is not known, so any original's unchanged
+    value there is allowed there.
     """
     found: dict[str, str] = {}
+    unchanged: set[tuple[int, str]] = set()
     for path in discover(list(paths)):
         try:
             with warnings.catch_warnings():
@@ -214,9 +255,16 @@ def collect_originals(
                 uids = [
                     text
                     for _, _, text in _raw_strings(
-                        ds, lambda tag, vr: vr == "UI" and not (kept is not None and kept(tag, vr))
+                        ds,
+                        lambda tag, vr: (
+                            vr == "UI"
+                            and tag not in _class_uid_tags()
+                            and not (kept is not None and kept(tag, vr))
+                        ),
                     )
                 ]
+                if profile is not None:
+                    unchanged.update(_unchanged(ds, profile))
         except DeidError:
             continue
         for text in uids:
@@ -225,7 +273,7 @@ def collect_originals(
                 values.setdefault(uid, "original UID")
         for value, kind in values.items():
             found.setdefault(value, kind)
-    return found
+    return OriginalValues(found, frozenset(pair for pair in unchanged if pair[1] in found))
 
 
 # --- The check of a DICOM output before it is written ---------------------------------
@@ -237,10 +285,11 @@ class OriginalValues(Mapping[str, str]):
     where the original already held some of them in attributes that are not identifiers.
 
     `kept` holds (tag, value) for each identifying value that is also the whole value of
-    a standard, coded attribute the profile keeps, such as a patient named `KNEE` whose
-    BodyPartExamined is `KNEE`: the output holding that value in that attribute shows
-    the body part, not the name. Anywhere else the value is still a leak, and so is a
-    whole copy in free text (ImageComments) or a private element.
+    a standard, coded attribute the profile keeps (`may_keep_unchanged`), such as a
+    patient named `KNEE` whose BodyPartExamined is `KNEE`: the output holding that value
+    in that attribute shows the body part, not the name. Anywhere else the value is
+    still a leak, and so is a whole copy in free text (ImageComments) or a private
+    element. `collect_originals` gives the same for a folder of originals.
     """
 
     kinds: dict[str, str]
@@ -256,31 +305,24 @@ class OriginalValues(Mapping[str, str]):
         return len(self.kinds)
 
 
-def _plain_attribute(tag: int, vr: str, profile: Profile) -> bool:
-    """Whether a value the original holds here may stay in the output: a standard
-    attribute the profile keeps that is neither an identifier nor free text. Free text
-    is where people type names, and nothing says what a vendor put in a private element,
-    so a copy of a value there is a leak even when it is the whole value."""
-    tags, vrs = _never_plain()
-    if tag >> 16 & 1 or tag >> 16 == 0x0002 or vr in vrs or tag in tags:
-        return False
-    return profile.survives(profile.rule_for(tag, vr)) in (Survives.WHOLE, Survives.LISTED)
-
-
 def original_values(ds: Dataset, profile: Profile) -> OriginalValues:
     """What `output_leaks` looks for in the output of `ds` under `profile`: its
     identifying values (`phi_values`, less what the profile keeps on purpose), and the
     attributes the profile keeps that already hold one of them whole. Call it on the
     original, before the tags are changed."""
     values = phi_values(ds, kept_on_purpose(profile))
-    kept = frozenset(
-        (tag, text.strip(" \0"))
-        for tag, _, text in _raw_strings(
-            ds, lambda tag, vr: _plain_attribute(tag, vr, profile), _TEXT_VRS
-        )
-        if text.strip(" \0") in values
-    )
+    kept = frozenset(pair for pair in _unchanged(ds, profile) if pair[1] in values)
     return OriginalValues(values, kept)
+
+
+def _unchanged(ds: Dataset, profile: Profile) -> Iterator[tuple[int, str]]:
+    """(tag, value) of every value of `ds` an output may keep unchanged under `profile`."""
+    for tag, _, text in _raw_strings(
+        ds, lambda tag, vr: may_keep_unchanged(tag, vr, profile), _TEXT_VRS
+    ):
+        value = text.strip(" \0")
+        if len(value) >= 3:
+            yield tag, value
 
 
 def _written_texts(value: object, vr: str, encodings: list[str]) -> list[str]:

@@ -2,11 +2,18 @@
 
 `verify_outputs` is the reviewer's check of outputs already on disk (`deid verify`,
 `deid profiles test`): it reads DICOM, PNG and note files back, walks every element,
-chunk and line, OCRs the pixels, and reports `Leak`s. It does not trust the steps that
+chunk and line, OCRs the pixels, reads the run's manifest and report page (they are
+passed on with the outputs), and reports `Leak`s. It does not trust the steps that
 wrote the outputs: it collects the original headers' identifying values
 (`deid.originals`) and looks for them everywhere, along with the shapes of identifying
 values (`deid.phitext`). Findings name the kind of value and where it was seen, never
 the value itself.
+
+An original value is no finding in a DICOM value where `_` joins it to a longer token
+(`TOSHIBA_MEC` is a vendor, not the institution `TOSHIBA`), nor as the whole value of an
+attribute that some original held it in unchanged, where the profile the outputs were
+made by keeps it (`deid.originals.may_keep_unchanged`): a patient named `KNEE` does not
+leak through BodyPartExamined `KNEE`.
 
 The pipeline's own check of each DICOM output before it is written is
 `deid.originals.output_leaks`.
@@ -15,6 +22,7 @@ The pipeline's own check of each DICOM output before it is written is
 from __future__ import annotations
 
 import re
+import sqlite3
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,18 +38,20 @@ from pydicom.multival import MultiValue
 from deid import pixels
 from deid.errors import DeidError
 from deid.inputs import discover
+from deid.manifest import MANIFEST_NAME
 from deid.originals import (
     Finding,
+    OriginalValues,
     attribute_name,
     collect_originals,
     kept_on_purpose,
     phi_values,
     scan_bytes,
 )
-from deid.phitext import Matcher, text_kinds
+from deid.phitext import Matcher, full_date, manifest_findings, over_90, page_findings, text_kinds
 from deid.pixelcheck import pixel_findings, planes, png_planes
 from deid.pngmeta import SIGNATURE, chunk_findings
-from deid.profiles import dictionary_vr
+from deid.profiles import DEFAULT_PROFILE, Profile, dictionary_vr, load
 from deid.reader import sniff
 from deid.text import TextPolicy
 
@@ -67,9 +77,10 @@ class Leak:
 
     `where` is an attribute path (`ReferencedStudySequence[0] > PatientName`,
     `(0029,1001) private`, `file meta > SourceApplicationEntityTitle`), a PNG chunk
-    (`PNG tEXt chunk`), a pixel box (`pixels x 10-120 y 5-30`), a line of a note
-    (`line 3`) or `file name`. A leak never carries the value it found, so reports can
-    be printed, logged and kept.
+    (`PNG tEXt chunk`), a pixel box (`pixels x 10-120 y 5-30`), a line of a note or
+    report page (`line 3`), a place in the manifest (`files record 2 > reason`) or
+    `file name`. A leak never carries the value it found, so reports can be printed,
+    logged and kept.
     """
 
     file: str
@@ -89,6 +100,7 @@ _TEXT_VRS = frozenset(
 _PSEUDONYM = re.compile(r"ANON[0-9A-Z]{8}")
 _META_PRIVATE = (0x00020100, 0x00020102)  # PrivateInformationCreatorUID, PrivateInformation
 _DEFER = 256 * 1024  # bytes; larger values (pixel data) are read only if looked at
+Unchanged = frozenset[tuple[int, str]]
 
 
 def _values(ds: Dataset, tag: int, vr: str) -> list[str]:
@@ -117,7 +129,14 @@ def _values(ds: Dataset, tag: int, vr: str) -> list[str]:
     return [text for text in texts if text]
 
 
-def _element_kinds(tag: int, vr: str, texts: list[str], matcher: Matcher) -> list[str]:
+def _unchanged(originals: Mapping[str, str] | None) -> Unchanged:
+    """(tag, value) pairs an output may hold: see `collect_originals` with a profile."""
+    return originals.kept if isinstance(originals, OriginalValues) else frozenset()
+
+
+def _element_kinds(
+    tag: int, vr: str, texts: list[str], matcher: Matcher, unchanged: Unchanged
+) -> list[str]:
     """What is identifying about one element, from its tag, VR and values."""
     kinds = []
     group = tag >> 16
@@ -128,34 +147,20 @@ def _element_kinds(tag: int, vr: str, texts: list[str], matcher: Matcher) -> lis
     elif group & 0xFF00 == 0x5000:
         kinds.append("curve element")
     for text in texts:
-        kinds += text_kinds(text, matcher, vr)
-        if vr in ("DA", "DT") and _full_date(text):
+        whole = (tag, text) in unchanged
+        kinds += text_kinds(text, matcher, vr, joined=True, but_whole=whole)
+        if vr in ("DA", "DT") and full_date(text):
             kinds.append("full date")
         if vr == "PN" and not _PSEUDONYM.fullmatch(text.rstrip("^=")):
             kinds.append("person name")
-        if vr == "AS" and _over_90(text):
+        if vr == "AS" and over_90(text):
             kinds.append("age over 89")
     return kinds
 
 
-def _over_90(text: str) -> bool:
-    """True for an age above 90 years: Safe Harbor allows only "90 or older" (090Y)."""
-    per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}.get(text[3:4].upper())
-    if len(text) != 4 or not text[:3].isdigit() or per_year is None:
-        return False
-    return int(text[:3]) / per_year > 90
-
-
-def _full_date(text: str) -> bool:
-    """True if a DA/DT value (or range) keeps more than the year: a month/day not 0101."""
-    for part in text.split("-"):
-        rest = part.strip()[4:8]
-        if rest and rest not in ("01", "0101"):
-            return True
-    return False
-
-
-def _walk(ds: Dataset, prefix: str, matcher: Matcher) -> Iterator[tuple[str, str]]:
+def _walk(
+    ds: Dataset, prefix: str, matcher: Matcher, unchanged: Unchanged
+) -> Iterator[tuple[str, str]]:
     """(where, kind) of everything identifying in `ds` and its sequence items."""
     for key in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every value)
         tag = int(key)
@@ -165,13 +170,13 @@ def _walk(ds: Dataset, prefix: str, matcher: Matcher) -> Iterator[tuple[str, str
         vr = vr or (None if private else dictionary_vr(tag)) or "UN"
         where = prefix + attribute_name(tag)
         if vr == "SQ":
-            for kind in _element_kinds(tag, vr, [], matcher):
+            for kind in _element_kinds(tag, vr, [], matcher, unchanged):
                 yield where + private, kind
             for index, item in enumerate(ds[tag].value or []):
-                yield from _walk(item, f"{where}[{index}] > ", matcher)
+                yield from _walk(item, f"{where}[{index}] > ", matcher, unchanged)
             continue
         texts = _values(ds, tag, vr)
-        for kind in _element_kinds(tag, vr, texts, matcher):
+        for kind in _element_kinds(tag, vr, texts, matcher, unchanged):
             yield where + private, kind
 
 
@@ -181,7 +186,9 @@ def check_dicom(
     """Everything identifying in one DICOM output, at every depth, file meta included.
 
     Reports any original value (`originals`, from `collect_originals`) in any text
-    value, and regardless of originals: dates with a month or day, person names that
+    value, but where `_` joins it to a longer token or it is a value the originals held
+    unchanged in the same attribute (`collect_originals` with a profile), and
+    regardless of originals: dates with a month or day, person names that
     are not `ANON` pseudonyms, private, overlay and curve elements, values shaped like
     phone numbers, e-mail addresses, SSNs, written dates or IDs (see
     `data/phi_patterns.toml`), a non-zero preamble and PatientIdentityRemoved not YES.
@@ -189,10 +196,12 @@ def check_dicom(
     With a `policy`, the pixels are read too, every distinct frame as displayed, as a
     PNG's are (`check_png`): burned-in text in a DICOM output is a finding.
     """
-    return _check_dicom(path, Matcher(originals), policy)
+    return _check_dicom(path, Matcher(originals), _unchanged(originals), policy)
 
 
-def _check_dicom(path: Path, matcher: Matcher, policy: TextPolicy | None = None) -> list[Leak]:
+def _check_dicom(
+    path: Path, matcher: Matcher, unchanged: Unchanged, policy: TextPolicy | None = None
+) -> list[Leak]:
     name = str(path)
     try:
         with path.open("rb") as f:
@@ -200,8 +209,8 @@ def _check_dicom(path: Path, matcher: Matcher, policy: TextPolicy | None = None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = dcmread(path, force=True, defer_size=_DEFER)
-            found = list(_walk(ds.file_meta, "file meta > ", matcher))
-            found += _walk(ds, "", matcher)
+            found = list(_walk(ds.file_meta, "file meta > ", matcher, unchanged))
+            found += _walk(ds, "", matcher, unchanged)
     except Exception:  # pydicom raises many types on corrupt input; all mean "unreadable"
         return [Leak(name, "file", "unreadable DICOM")]
     leaks = [Leak(name, where, kind) for where, kind in found]
@@ -260,6 +269,24 @@ def _check_text(path: Path, matcher: Matcher) -> list[Leak]:
     return list(dict.fromkeys(leaks))
 
 
+def _check_manifest(path: Path, matcher: Matcher) -> list[Leak]:
+    """Original values in a run's manifest, passed on with the outputs."""
+    try:
+        found = manifest_findings(path, matcher)
+    except (OSError, sqlite3.Error, ValueError, TypeError):
+        return [Leak(str(path), "file", "unreadable manifest")]
+    return [Leak(str(path), where, kind) for where, kind in found]
+
+
+def _check_page(path: Path, matcher: Matcher) -> list[Leak]:
+    """Original values in the text of an HTML page (`deid report`'s `report.html`)."""
+    try:
+        found = page_findings(path.read_bytes(), matcher)
+    except OSError:
+        return [Leak(str(path), "file", "unreadable file")]
+    return [Leak(str(path), where, kind) for where, kind in found]
+
+
 def _name_leaks(path: Path, root: Path | None, matcher: Matcher) -> list[Leak]:
     """Original values in an output's file name or the folders below the output root."""
     try:
@@ -307,7 +334,7 @@ def _check_png(path: Path, matcher: Matcher, policy: TextPolicy) -> list[Leak]:
 
 # --- A set of outputs ------------------------------------------------------------------
 
-FileType = Literal["dicom", "png", "text", "other"]
+FileType = Literal["dicom", "png", "text", "manifest", "page", "other"]
 
 
 @dataclass(frozen=True)
@@ -330,7 +357,7 @@ class VerifyReport:
 
     @property
     def checked(self) -> int:
-        return self._count("dicom", "png", "text")
+        return self._count("dicom", "png", "text", "manifest", "page")
 
     @property
     def dicom(self) -> int:
@@ -345,8 +372,16 @@ class VerifyReport:
         return self._count("text")
 
     @property
+    def manifests(self) -> int:
+        return self._count("manifest")
+
+    @property
+    def pages(self) -> int:
+        return self._count("page")
+
+    @property
     def skipped(self) -> int:
-        """Files of no type this check knows (not DICOM, PNG or .txt): not looked at."""
+        """Files of no type this check knows (see `_file_type`): not looked at."""
         return self._count("other")
 
     @property
@@ -368,14 +403,14 @@ class VerifyReport:
     def summary(self) -> str:
         leaky = sum(1 for f in self.files if f.leaks)
         found = f"{len(self.leaks)} leaks in {leaky} files" if self.leaks else "no leaks found"
-        return (
-            f"{self.checked} files checked ({self.dicom} DICOM, {self.png} PNG, "
-            f"{self.notes} notes), {self.skipped} skipped: {found}"
-        )
+        kinds = f"{self.dicom} DICOM, {self.png} PNG, {self.notes} notes"
+        kinds += f", {self.manifests} manifest" if self.manifests else ""
+        kinds += f", {self.pages} HTML page" if self.pages else ""
+        return f"{self.checked} files checked ({kinds}), {self.skipped} skipped: {found}"
 
 
 def _file_type(path: Path) -> FileType:
-    """What to check a file as: by its content for images, by its ending for notes."""
+    """What to check a file as: images by their content, the rest by name or ending."""
     try:
         with path.open("rb") as f:
             head = f.read(8)
@@ -387,6 +422,10 @@ def _file_type(path: Path) -> FileType:
         return "dicom"
     if path.suffix.lower() == ".txt":
         return "text"
+    if path.name == MANIFEST_NAME:
+        return "manifest"
+    if path.suffix.lower() in (".html", ".htm"):
+        return "page"
     return "other"
 
 
@@ -395,15 +434,20 @@ def _check_file(
     root: Path | None,
     kind: FileType,
     matcher: Matcher,
+    unchanged: Unchanged,
     policy: TextPolicy,
 ) -> FileCheck:
     leaks = _name_leaks(path, root, matcher)
     if kind == "dicom":
-        leaks += _check_dicom(path, matcher, policy)
+        leaks += _check_dicom(path, matcher, unchanged, policy)
     elif kind == "png":
         leaks += _check_png(path, matcher, policy)
     elif kind == "text":
         leaks += _check_text(path, matcher)
+    elif kind == "manifest":
+        leaks += _check_manifest(path, matcher)
+    elif kind == "page":
+        leaks += _check_page(path, matcher)
     return FileCheck(str(path), kind, tuple(dict.fromkeys(leaks)))
 
 
@@ -415,27 +459,33 @@ def verify_outputs(
     jobs: int = 1,
     kept: Callable[[int, str], bool] | None = None,
     values: Mapping[str, str] | None = None,
+    profile: Profile | None = None,
 ) -> VerifyReport:
     """Check every file under `outputs`, against the values of the `originals` if given.
 
     Without originals only the patterns apply (dates, names that are not pseudonyms,
     private elements, phone numbers ...); with them, any value of an original header
-    found anywhere in an output, its file name included, is a leak. `jobs` files are
+    found anywhere in an output, its file name included, is a leak, but a value an
+    original held unchanged where `profile` (by default the default profile) lets it
+    stay; and what `profile` keeps on purpose when it does not claim Safe Harbor, or
+    what `kept` names if given (`kept_on_purpose`), is not looked for. `jobs` files are
     checked at a time (OCR runs in Tesseract processes). Raises `UsageError` for a path
     that does not exist and `OcrUnavailableError` when PNGs cannot be read. `values`,
     if given, are the originals' values already collected (`collect_originals`), used
     instead of reading `originals` again.
     """
     if values is None and originals is not None:
-        values = collect_originals(originals, kept)
-    matcher = Matcher(values)
+        profile = profile if profile is not None else load(DEFAULT_PROFILE)
+        kept = kept if kept is not None else kept_on_purpose(profile)
+        values = collect_originals(originals, kept, profile=profile)
+    matcher, unchanged = Matcher(values), _unchanged(values)
     work: list[tuple[Path, Path | None]] = []
     for output in outputs:
         root = output if output.is_dir() else None
         work += [(path, root) for path in discover([output])]
 
     def check(item: tuple[Path, Path | None, FileType]) -> FileCheck:
-        return _check_file(*item, matcher, policy)
+        return _check_file(*item, matcher, unchanged, policy)
 
     typed = [(path, root, _file_type(path)) for path, root in work]
     if jobs <= 1:

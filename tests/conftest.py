@@ -340,3 +340,40 @@ def knee_dataset() -> FileDataset:
 def knee_file(knee_dataset: FileDataset, write_dicom: Callable[..., Path]) -> Path:
     """`knee_dataset` saved to disk."""
     return write_dicom(knee_dataset, "knee.dcm")
+
+
+# pydicom's own scanner files whose outputs once raised false alarms in both leak checks:
+# a vendor name joined by `_` to the institution (MR_small), and private elements copying
+# the kept BodyPartExamined and ImageType (JPEG2000, JPGExtended).
+PYDICOM_SCANNER_FILES = ("MR_small.dcm", "JPEG2000.dcm", "JPGExtended.dcm")
+
+
+@pytest.fixture
+def pydicom_samples(tmp_path: Path) -> Path:
+    """A samples folder holding copies of `PYDICOM_SCANNER_FILES`."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "pydicom-samples"
+    folder.mkdir()
+    for name in PYDICOM_SCANNER_FILES:
+        shutil.copy(str(get_testdata_file(name)), folder / name)
+    return folder
+
+
+@pytest.fixture
+def knee_slices(tmp_path: Path) -> Path:
+    """A folder with the first two slices of the real knee series (see
+    `../shared/real-negatives/README.md`), whose patient is named `KNEE`; skips when
+    the shared folder is absent."""
+    import shutil
+
+    series = sorted((REAL_NEGATIVES / "knee-mr-t1").glob("*.dcm"))[:2]
+    if not series:
+        pytest.skip("the real knee series is not in ../shared/real-negatives")
+    folder = tmp_path / "knee-slices"
+    folder.mkdir()
+    for path in series:
+        shutil.copy(path, folder / path.name)
+    return folder

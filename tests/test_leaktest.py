@@ -129,3 +129,34 @@ def test_samples_with_no_dicom_prove_nothing(tmp_path: Path) -> None:
 def test_an_unknown_profile_is_an_error() -> None:
     with pytest.raises(ProfileError):
         profile_test("no-such-profile", SAMPLES)
+
+
+def test_scanner_files_pass(pydicom_samples: Path) -> None:
+    """pydicom's MR_small (a vendor `TOSHIBA_MEC`, institution `TOSHIBA`), JPEG2000 and
+    JPGExtended (private elements copying the kept body part) leak nothing."""
+    report = profile_test("safe-harbor", pydicom_samples)
+    assert report.ok, "\n".join(report.lines())
+    assert report.summary.counts["written"] == 3 and report.verify.dicom == 3
+
+
+@pytest.mark.parametrize("source", ["knee_file", "knee_slices"])
+def test_a_patient_named_like_the_body_part_passes(
+    request: pytest.FixtureRequest, source: str
+) -> None:
+    found: Path = request.getfixturevalue(source)
+    report = profile_test("safe-harbor", found.parent if found.is_file() else found)
+    assert report.ok, "\n".join(report.lines())
+
+
+def test_the_name_in_a_kept_description_is_caught(tmp_path: Path, knee_file: Path) -> None:
+    """Keeping StudyDescription `MR KNEE LEFT` of the patient named `KNEE` is a leak: the
+    pipeline withholds the output, and the test says where the name was, and only there
+    (not in the kept BodyPartExamined `KNEE`)."""
+    keeps = tmp_path / "keeps.toml"
+    keeps.write_text(WEAK.replace("InstitutionName", "StudyDescription"))
+    report = profile_test(str(keeps), knee_file.parent)
+    assert not report.ok and len(report.withheld) == 1
+    assert [(leak.where, leak.kind) for leak in report.leaks] == [
+        ("StudyDescription", "patient name")
+    ]
+    assert "KNEE" not in "\n".join(line.split(": ", 1)[1] for line in report.lines()[1:])

@@ -22,7 +22,13 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset
 
 from deid import originals, output, pipeline, profiles, tags, verify
-from deid.originals import Finding, OriginalValues, original_values, output_leaks
+from deid.originals import (
+    Finding,
+    OriginalValues,
+    collect_originals,
+    original_values,
+    output_leaks,
+)
 from deid.profiles import Profile
 from deid.pseudonym import Pseudonymizer
 
@@ -282,3 +288,52 @@ def test_original_values_are_the_identifying_values() -> None:
 )
 def test_verify_still_offers_what_moved(name: str) -> None:
     assert getattr(verify, name) is getattr(originals, name)
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "allowed"),
+    [
+        (0x00180015, "CS", True),  # BodyPartExamined: coded, kept
+        (0x00080070, "LO", True),  # Manufacturer
+        (0x00080008, "CS", True),  # ImageType
+        (0x00100010, "PN", False),  # PatientName: an identifier
+        (0x00080080, "LO", False),  # InstitutionName: an identifier
+        (0x00081030, "LO", False),  # StudyDescription: a free-text descriptor
+        (0x00204000, "LT", False),  # ImageComments: free text
+        (0x00080018, "UI", False),  # SOPInstanceUID
+        (0x00020016, "AE", False),  # SourceApplicationEntityTitle: file meta
+        (0x00191001, "LO", False),  # a private element
+    ],
+)
+def test_which_attributes_may_keep_an_unchanged_value(tag: int, vr: str, allowed: bool) -> None:
+    assert originals.may_keep_unchanged(tag, vr, SAFE_HARBOR) is allowed
+
+
+@pytest.mark.parametrize("name", [name for name, _ in PYDICOM_FILES])
+def test_the_pipeline_and_the_reviewer_allow_the_same_values(name: str) -> None:
+    """What the pipeline's check lets an output keep, the check of finished outputs
+    (`collect_originals` with the profile) lets it keep too."""
+    path = pydicom_file(name)
+    writer = original_values(dcmread(path), SAFE_HARBOR)
+    reviewer = originals.collect_originals([path], profile=SAFE_HARBOR)
+    assert writer.kept <= reviewer.kept
+    assert {value for _, value in reviewer.kept} <= set(reviewer)
+
+
+def test_the_reviewer_allows_nothing_without_a_profile(knee_file: Path) -> None:
+    assert originals.collect_originals([knee_file]).kept == frozenset()
+    kept = originals.collect_originals([knee_file], profile=SAFE_HARBOR).kept
+    assert kept == {(0x00180015, KNEE_PATIENT["name"])}
+
+
+def test_a_vendor_class_uid_links_nobody_but_an_instance_uid_does(
+    ct_dataset: FileDataset, tmp_path: Path
+) -> None:
+    source = Dataset()
+    source.ReferencedSOPClassUID = "1.3.12.2.1107.5.9.1"
+    source.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.99.1234.5"
+    ct_dataset.SourceImageSequence = [source]
+    ct_dataset.save_as(tmp_path / "ct.dcm", enforce_file_format=True)
+    found = collect_originals([tmp_path / "ct.dcm"])
+    assert "1.3.12.2.1107.5.9.1" not in found
+    assert found["1.2.826.0.1.3680043.99.1234.5"] == "original UID"

@@ -7,15 +7,18 @@ the value, and that is checked on every report.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from conftest import (
     BURNED_LINES,
+    KNEE_PATIENT,
     PHI,
     burned_in_pixels,
     make_ct_dataset,
@@ -24,10 +27,16 @@ from conftest import (
 )
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
+from typer.testing import CliRunner
 
 from deid import batch, inputs, pipeline, profiles
+from deid.cli import app
+from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
+from deid.record import BoxRecord, FileRecord
+from deid.report import page
 from deid.settings import Settings
 from deid.text import TextPolicy
 from deid.verify import (
@@ -486,3 +495,300 @@ def test_samples_themselves_leak_without_showing_values() -> None:
     text = "\n".join(line.split(": ", 1)[1] for line in report.lines())
     for value in SAMPLE_PHI:
         assert value not in text
+
+
+# --- What an output may keep: the rules the pipeline's own check applies too -----------
+
+SAFE_HARBOR = profiles.load("safe-harbor")
+
+
+def made(folder: Path, out: Path) -> Path:
+    """`out`, holding what the pipeline writes (DICOM, PNG, note) from each DICOM file
+    under `folder`."""
+    for path in inputs.discover([folder]):
+        result = pipeline.process(path, settings(out))
+        assert result.status == "written", result.reason
+    return out
+
+
+def dicom_output(folder: Path) -> Path:
+    return next(path for path in folder.rglob("*.dcm"))
+
+
+def profile_with(tmp_path: Path, rules: str) -> profiles.Profile:
+    """Safe Harbor, with `rules` added to its `[tags.rules]`."""
+    path = tmp_path / "p.toml"
+    path.write_text(f'name = "p"\nextends = "safe-harbor"\n[tags.rules]\n{rules}\n')
+    return profiles.load(str(path))
+
+
+def test_scanner_outputs_raise_no_false_alarm(pydicom_samples: Path, tmp_path: Path) -> None:
+    """MR_small's Manufacturer `TOSHIBA_MEC` is not its institution `TOSHIBA`; JPEG2000's
+    and JPGExtended's kept BodyPartExamined and ImageType hold what private elements of
+    the original also held."""
+    out = made(pydicom_samples, tmp_path / "out")
+    report = verify_outputs([out], [pydicom_samples], POLICY)
+    assert report.lines() == []
+    assert (report.dicom, report.png, report.notes) == (3, 3, 3)
+
+
+@pytest.mark.parametrize("source", ["knee_file", "knee_slices"])
+def test_a_patient_named_like_the_body_part_is_no_leak(
+    request: pytest.FixtureRequest, tmp_path: Path, source: str
+) -> None:
+    """A knee MR whose patient is named `KNEE` keeps BodyPartExamined `KNEE` (the real
+    series and a dataset made like it): that is the body part, not the name."""
+    found: Path = request.getfixturevalue(source)
+    folder = found.parent if found.is_file() else found
+    out = made(folder, tmp_path / "out")
+    assert verify_outputs([out], [folder], POLICY, profile=SAFE_HARBOR).lines() == []
+    assert verify_outputs([out], [folder], POLICY).lines() == []  # the default profile
+    without_rule = verify_outputs([out], None, POLICY, values=dict(collect_originals([folder])))
+    assert {(leak.where, leak.kind) for leak in without_rule.leaks} == {
+        ("BodyPartExamined", "patient name")
+    }
+
+
+@pytest.mark.parametrize(
+    ("manufacturer", "found"),
+    [
+        ("TOSHIBA_MEC", False),  # a vendor's name is not the institution it is part of
+        ("MEC_TOSHIBA", False),
+        ("_TOSHIBA", False),
+        ("TOSHIBA MEC", True),
+        ("Toshiba^Mec", True),
+        ("MEC-TOSHIBA", True),
+        ("XTOSHIBA", False),
+        ("TOSHIBA2", False),
+    ],
+)
+def test_underscore_joins_words_in_dicom_values(
+    outputs: Outputs, tmp_path: Path, manufacturer: str, found: bool
+) -> None:
+    originals = collect_originals([Path(str(get_testdata_file("MR_small.dcm")))])
+    assert originals["TOSHIBA"] == "institution"
+    ds = dcmread(outputs.dicom)
+    ds.Manufacturer = manufacturer
+    path = tmp_path / "out.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    leaks = check_dicom(path, originals)
+    assert (Leak(str(path), "Manufacturer", "institution") in leaks) is found
+    assert_no_values(leaks, ["TOSHIBA"])
+
+
+def _knee_private(value: str) -> Callable[[FileDataset], None]:
+    def plant(ds: FileDataset) -> None:
+        ds.private_block(0x0011, "ACME SCANNER", create=True).add_new(0x03, "LO", value)
+
+    return plant
+
+
+def _meta_title(ds: FileDataset) -> None:
+    ds.file_meta.SourceApplicationEntityTitle = KNEE_PATIENT["name"]
+
+
+# id -> (profile rules, plant, where, kind): values that leak though the knee patient's
+# name is the kept body part.
+KNEE_LEAKS: dict[str, tuple[str, Callable[[FileDataset], None], str, str]] = {
+    "name-in-kept-study-description": (
+        'StudyDescription = "keep"',
+        _set("StudyDescription", "MR KNEE LEFT"),
+        "StudyDescription",
+        "patient name",
+    ),
+    "body-part-with-more": (
+        "",
+        _set("BodyPartExamined", "KNEE LEFT"),
+        "BodyPartExamined",
+        "patient name",
+    ),
+    "another-kept-attribute": ("", _set("Manufacturer", "KNEE"), "Manufacturer", "patient name"),
+    "whole-in-free-text": (
+        'ImageComments = "keep"',
+        _set("ImageComments", "KNEE"),
+        "ImageComments",
+        "patient name",
+    ),
+    "institution-in-private": (
+        "",
+        _knee_private(KNEE_PATIENT["institution"]),
+        "(0011,1003) private",
+        "institution",
+    ),
+    "name-in-private": ("", _knee_private("KNEE"), "(0011,1003) private", "patient name"),
+    "id-with-suffix": (
+        'ImageComments = "keep"',
+        _set("ImageComments", f"{KNEE_PATIENT['patient_id']}^2"),
+        "ImageComments",
+        "patient ID",
+    ),
+    "file-meta": ("", _meta_title, "file meta > SourceApplicationEntityTitle", "patient name"),
+}
+
+
+@pytest.mark.parametrize(
+    ("rules", "plant", "where", "kind"), KNEE_LEAKS.values(), ids=KNEE_LEAKS.keys()
+)
+def test_real_leaks_are_found_beside_a_kept_value(
+    knee_file: Path,
+    tmp_path: Path,
+    rules: str,
+    plant: Callable[[FileDataset], None],
+    where: str,
+    kind: str,
+) -> None:
+    profile = profile_with(tmp_path, rules)
+    originals = collect_originals([knee_file.parent], profile=profile)
+    assert originals.kept == {(0x00180015, "KNEE")}
+    ds = dcmread(dicom_output(made(knee_file.parent, tmp_path / "out")))
+    plant(ds)
+    path = tmp_path / "planted.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    leaks = check_dicom(path, originals)
+    value_kinds = set(originals.values())
+    assert [leak for leak in leaks if leak.kind in value_kinds] == [Leak(str(path), where, kind)]
+    assert_no_values(leaks, list(KNEE_PATIENT.values()))
+
+
+def test_the_profile_given_decides_what_may_stay(knee_file: Path, tmp_path: Path) -> None:
+    """A body part the profile given removes is no longer a value that may stay."""
+    out = made(knee_file.parent, tmp_path / "out")
+    removes = profile_with(tmp_path, 'BodyPartExamined = "remove"')
+    report = verify_outputs([out], [knee_file.parent], POLICY, profile=removes)
+    assert [(leak.where, leak.kind) for leak in report.leaks] == [
+        ("BodyPartExamined", "patient name")
+    ]
+    assert verify_outputs([out], [knee_file.parent], POLICY, profile=SAFE_HARBOR).clean
+
+
+# --- The run's manifest and report page ------------------------------------------------
+
+RUN = RunInfo("safe-harbor", "sha256:" + "0" * 64, "k-0123456789", "given")
+
+
+def manifest_with(out: Path, info: RunInfo = RUN, **fields: Any) -> Path:
+    """An output folder whose manifest holds one failed input's record with `fields`."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = FileRecord(path="in", status="failed", input_id="id-1", digest="sha256:1", **fields)
+    with Manifest.open(out, info) as manifest:
+        manifest.add(record, out)
+    return out / MANIFEST_NAME
+
+
+# id -> (run info, record fields, where, kind)
+MANIFEST_LEAKS: dict[str, tuple[RunInfo, dict[str, Any], str, str]] = {
+    "reason": (
+        RUN,
+        {"reason": f"cannot read {P['name']}"},
+        "files record 1 > reason",
+        "patient name",
+    ),
+    "reason-with-input-path": (
+        RUN,
+        {"reason": "cannot read DOE_JOHN/SERIES1/IM0001"},
+        "files record 1 > reason",
+        "patient name",
+    ),
+    "box-reason": (
+        RUN,
+        {"boxes": [BoxRecord(0, 1, 2, 30, 40, f"read {P['patient_id']}")]},
+        "files record 1 > boxes[0] > reason",
+        "patient ID",
+    ),
+    "output-name": (
+        RUN,
+        {"outputs": (f"{P['accession']}.png",)},
+        "files record 1 > outputs[0]",
+        "accession number",
+    ),
+    "run-table": (
+        dataclasses.replace(RUN, profile=P["institution"]),
+        {},
+        "run > profile",
+        "institution",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("info", "fields", "where", "kind"), MANIFEST_LEAKS.values(), ids=MANIFEST_LEAKS.keys()
+)
+def test_an_original_value_in_the_manifest_is_a_leak(
+    outputs: Outputs, tmp_path: Path, info: RunInfo, fields: dict[str, Any], where: str, kind: str
+) -> None:
+    path = manifest_with(tmp_path / "out", info, **fields)
+    before = path.read_bytes()
+    report = verify_outputs([tmp_path / "out"], [outputs.inputs], POLICY)
+    assert report.leaks == [Leak(str(path), where, kind)]
+    assert (report.manifests, report.skipped) == (1, 0)
+    assert path.read_bytes() == before and list(path.parent.iterdir()) == [path]
+    assert_no_values(report.leaks)
+
+
+def test_a_record_only_in_the_log_of_a_killed_run_is_read(outputs: Outputs, tmp_path: Path) -> None:
+    """A run killed before SQLite moved its log into the file leaves its last records in
+    `deid-manifest.sqlite-wal`: they are read too, and nothing is added beside them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = Manifest.open(out, RUN)
+    try:
+        manifest.add(FileRecord(path="in", input_id="id-1", reason=f"at {P['institution']}"), out)
+        assert (out / f"{MANIFEST_NAME}-wal").stat().st_size > 0
+        before = sorted(p.name for p in out.iterdir())
+        report = verify_outputs([out / MANIFEST_NAME], [outputs.inputs], POLICY)
+        assert report.leaks == [
+            Leak(str(out / MANIFEST_NAME), "files record 1 > reason", "institution")
+        ]
+        assert sorted(p.name for p in out.iterdir()) == before
+    finally:
+        manifest.close()
+
+
+def test_a_clean_manifest_passes_and_a_broken_one_does_not(
+    outputs: Outputs, tmp_path: Path
+) -> None:
+    path = manifest_with(tmp_path / "out", reason="not DICOM")
+    assert verify_outputs([tmp_path / "out"], [outputs.inputs], POLICY).clean
+    path.write_bytes(b"not a database" * 100)
+    report = verify_outputs([tmp_path / "out"], [outputs.inputs], POLICY)
+    assert report.leaks == [Leak(str(path), "file", "unreadable manifest")]
+
+
+def test_an_original_value_in_the_report_page_is_a_leak(tmp_path: Path) -> None:
+    """JPGExtended's institution has an apostrophe, which the page writes as a character
+    reference: markup is blanked out, not decoded, and the name is still read."""
+    original = Path(str(get_testdata_file("JPGExtended.dcm")))
+    institution = str(dcmread(original).InstitutionName)
+    assert "'" in institution
+    out = tmp_path / "out"
+    out.mkdir()
+    record = FileRecord(path="in", status="failed", input_id="id-1", reason=f"from {institution}")
+    text = page(RUN, [record], out)
+    (out / "report.html").write_text(text, "utf-8")
+    found = verify_outputs([out], [original], POLICY)
+    assert [leak.kind for leak in found.leaks] == ["institution"]
+    number = int(found.leaks[0].where.removeprefix("line "))
+    assert "&#x27;" in text.splitlines()[number - 1]
+    assert (found.pages, found.skipped) == (1, 0)
+    assert_no_values(found.leaks, [institution, institution.split("'")[0]])
+    clean = page(RUN, [dataclasses.replace(record, reason="not DICOM")], out)
+    (out / "report.html").write_text(clean, "utf-8")
+    assert verify_outputs([out], [original], POLICY).clean
+
+
+def test_a_run_with_its_report_verifies_clean(series_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runner = CliRunner()
+    made_run = runner.invoke(
+        app,
+        ["anonymize", str(series_folder), "--out", str(out), "--format", "dicom,png", "--key", "k"],
+    )
+    assert made_run.exit_code == 0, made_run.output
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    before = sorted(out.rglob("*"))
+    result = runner.invoke(app, ["verify", str(out), "--originals", str(series_folder)])
+    assert result.exit_code == 0, result.output
+    assert sorted(out.rglob("*")) == before
+    assert "(6 DICOM, 6 PNG, 0 notes, 1 manifest, 1 HTML page), 0 skipped" in result.output
+    checked = verify_outputs([out], [series_folder], POLICY)
+    assert (checked.manifests, checked.pages, checked.skipped, checked.lines()) == (1, 1, 0, [])
