@@ -406,6 +406,9 @@ def output_leaks(ds: Dataset, header: bytes, values: Mapping[str, str]) -> list[
     (`OriginalValues.kept`) is not a finding there. The bytes are searched too: a value
     found there more often than in the attributes read is reported as in `header bytes`.
     """
+    searched = _without_pixels(ds, header)
+    if _none_in(searched, values, ds):
+        return []
     kept = values.kept if isinstance(values, OriginalValues) else frozenset()
     encodings = cast(list[str], ds._character_set)
     findings: list[Finding] = []
@@ -423,11 +426,30 @@ def output_leaks(ds: Dataset, header: bytes, values: Mapping[str, str]) -> list[
                     seen[value] += hits
                     if hits and not (text.strip(" \0") == value and (tag, value) in kept):
                         findings.append(Finding(kind, where))
-    searched = _without_pixels(ds, header)
     for value, kind in values.items():
         if _byte_hits(searched, value) > seen[value]:
             findings.append(Finding(kind, _OUTSIDE_ATTRIBUTES))
     return _unique(findings)
+
+
+# Character sets whose text holds a value only where its bytes hold it in Latin-1 or UTF-8.
+_PLAIN_CHARSETS = frozenset({"iso8859", "latin_1", "UTF8", "utf_8"})
+
+
+def _none_in(searched: bytes, values: Mapping[str, str], ds: Dataset) -> bool:
+    """True when no value is anywhere in the bytes, even inside a word: then no attribute
+    can hold one, and the walk that names attributes is skipped (most outputs)."""
+    charsets = ds._character_set
+    if not set([charsets] if isinstance(charsets, str) else charsets) <= _PLAIN_CHARSETS:
+        return False
+    for value in values:
+        for codec in ("latin-1", "utf-8"):
+            try:
+                if value.encode(codec) in searched:
+                    return False
+            except UnicodeEncodeError:
+                continue
+    return True
 
 
 def scan_bytes(header: bytes, values: Mapping[str, str], where: str) -> list[Finding]:
