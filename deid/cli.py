@@ -173,11 +173,14 @@ def anonymize(
     items = [
         batch.Input(path, name, pseudo.digest("input", name).hex()[:20]) for path, name in named
     ]
+    if manifest.unfinished():
+        outfolder.sweep_partials(out_dir)
     with manifest:
         summary = _run_batch(
             items, settings, manifest, batch.worker_count(jobs), quiet, verbose, as_json
         )
     if summary.interrupted:
+        outfolder.sweep_partials(out_dir)
         err.print(f"{summary.done} of {summary.total} done; run again to resume", markup=False)
         raise typer.Exit(summary.exit_code)
     nothing = summary.counts["written"] + summary.counts["failed"] + summary.done_before == 0

@@ -198,6 +198,12 @@ class Manifest:
                 (time.time(), outcome, self._session),
             )
 
+    def unfinished(self) -> bool:
+        """Whether the last run into this folder did not end normally (killed, interrupted)."""
+        row = self._db.execute("SELECT outcome FROM sessions ORDER BY rowid DESC LIMIT 1")
+        last = row.fetchone()
+        return last is not None and last[0] != "finished"
+
     def sessions(self) -> list[tuple[float, float | None, str, int, str | None]]:
         """Each run into this folder: started, ended, version, inputs, outcome."""
         rows = self._db.execute("SELECT started, ended, version, inputs, outcome FROM sessions")

@@ -16,6 +16,7 @@ from pathlib import Path
 from deid import keys
 from deid.errors import UsageError
 from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
+from deid.output import TEMP_PREFIX
 from deid.profiles import Profile
 from deid.pseudonym import Pseudonymizer
 
@@ -105,3 +106,18 @@ def _earlier_random_key(out_dir: Path) -> bytes | None:
             "keeps: give a new --out folder (use --key to make runs resumable anywhere)"
         )
     return key
+
+
+def sweep_partials(out_dir: Path) -> int:
+    """Remove the temporary files of outputs a stopped run left unfinished; how many.
+
+    A run writes each output under a temporary name and renames it when the whole set is
+    written; one killed between the two (a signal, a power cut) leaves the temporary.
+    """
+    removed = 0
+    for root, _, files in os.walk(out_dir):
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                (Path(root) / name).unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -185,13 +185,17 @@ def write(work: FileWork) -> None:
         frame_count=work.record.frames,
     )
     txn = output.Transaction(overwrite=settings.overwrite)
-    if work.serialized is not None:
-        txn.add(names.dicom, work.serialized.chunks)
-    for data, png_path in zip(work.images, names.png, strict=True):
-        txn.add(png_path, data)
-    if work.note is not None:
-        txn.add(names.context, work.note.encode("utf-8"))
-    work.record.outputs = tuple(str(p) for p in txn.commit())
+    try:
+        if work.serialized is not None:
+            txn.add(names.dicom, work.serialized.chunks)
+        for data, png_path in zip(work.images, names.png, strict=True):
+            txn.add(png_path, data)
+        if work.note is not None:
+            txn.add(names.context, work.note.encode("utf-8"))
+        work.record.outputs = tuple(str(p) for p in txn.commit())
+    except BaseException:
+        txn.abort()  # a stop between two files of the set leaves neither
+        raise
     work.record.status = "written"
 
 

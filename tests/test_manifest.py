@@ -77,3 +77,14 @@ def test_a_record_survives_a_connection_that_was_never_closed(tmp_path: Path) ->
 def test_reading_a_folder_without_a_manifest_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no deid-manifest"):
         Manifest.read(tmp_path)
+
+
+def test_a_run_that_never_ended_is_unfinished(tmp_path: Path) -> None:
+    with Manifest.open(tmp_path, INFO) as manifest:
+        assert not manifest.unfinished()
+        manifest.begin(3)
+        manifest.end("finished")
+        assert not manifest.unfinished()
+        manifest.begin(3)  # killed: no end
+    with Manifest.open(tmp_path, INFO) as manifest:
+        assert manifest.unfinished()

@@ -10,6 +10,7 @@ import pytest
 
 from deid import keys, outfolder, profiles
 from deid.errors import UsageError
+from deid.output import TEMP_PREFIX
 
 
 @pytest.mark.parametrize("case", ["input", "file", "under-file"])
@@ -61,3 +62,13 @@ def test_a_keyless_folder_needs_its_key_and_a_keyed_one_its_passphrase(tmp_path:
         outfolder.open_run(tmp_path / "keyed", profile, None)
     with pytest.raises(UsageError, match="key"):
         outfolder.open_run(tmp_path / "keyed", profile, "other secret")
+
+
+def test_a_stopped_runs_temporary_files_are_swept_and_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "P" / "S").mkdir(parents=True)
+    kept = tmp_path / "P" / "S" / "IM1.dcm"
+    kept.write_bytes(b"whole")
+    (tmp_path / "P" / "S" / f"{TEMP_PREFIX}ab12-IM2.dcm").write_bytes(b"half")
+    (tmp_path / f"{TEMP_PREFIX}cd34-IM3.png").write_bytes(b"half")
+    assert outfolder.sweep_partials(tmp_path) == 2
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [kept]
