@@ -9,18 +9,27 @@ behind (outputs land whole or not at all), and a rerun resumes from the manifest
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from deid.errors import ExitCode
+from deid.errors import (
+    CrashedError,
+    DiskFullError,
+    ExitCode,
+    InputChangedError,
+    UnreadableError,
+)
 from deid.manifest import Manifest
 from deid.pipeline import process
 from deid.record import FileRecord, file_digest
@@ -45,6 +54,7 @@ class Summary:
     problems: list[FileRecord] = field(default_factory=list)
     done_before: int = 0
     interrupted: bool = False
+    stopped: str = ""
 
     def add(self, result: FileRecord) -> None:
         self.counts[result.status] += 1
@@ -62,6 +72,8 @@ class Summary:
         """130 if interrupted; 0 if nothing failed; the failures' own code if they share one."""
         if self.interrupted:
             return int(ExitCode.INTERRUPTED)
+        if self.stopped:
+            return int(ExitCode.DISK_FULL)
         failed = {r.exit_code for r in self.problems if r.status == "failed"}
         if len(failed) == 1:
             return failed.pop()
@@ -111,9 +123,14 @@ def plan(
     first: dict[str, str] = dict(manifest.written()) if use and manifest else {}
     result = Plan()
     for item in inputs:
-        digest = file_digest(item.path)
-        if on_hashed:
-            on_hashed()
+        try:
+            digest = file_digest(item.path)
+        except OSError as exc:
+            result.duplicates.append(_unreadable(item, exc))
+            continue
+        finally:
+            if on_hashed:
+                on_hashed()
         if item.input_id and finished.get(item.input_id) == digest:
             result.done_before += 1
         elif digest in first:
@@ -133,6 +150,26 @@ def plan(
     return result
 
 
+def _unreadable(item: Input, exc: OSError) -> FileRecord:
+    """The record of an input that could not even be read for its digest."""
+    gone = isinstance(exc, FileNotFoundError)
+    error = (
+        InputChangedError("the input is gone (deleted or moved during the run)")
+        if gone
+        else UnreadableError(f"cannot read the file: {exc.strerror or type(exc).__name__}")
+    )
+    return FileRecord(
+        item.name,
+        "failed",
+        item.input_id,
+        kind=error.kind,
+        reason=error.message,
+        exit_code=error.exit_code,
+    )
+
+
+_PR_SET_PDEATHSIG = 1
+
 # A worker's settings, given once when it starts: pickling a profile with every file
 # cost about as much as de-identifying a header.
 _WORKER: dict[str, Settings] = {}
@@ -142,6 +179,21 @@ def _start_worker(settings: Settings) -> None:
     _WORKER["settings"] = settings
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     signal.signal(signal.SIGTERM, _exit_on_term)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this worker when its parent dies (even by SIGKILL),
+    so no worker goes on writing after the run is gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        sys.exit(128 + signal.SIGTERM)
 
 
 def _exit_on_term(signum: int, frame: FrameType | None) -> None:
@@ -149,7 +201,10 @@ def _exit_on_term(signum: int, frame: FrameType | None) -> None:
 
 
 def _process_in_worker(item: Input, digest: str) -> FileRecord:
-    return _processed(item, digest, _WORKER["settings"])
+    try:
+        return _processed(item, digest, _WORKER["settings"])
+    except SystemExit as stop:  # SIGTERM: the file's writes are undone; now leave at once
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
 def _processed(item: Input, digest: str, settings: Settings) -> FileRecord:
@@ -182,13 +237,19 @@ def run(
         if on_result:
             on_result(record)
 
+    results = _results(work.todo, settings, jobs)
     try:
         for record in work.duplicates:
             finish(record)
-        for record in _results(work.todo, settings, jobs):
+        for record in results:
             finish(record)
+            if record.kind == DiskFullError.kind:
+                summary.stopped = record.reason
+                break
     except KeyboardInterrupt:
         summary.interrupted = True
+    finally:
+        results.close()  # stops the workers of a run that ends early
     return summary
 
 
@@ -196,31 +257,71 @@ def _count(work: Plan) -> int:
     return work.done_before + len(work.duplicates) + len(work.todo)
 
 
-def _results(todo: list[tuple[Input, str]], settings: Settings, jobs: int) -> Iterator[FileRecord]:
-    if jobs <= 1 or len(todo) <= 1:
-        for item, digest in todo:
-            yield _processed(item, digest, settings)
-        return
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(todo)), initializer=_start_worker, initargs=(settings,)
-    )
-    pending: set[Future[FileRecord]] = set()
-    queue = iter(todo)
+def _results(
+    todo: list[tuple[Input, str]], settings: Settings, jobs: int
+) -> Generator[FileRecord, None, None]:
+    """Records as files end, from worker processes: a crash costs the file that caused it.
+
+    When a worker dies (a codec crash, a signal), every file it might have held is run
+    again alone in a fresh worker; the one that kills that worker too is failed as
+    "decoder crashed", and the batch goes on with new workers.
+    """
+    workers = max(1, min(jobs, len(todo)))
+    pool = _pool(settings, workers)
+    in_flight: dict[Future[FileRecord], tuple[Input, str]] = {}
+    queue = deque(todo)
     try:
-        while True:
-            for item, digest in queue:
-                pending.add(pool.submit(_process_in_worker, item, digest))
-                if len(pending) >= 4 * jobs:
-                    break
-            if not pending:
-                break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        while queue or in_flight:
+            while queue and len(in_flight) < 4 * workers:
+                item, digest = queue.popleft()
+                in_flight[pool.submit(_process_in_worker, item, digest)] = (item, digest)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            suspects = []
             for future in finished:
-                yield future.result()
-    except BaseException:
+                item, digest = in_flight.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    suspects.append((item, digest))
+            if suspects:
+                suspects += in_flight.values()
+                in_flight.clear()
+                _stop(pool)
+                for item, digest in suspects:
+                    yield _alone(item, digest, settings)
+                pool = _pool(settings, workers)
+    finally:
         _stop(pool)
-        raise
-    pool.shutdown()
+
+
+def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(settings,))
+
+
+def _alone(item: Input, digest: str, settings: Settings) -> FileRecord:
+    """One file in a worker of its own, to tell the file that crashes one from the rest."""
+    pool = _pool(settings, 1)
+    future = pool.submit(_process_in_worker, item, digest)
+    processes = list(getattr(pool, "_processes", {}).values())
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        for process in processes:
+            process.join(1.0)
+        codes = [p.exitcode for p in processes]
+        died = next((f"signal {-c}" for c in codes if c is not None and c < 0), "it exited")
+        error = CrashedError(f"decoder crashed (the worker died: {died}); no output written")
+        return FileRecord(
+            item.name,
+            "failed",
+            item.input_id,
+            digest,
+            kind=error.kind,
+            reason=error.message,
+            exit_code=error.exit_code,
+        )
+    finally:
+        _stop(pool)
 
 
 def _stop(pool: ProcessPoolExecutor, grace: float = 1.5) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -44,7 +45,8 @@ from deid.text import TextPolicy
 EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
 3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
 6 refused object (PDF, SR, face...); 7 output exists; 8 leak found, output withheld;
-9 text search unavailable; 10 unexpected error; 130 interrupted (run again to resume)."""
+9 text search unavailable; 10 unexpected error; 11 disk full;
+130 interrupted (run again to resume)."""
 
 app = typer.Typer(
     help="De-identify DICOM scans by HIPAA Safe Harbor profiles.\n\n" + EXIT_CODES,
@@ -173,6 +175,7 @@ def anonymize(
     items = [
         batch.Input(path, name, pseudo.digest("input", name).hex()[:20]) for path, name in named
     ]
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     if manifest.unfinished():
         outfolder.sweep_partials(out_dir)
     with manifest:
@@ -183,6 +186,13 @@ def anonymize(
         outfolder.sweep_partials(out_dir)
         err.print(f"{summary.done} of {summary.total} done; run again to resume", markup=False)
         raise typer.Exit(summary.exit_code)
+    if summary.stopped:
+        outfolder.sweep_partials(out_dir)
+        err.print(
+            f"stopped: {summary.stopped}; {summary.done} of {summary.total} done "
+            "(free some space, then run again to resume)",
+            markup=False,
+        )
     nothing = summary.counts["written"] + summary.counts["failed"] + summary.done_before == 0
     if nothing and not verbose and not quiet:
         for result in summary.problems[:20]:
@@ -192,6 +202,11 @@ def anonymize(
     if nothing and not summary.counts["duplicate"]:
         err.print("error: no DICOM file found in the input", markup=False)
     raise typer.Exit(summary.exit_code)
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM ends a run as Ctrl-C does: workers stopped, the summary printed."""
+    raise KeyboardInterrupt
 
 
 def _run_batch(

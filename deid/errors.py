@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     LEAK_FOUND = 8
     OCR_UNAVAILABLE = 9
     INTERNAL = 10
+    DISK_FULL = 11
     INTERRUPTED = 130
 
 
@@ -80,6 +81,26 @@ class RefusedError(DeidError):
 
     exit_code = ExitCode.REFUSED
     kind = "refused"
+
+
+class CrashedError(UnreadableError):
+    """The process decoding the file died (a crash in a codec, a signal); only this file
+    is lost, and the batch goes on in a new worker."""
+
+    kind = "crashed"
+
+
+class InputChangedError(UnreadableError):
+    """The input vanished or changed between finding it and reading it."""
+
+    kind = "input-changed"
+
+
+class DiskFullError(DeidError):
+    """The disk holding the output folder is full: going on would only fail again."""
+
+    exit_code = ExitCode.DISK_FULL
+    kind = "disk-full"
 
 
 class OutputExistsError(DeidError):

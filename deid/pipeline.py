@@ -7,14 +7,24 @@ on past a bad file. It fails closed: if any stage fails the file gets no output 
 
 from __future__ import annotations
 
+import errno
+import re
 import time
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deid import tags, text
-from deid.errors import DeidError, ExitCode, NotDicomError
+from deid.errors import (
+    CrashedError,
+    DeidError,
+    DiskFullError,
+    NotDicomError,
+    UsageError,
+)
 from deid.record import FileRecord
 from deid.settings import Settings
 from deid.stages import STAGES, FileWork
@@ -33,23 +43,58 @@ def _run(work: FileWork) -> None:
 
 
 def process(path: Path, settings: Settings, *, digest: str = "", name: str = "") -> FileRecord:
-    """De-identify one file into `settings.out_dir`; never raises.
+    """De-identify one file into `settings.out_dir`; never raises (but for a stop).
 
     `name` is how messages show the input (relative to the input folder); `digest` its
-    content digest when the caller has it already.
+    content digest when the caller has it already. Library warnings are kept in the
+    record, never printed: they quote the values they complain about.
     """
     record = FileRecord(name or str(path), digest=digest)
-    try:
-        _run(FileWork(path, settings, record))
-    except NotDicomError as exc:
-        _fail(record, "skipped", exc)
-    except DeidError as exc:
-        _fail(record, "failed", exc)
-    except Exception as exc:  # fail closed on anything unforeseen, without its text
-        record.status, record.kind = "failed", "internal"
-        record.reason = f"unexpected {type(exc).__name__}; no output written"
-        record.exit_code = ExitCode.INTERNAL
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _run(FileWork(path, settings, record))
+        except NotDicomError as exc:
+            _fail(record, "skipped", exc)
+        except DeidError as exc:
+            _fail(record, "failed", exc)
+        except OSError as exc:
+            _fail(record, "failed", _os_error(exc, record.path))
+        except Exception as exc:  # fail closed on anything unforeseen, without its text
+            _fail(record, "failed", _unexpected(exc, record.path))
+        except BaseException as exc:  # a panic from a native codec is no Exception
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            reason = f"decoder crashed ({type(exc).__name__}); no output written"
+            _fail(record, "failed", CrashedError(reason, record.path))
+    record.warnings = warning_kinds(w.message for w in caught)
     return record
+
+
+def _os_error(exc: OSError, where: str) -> DeidError:
+    """An operating-system fault, named: a full disk stops the batch, others fail a file."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError("the disk holding the output folder is full", where)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UsageError(f"cannot write the output: {exc.strerror}", where)
+    return _unexpected(exc, where)
+
+
+def _unexpected(exc: BaseException, where: str) -> DeidError:
+    error = DeidError(f"unexpected {type(exc).__name__}; no output written", where)
+    error.kind = "internal"
+    return error
+
+
+def warning_kinds(messages: Iterable[Warning | str]) -> list[str]:
+    """What each warning was about, without what it quotes: the words before the first
+    quote or colon, letters and spaces only (`Invalid value for VR TM`)."""
+    kinds = []
+    for message in messages:
+        head = re.split(r"[:'\"(\[=]", str(message), maxsplit=1)[0]
+        words = " ".join(w for w in head.split() if w.isalpha() or w.isupper())[:80]
+        kinds.append(words or type(message).__name__)
+    return list(dict.fromkeys(kinds))
 
 
 def _fail(record: FileRecord, status: str, exc: DeidError) -> None:

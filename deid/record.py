@@ -62,6 +62,7 @@ class FileRecord:
     frames: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     duplicate_of: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def regions(self) -> int:
@@ -89,6 +90,7 @@ class FileRecord:
             for b in self.boxes
         ]
         data["seconds"] = dict(self.seconds)
+        data["warnings"] = list(self.warnings)
         outputs = self.outputs
         if out_dir is not None:
             data["outputs"] = [_relative(Path(p), out_dir) for p in outputs]

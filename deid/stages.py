@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from deid import classify, context, originals, output, pixels, reader, tags, text
-from deid.errors import LeakError, UnreadableError
+from deid.errors import InputChangedError, LeakError, UnreadableError
 from deid.pixelwork import PixelWork, prepare_pixels
 from deid.record import ActionRecord, BoxRecord, FileRecord, file_digest
 from deid.settings import Settings
@@ -62,6 +62,8 @@ class FileWork:
 
 def read(work: FileWork) -> None:
     """Parse the file (pixel data left for later); remember its content digest."""
+    if work.writing and not work.path.exists():
+        raise InputChangedError("the input is gone (deleted or moved during the run)", work.where)
     work.ds = reader.read(work.path)
     if work.writing and not work.record.digest:
         try:
@@ -128,9 +130,14 @@ def render(work: FileWork) -> None:
 
 
 def redact(work: FileWork) -> None:
-    """Black out the boxes in the stored pixel data of every frame of a DICOM output."""
+    """Black out the boxes in the stored pixel data of every frame of a DICOM output,
+    and clear the bits above Bits Stored there, where legacy overlays hide."""
+    if not work.want_dicom:
+        return
+    if pixels.clear_unused_bits(work.ds, work.where):
+        work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
     found = work.pixels
-    if not work.want_dicom or found is None or not found.covers:
+    if found is None or not found.covers:
         return
     fixed_boxes = text.redaction_boxes(found.fixed)
     per_frame = [text.redaction_boxes(found.found.get(i, [])) for i in range(len(found.frames))]
@@ -149,7 +156,8 @@ def deidentify_tags(work: FileWork) -> None:
         pixels_cleaned=settings.detect_text and work.writing,
         pixels_changed=work.redacted is not None,
     )
-    work.record.actions = [ActionRecord(c.path, c.rule.action.value) for c in work.report.changes]
+    changed = [ActionRecord(c.path, c.rule.action.value) for c in work.report.changes]
+    work.record.actions = changed + work.record.actions  # and what `redact` did
     if not work.writing:
         return
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))

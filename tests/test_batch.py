@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import make_ct_dataset, safe_harbor_settings
 
-from deid import batch, inputs
+from deid import batch, inputs, output, pipeline, pixelwork, reader, stages
 from deid.errors import ExitCode
 from deid.manifest import Manifest, RunInfo
 from deid.record import FileRecord
@@ -16,9 +20,9 @@ from deid.settings import Settings
 from deid.stages import STAGES
 
 
-def _settings(out: Path) -> Settings:
+def _settings(out: Path, *, text: bool = False) -> Settings:
     return safe_harbor_settings(
-        out, "test-batch", formats=frozenset({"dicom"}), tree=True, detect_text=False
+        out, "test-batch", formats=frozenset({"dicom"}), tree=True, detect_text=text
     )
 
 
@@ -153,3 +157,99 @@ def test_records_time_every_stage_and_name_actions_not_values(
         {"path": a.path, "action": a.action} for a in record.actions
     ]
     assert "DOE" not in str(record.stored())
+
+
+def _crash_on(name: str) -> Callable[..., FileRecord]:
+    """`pipeline.process` that kills its own process on the file called `name`."""
+    original = batch.process
+
+    def process(path: Path, *args: object, **kwargs: object) -> FileRecord:
+        if path.name == name:
+            os.kill(os.getpid(), signal.SIGABRT)
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    return process
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_crashing_file_costs_only_itself(
+    tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    monkeypatch.setattr(batch, "process", _crash_on("IM3"))
+    summary = batch.run_paths(study, _settings(tmp_path / "out"), jobs=jobs)
+    assert summary.line() == "8 files: 5 written, 1 skipped as not DICOM, 2 failed"
+    crashed = [r for r in summary.problems if r.kind == "crashed"]
+    assert [r.path.endswith("IM3") for r in crashed] == [True]
+    assert "signal 6" in crashed[0].reason and crashed[0].exit_code == ExitCode.UNREADABLE
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 5
+
+
+class Panic(BaseException):
+    """What a Rust codec's panic looks like from Python: no Exception, no pickling."""
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("cannot pickle a panic")
+
+
+def test_a_panic_in_a_codec_fails_the_file_not_the_batch(
+    tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def panic(ds: object, path: str) -> None:
+        raise Panic("index out of bounds")
+
+    monkeypatch.setattr(pixelwork.pixels, "decode", panic)
+    summary = batch.run_paths(study, _settings(tmp_path / "out", text=True), jobs=2)
+    failed = [r for r in summary.problems if r.status == "failed"]
+    assert {r.kind for r in failed} == {"crashed", "unreadable"}
+    assert all("Panic" in r.reason for r in failed if r.kind == "crashed")
+    assert summary.counts["failed"] == 7
+
+
+def test_a_full_disk_stops_the_batch_with_its_own_code(
+    tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: object) -> list[Path]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output.Transaction, "commit", full)
+    summary = batch.run_paths(study, _settings(tmp_path / "out"), jobs=1)
+    assert summary.stopped == "the disk holding the output folder is full"
+    assert summary.exit_code == ExitCode.DISK_FULL
+    assert sum(summary.counts.values()) < len(study)
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_an_input_that_vanishes_is_a_failure_not_a_skip(tmp_path: Path, study: list[Path]) -> None:
+    gone = next(p for p in study if p.name == "IM1")
+    work = batch.plan(_inputs(study))
+    gone.unlink()
+    summary = batch.run(work, _settings(tmp_path / "out"), jobs=1)
+    (record,) = [r for r in summary.problems if r.input_id == "id-IM1"]
+    assert record.status == "failed" and record.kind == "input-changed"
+    assert summary.exit_code != ExitCode.OK
+    third = next(p for p in study if p.name == "IM2")
+    third.unlink()
+    again = batch.plan(_inputs([third]))
+    assert again.duplicates[0].kind == "input-changed" and not again.todo
+
+
+def test_library_warnings_are_recorded_by_kind_without_values(
+    tmp_path: Path,
+    study: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    read = reader.read
+
+    def quoting_reader(path: Path, **kwargs: object) -> object:
+        warnings.warn("Invalid value for VR TM: '1947-11-27'", UserWarning, stacklevel=1)
+        return read(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages.reader, "read", quoting_reader)
+    first = next(p for p in study if p.name == "IM0")
+    record = pipeline.process(first, _settings(tmp_path / "out"))
+    assert record.status == "written", record.reason
+    assert record.warnings == ["Invalid value for VR TM"]
+    summary = batch.run_paths([first], _settings(tmp_path / "again"), jobs=2)
+    assert summary.counts["written"] == 1
+    assert "1947" not in capfd.readouterr().err

@@ -439,3 +439,46 @@ def test_inspect_of_a_folder_is_a_one_line_error(tmp_path: Path) -> None:
     code, text = run("inspect", tmp_path)
     assert code == ExitCode.NOT_DICOM and "not a regular file" in text
     assert "Traceback" not in text
+
+
+def _processes_writing_to(out: Path) -> list[int]:
+    """Live processes whose command line names `out` (the run and its workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if str(out).encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_run_leaves_no_process_and_writes_nothing_after(tmp_path: Path, how: str) -> None:
+    source = tmp_path / "in"
+    write_series(source / "DOE_JOHN", 40, size=512)
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from deid.cli import main; main()", "anonymize"]
+    command += [str(source), "--out", str(out), "--format", "dicom,png", "--key", "k", "-j", "2"]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.png"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(getattr(signal, how))
+    _, stderr = child.communicate(timeout=30)
+    if how == "SIGTERM":
+        assert child.returncode == ExitCode.INTERRUPTED, stderr
+        assert "run again to resume" in stderr
+    deadline = time.monotonic() + 5
+    while _processes_writing_to(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_writing_to(out) == []
+    written = sorted(out.rglob("*"))
+    time.sleep(1.0)
+    assert sorted(out.rglob("*")) == written
+    assert not [p for p in written if p.name.startswith(".deid-partial")]
