@@ -155,7 +155,8 @@ def anonymize(
     resolved = _load_profile(profile)
     tree = layout == "tree" or (layout == "auto" and any(p.is_dir() for p in inputs))
     try:
-        named = inputs_mod.discover_named(inputs, out_dir)
+        outside: list[str] = []
+        named = inputs_mod.discover_named(inputs, out_dir, outside)
         outfolder.prepare(out_dir, inputs)
         pseudo, manifest = outfolder.open_run(out_dir, resolved, key)
     except DeidError as exc:
@@ -175,6 +176,12 @@ def anonymize(
     items = [
         batch.Input(path, name, pseudo.digest("input", name).hex()[:20]) for path, name in named
     ]
+    if outside and not quiet:
+        err.print(
+            f"not read: {len(outside)} link(s) leading out of the input folder"
+            + (f" ({', '.join(outside[:5])})" if verbose else " (-v lists them)"),
+            markup=False,
+        )
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     if manifest.unfinished():
         outfolder.sweep_partials(out_dir)

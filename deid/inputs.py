@@ -19,12 +19,16 @@ def discover(inputs: Iterable[Path], out_dir: Path | None = None) -> list[Path]:
     return [path for path, _ in discover_named(inputs, out_dir)]
 
 
-def discover_named(inputs: Iterable[Path], out_dir: Path | None = None) -> list[tuple[Path, str]]:
+def discover_named(
+    inputs: Iterable[Path], out_dir: Path | None = None, refused: list[str] | None = None
+) -> list[tuple[Path, str]]:
     """Every input file with the name messages show for it.
 
     The name is the path relative to the folder given on the command line (a file given
     itself is named by its file name): folders above it on a patient's disc often carry
-    the patient's name, and they are nobody's business in a log.
+    the patient's name, and they are nobody's business in a log. Links to folders are
+    not followed (no loops), and a link to a file outside the folder given is not read:
+    its name goes to `refused`, if given.
     """
     skip = out_dir.resolve() if out_dir is not None else None
     found: list[tuple[Path, str]] = []
@@ -34,6 +38,7 @@ def discover_named(inputs: Iterable[Path], out_dir: Path | None = None) -> list[
         if item.is_file():
             found.append((item, shown(item.name)))
             continue
+        root_real = item.resolve()
         for root, dirs, files in os.walk(item):
             here = Path(root)
             dirs[:] = sorted(d for d in dirs if skip is None or (here / d).resolve() != skip)
@@ -41,7 +46,12 @@ def discover_named(inputs: Iterable[Path], out_dir: Path | None = None) -> list[
                 if name.startswith(TEMP_PREFIX):
                     continue
                 path = here / name
-                found.append((path, shown(path.relative_to(item).as_posix())))
+                shown_name = shown(path.relative_to(item).as_posix())
+                if path.is_symlink() and not path.resolve().is_relative_to(root_real):
+                    if refused is not None:
+                        refused.append(shown_name)
+                    continue
+                found.append((path, shown_name))
     return found
 
 

@@ -482,3 +482,15 @@ def test_a_killed_run_leaves_no_process_and_writes_nothing_after(tmp_path: Path,
     time.sleep(1.0)
     assert sorted(out.rglob("*")) == written
     assert not [p for p in written if p.name.startswith(".deid-partial")]
+
+
+def test_links_out_of_the_input_folder_are_not_read(series_folder: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    write_series(elsewhere, 1)
+    (series_folder / "LINK_OUT").symlink_to(elsewhere / "IM0000")
+    (series_folder / "LINK_IN").symlink_to(series_folder / "DOE_JOHN" / "SERIES1" / "IM0000")
+    (series_folder / "LOOP").symlink_to(series_folder, target_is_directory=True)
+    code, text = run("anonymize", series_folder, "--out", tmp_path / "o", "--no-ocr", "-v")
+    assert code == ExitCode.OK, text
+    assert "not read: 1 link(s) leading out of the input folder (LINK_OUT)" in text
+    assert "7 files: 6 written, 1 duplicates" in text
