@@ -135,6 +135,13 @@ def anonymize(
         int | None, typer.Option(help="Cap the PNG's longer side, in pixels.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
+    redact_paths: Annotated[
+        bool,
+        typer.Option(
+            help="Name inputs by number in every message (input #12), never by path: "
+            "for discs whose folder names are patient names."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each input's record as a JSON line.")
@@ -174,12 +181,18 @@ def anonymize(
         max_size=max_size,
     )
     items = [
-        batch.Input(path, name, pseudo.digest("input", name).hex()[:20]) for path, name in named
+        batch.Input(
+            path,
+            f"input #{number}" if redact_paths else name,
+            pseudo.digest("input", name).hex()[:20],
+        )
+        for number, (path, name) in enumerate(named, start=1)
     ]
     if outside and not quiet:
+        listed = verbose and not redact_paths
         err.print(
             f"not read: {len(outside)} link(s) leading out of the input folder"
-            + (f" ({', '.join(outside[:5])})" if verbose else " (-v lists them)"),
+            + (f" ({', '.join(outside[:5])})" if listed else ""),
             markup=False,
         )
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)

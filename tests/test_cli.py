@@ -494,3 +494,13 @@ def test_links_out_of_the_input_folder_are_not_read(series_folder: Path, tmp_pat
     assert code == ExitCode.OK, text
     assert "not read: 1 link(s) leading out of the input folder (LINK_OUT)" in text
     assert "7 files: 6 written, 1 duplicates" in text
+
+
+def test_redact_paths_names_inputs_by_number_only(series_folder: Path, tmp_path: Path) -> None:
+    (series_folder / "DOE_JOHN" / "BROKEN").write_bytes(b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0")
+    code, text = run(
+        "anonymize", series_folder, "--out", tmp_path / "o", "--no-ocr", "--redact-paths"
+    )
+    assert code == ExitCode.UNREADABLE, text
+    assert re.search(r"FAILED input #\d+: truncated", text)
+    assert "DOE" not in text and "BROKEN" not in text and "SERIES1" not in text
