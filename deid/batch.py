@@ -32,7 +32,7 @@ from deid.errors import (
 )
 from deid.manifest import Manifest
 from deid.pipeline import process
-from deid.record import FileRecord, file_digest
+from deid.record import FileRecord, Seen
 from deid.settings import Settings
 
 
@@ -100,7 +100,7 @@ class Summary:
 class Plan:
     """What a run will do: inputs to process, duplicates to record, inputs done before."""
 
-    todo: list[tuple[Input, str]] = field(default_factory=list)
+    todo: list[tuple[Input, Seen]] = field(default_factory=list)
     duplicates: list[FileRecord] = field(default_factory=list)
     done_before: int = 0
 
@@ -124,7 +124,8 @@ def plan(
     result = Plan()
     for item in inputs:
         try:
-            digest = file_digest(item.path)
+            seen = Seen.of(item.path)
+            digest = seen.digest
         except OSError as exc:
             result.duplicates.append(_unreadable(item, exc))
             continue
@@ -146,7 +147,7 @@ def plan(
             )
         else:
             first[digest] = item.input_id or digest
-            result.todo.append((item, digest))
+            result.todo.append((item, seen))
     return result
 
 
@@ -200,15 +201,15 @@ def _exit_on_term(signum: int, frame: FrameType | None) -> None:
     sys.exit(128 + signum)  # unwinds open writes, so no partial output stays behind
 
 
-def _process_in_worker(item: Input, digest: str) -> FileRecord:
+def _process_in_worker(item: Input, seen: Seen) -> FileRecord:
     try:
-        return _processed(item, digest, _WORKER["settings"])
+        return _processed(item, seen, _WORKER["settings"])
     except SystemExit as stop:  # SIGTERM: the file's writes are undone; now leave at once
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _processed(item: Input, digest: str, settings: Settings) -> FileRecord:
-    record = process(item.path, settings, digest=digest, name=item.name)
+def _processed(item: Input, seen: Seen, settings: Settings) -> FileRecord:
+    record = process(item.path, settings, seen=seen, name=item.name)
     record.input_id = item.input_id
     return record
 
@@ -258,7 +259,7 @@ def _count(work: Plan) -> int:
 
 
 def _results(
-    todo: list[tuple[Input, str]], settings: Settings, jobs: int
+    todo: list[tuple[Input, Seen]], settings: Settings, jobs: int
 ) -> Generator[FileRecord, None, None]:
     """Records as files end, from worker processes: a crash costs the file that caused it.
 
@@ -268,27 +269,27 @@ def _results(
     """
     workers = max(1, min(jobs, len(todo)))
     pool = _pool(settings, workers)
-    in_flight: dict[Future[FileRecord], tuple[Input, str]] = {}
+    in_flight: dict[Future[FileRecord], tuple[Input, Seen]] = {}
     queue = deque(todo)
     try:
         while queue or in_flight:
             while queue and len(in_flight) < 4 * workers:
-                item, digest = queue.popleft()
-                in_flight[pool.submit(_process_in_worker, item, digest)] = (item, digest)
+                item, seen = queue.popleft()
+                in_flight[pool.submit(_process_in_worker, item, seen)] = (item, seen)
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             suspects = []
             for future in finished:
-                item, digest = in_flight.pop(future)
+                item, seen = in_flight.pop(future)
                 try:
                     yield future.result()
                 except BrokenProcessPool:
-                    suspects.append((item, digest))
+                    suspects.append((item, seen))
             if suspects:
                 suspects += in_flight.values()
                 in_flight.clear()
                 _stop(pool)
-                for item, digest in suspects:
-                    yield _alone(item, digest, settings)
+                for item, seen in suspects:
+                    yield _alone(item, seen, settings)
                 pool = _pool(settings, workers)
     finally:
         _stop(pool)
@@ -298,10 +299,10 @@ def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(settings,))
 
 
-def _alone(item: Input, digest: str, settings: Settings) -> FileRecord:
+def _alone(item: Input, seen: Seen, settings: Settings) -> FileRecord:
     """One file in a worker of its own, to tell the file that crashes one from the rest."""
     pool = _pool(settings, 1)
-    future = pool.submit(_process_in_worker, item, digest)
+    future = pool.submit(_process_in_worker, item, seen)
     processes = list(getattr(pool, "_processes", {}).values())
     try:
         return future.result()
@@ -315,7 +316,7 @@ def _alone(item: Input, digest: str, settings: Settings) -> FileRecord:
             item.name,
             "failed",
             item.input_id,
-            digest,
+            seen.digest,
             kind=error.kind,
             reason=error.message,
             exit_code=error.exit_code,

@@ -25,7 +25,7 @@ from deid.errors import (
     NotDicomError,
     UsageError,
 )
-from deid.record import FileRecord
+from deid.record import FileRecord, Seen
 from deid.settings import Settings
 from deid.stages import STAGES, FileWork
 
@@ -42,18 +42,21 @@ def _run(work: FileWork) -> None:
             seconds[stage.name] = round(time.perf_counter() - start, 4)
 
 
-def process(path: Path, settings: Settings, *, digest: str = "", name: str = "") -> FileRecord:
+def process(
+    path: Path, settings: Settings, *, seen: Seen | None = None, name: str = ""
+) -> FileRecord:
     """De-identify one file into `settings.out_dir`; never raises (but for a stop).
 
-    `name` is how messages show the input (relative to the input folder); `digest` its
-    content digest when the caller has it already. Library warnings are kept in the
-    record, never printed: they quote the values they complain about.
+    `name` is how messages show the input (relative to the input folder); `seen` is the
+    input as the run first saw it (digest, size, time), when the caller has it. Library
+    warnings are kept in the record, never printed: they quote the values they complain
+    about.
     """
-    record = FileRecord(name or str(path), digest=digest)
+    record = FileRecord(name or str(path), digest=seen.digest if seen else "")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _run(FileWork(path, settings, record))
+            _run(FileWork(path, settings, record, seen=seen))
         except NotDicomError as exc:
             _fail(record, "skipped", exc)
         except DeidError as exc:

@@ -115,6 +115,24 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
+@dataclass(frozen=True)
+class Seen:
+    """An input as it was when the run looked at it: a later change fails the file."""
+
+    digest: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> Seen:
+        before = path.stat()
+        return cls(file_digest(path), before.st_size, before.st_mtime_ns)
+
+    def changed(self, path: Path) -> bool:
+        now = path.stat()
+        return (now.st_size, now.st_mtime_ns) != (self.size, self.mtime_ns)
+
+
 def file_digest(path: Path) -> str:
     """The SHA-256 of a file's bytes: how a rerun knows an input, whatever its name."""
     with path.open("rb") as f:

@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from deid import classify, context, originals, output, pixels, reader, tags, text
 from deid.errors import InputChangedError, LeakError, UnreadableError
 from deid.pixelwork import PixelWork, prepare_pixels
-from deid.record import ActionRecord, BoxRecord, FileRecord, file_digest
+from deid.record import ActionRecord, BoxRecord, FileRecord, Seen, file_digest
 from deid.settings import Settings
 
 
@@ -46,6 +46,7 @@ class FileWork:
     redacted: np.ndarray | None = None
     report: tags.TagReport | None = None
     serialized: output.Serialized | None = None
+    seen: Seen | None = None
 
     @property
     def where(self) -> str:
@@ -65,6 +66,8 @@ def read(work: FileWork) -> None:
     if work.writing and not work.path.exists():
         raise InputChangedError("the input is gone (deleted or moved during the run)", work.where)
     work.ds = reader.read(work.path)
+    if work.seen is not None and work.seen.changed(work.path):
+        raise InputChangedError("the input changed during the run", work.where)
     if work.writing and not work.record.digest:
         try:
             work.record.digest = file_digest(work.path)

@@ -253,3 +253,15 @@ def test_library_warnings_are_recorded_by_kind_without_values(
     summary = batch.run_paths([first], _settings(tmp_path / "again"), jobs=2)
     assert summary.counts["written"] == 1
     assert "1947" not in capfd.readouterr().err
+
+
+def test_an_input_that_changes_after_it_was_seen_fails_as_changed(
+    tmp_path: Path, study: list[Path]
+) -> None:
+    changing = next(p for p in study if p.name == "IM4")
+    work = batch.plan(_inputs([changing]))
+    changing.write_bytes(changing.read_bytes() + b"\0\0")
+    summary = batch.run(work, _settings(tmp_path / "out"), jobs=1)
+    (record,) = summary.problems
+    assert record.kind == "input-changed" and "changed during the run" in record.reason
+    assert not list((tmp_path / "out").rglob("*.dcm"))
