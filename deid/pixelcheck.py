@@ -5,7 +5,8 @@ Tesseract, an engine other than the detector that chose what to cover, as it is 
 inverted, enlarged when small, and in its brightest channel when coloured. Words that
 spell an original value or an identifying pattern are reported by kind; any other
 confident, sharply drawn word that is not kept text is "text that is not kept".
-Findings name a box, never what was read.
+Findings name a box, never what was read. `stored_bit_findings` looks at what no
+rendering shows: bits set above Bits Stored in a DICOM output's stored pixel data.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
+from pydicom.dataset import Dataset
 
+from deid import pixels
 from deid.boxes import Box, bounding
+from deid.errors import DeidError
 from deid.ocr import Word, read_words
 from deid.phitext import Matcher, patterns
 from deid.text import TextPolicy
@@ -28,6 +32,7 @@ _SMALL_IMAGE = 1000  # long side (px) below which the image is enlarged before O
 _MIN_EDGE = 40  # grey levels between neighbouring pixels that a pen stroke reaches
 _EDGE_NOISE = 4.0  # ... or this many times the image's median step (grain), if more
 _OUTSIDE = "text that is not kept"
+UNUSED_BITS = "bits above BitsStored"
 
 
 def png_planes(data: bytes) -> list[np.ndarray]:
@@ -187,3 +192,24 @@ def pixel_findings(
     ]
     found = sorted(named + unnamed, key=lambda item: (item[1].top, item[1].left, item[0]))
     return [(f"pixels x {b.left}-{b.right} y {b.top}-{b.bottom}", k) for k, b in found]
+
+
+def stored_bit_findings(ds: Dataset, name: str) -> list[tuple[str, str]]:
+    """(where, kind) of bits set above Bits Stored in the stored pixel data, if any.
+
+    Read from the stored cells, never from values a decoder has masked: every viewer
+    masks them, so what is there shows nowhere but in the bits themselves (a legacy
+    overlay in bit 12 of a 12-bit image is a burned-in name). Pixel data that cannot be
+    read is left to the pixel text check, which reports it.
+    """
+    try:
+        dirty = pixels.unused_bit_frames(ds, name)
+    except DeidError:
+        return []
+    if not dirty:
+        return []
+    count = pixels.frame_count(ds)
+    if count == 1:
+        return [("pixel data", UNUSED_BITS)]
+    first = dirty[0] + 1
+    return [(f"pixel data, {len(dirty)} of {count} frames from frame {first}", UNUSED_BITS)]

@@ -49,7 +49,7 @@ from deid.originals import (
     scan_bytes,
 )
 from deid.phitext import Matcher, full_date, manifest_findings, over_90, page_findings, text_kinds
-from deid.pixelcheck import pixel_findings, planes, png_planes
+from deid.pixelcheck import pixel_findings, planes, png_planes, stored_bit_findings
 from deid.pngmeta import SIGNATURE, chunk_findings
 from deid.profiles import DEFAULT_PROFILE, Profile, dictionary_vr, load
 from deid.reader import sniff
@@ -191,7 +191,8 @@ def check_dicom(
     regardless of originals: dates with a month or day, person names that
     are not `ANON` pseudonyms, private, overlay and curve elements, values shaped like
     phone numbers, e-mail addresses, SSNs, written dates or IDs (see
-    `data/phi_patterns.toml`), a non-zero preamble and PatientIdentityRemoved not YES.
+    `data/phi_patterns.toml`), bits set above BitsStored in the stored pixel data, a
+    non-zero preamble and PatientIdentityRemoved not YES.
     A file that cannot be read is reported as such: what cannot be checked is not clean.
     With a `policy`, the pixels are read too, every distinct frame as displayed, as a
     PNG's are (`check_png`): burned-in text in a DICOM output is a finding.
@@ -220,6 +221,8 @@ def _check_dicom(
         leaks.insert(0, Leak(name, "preamble", "non-zero preamble"))
     if str(ds.get("PatientIdentityRemoved", "") or "").strip().upper() != "YES":
         leaks.append(Leak(name, "PatientIdentityRemoved", "PatientIdentityRemoved not YES"))
+    if "PixelData" in ds:
+        leaks += [Leak(name, where, kind) for where, kind in stored_bit_findings(ds, name)]
     if policy is not None and "PixelData" in ds:
         leaks += _dicom_pixel_leaks(name, ds, matcher, policy)
     return list(dict.fromkeys(leaks))

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import (
+    BURNED_LINES,
+    burned_in_pixels,
+    make_dataset,
+    overlay_in_bit_12,
+    safe_harbor_settings,
+    signed_with_garbage,
+)
 from PIL import Image
+from pydicom import dcmread, dcmwrite
+from pydicom.data import get_testdata_file
+from pydicom.overlays import get_overlay_array
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from typer.testing import CliRunner
 
-from deid import output
+from deid import output, pipeline, stages
+from deid.cli import app
 from deid.errors import OutputExistsError, UnreadableError
+from deid.record import FileRecord
 
 
 def test_png_has_no_text_or_exif_chunks() -> None:
@@ -222,3 +239,162 @@ def test_dicom_bytes_writes_what_dcmwrite_writes(
     mine, theirs = dcmread(io.BytesIO(ours)), dcmread(io.BytesIO(reference.getvalue()))
     assert [repr(e) for e in mine.iterall()] == [repr(e) for e in theirs.iterall()]
     assert mine.file_meta == theirs.file_meta
+
+
+# --- bits above Bits Stored in DICOM outputs ----------------------------------------------
+
+
+def _anonymize(source: Path, out: Path, formats: str = "dicom", *more: str) -> list[Path]:
+    args = ["anonymize", str(source), "--out", str(out), "--format", formats, "--jobs", "1"]
+    result = CliRunner().invoke(app, [*args, *more])
+    assert result.exit_code == 0, result.output
+    return sorted(p for p in out.rglob("*") if p.suffix in (".dcm", ".png"))
+
+
+def _cells(path: Path, dtype: str = "<u2") -> np.ndarray:
+    ds = dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID.is_little_endian
+    return np.frombuffer(ds.PixelData, dtype=dtype, count=ds.Rows * ds.Columns)
+
+
+def test_the_overlay_in_bit_12_does_not_reach_the_dicom_output(
+    overlay_bit_file: Path, tmp_path: Path
+) -> None:
+    (written,) = _anonymize(overlay_bit_file, tmp_path / "out", "dicom", "--no-ocr")
+    stored = _cells(written)
+    original = dcmread(overlay_bit_file)
+    before = np.frombuffer(original.PixelData, dtype="<u2")
+    assert (before >> 12).any()
+    assert not (stored >> 12).any()
+    assert np.array_equal(stored, before & 0x0FFF)
+    clean = dcmread(written)
+    assert not [e.tag for e in clean if e.tag.group >> 8 == 0x60]
+    assert (clean.BitsAllocated, clean.BitsStored, clean.HighBit) == (16, 12, 11)
+
+
+def test_the_png_is_the_one_without_the_overlay(
+    overlay_bit_file: Path, overlay_twin_file: Path, tmp_path: Path
+) -> None:
+    outputs = _anonymize(overlay_bit_file, tmp_path / "drawn", "dicom,png")
+    twins = _anonymize(overlay_twin_file, tmp_path / "twin", "dicom,png")
+    png = [p.read_bytes() for p in outputs if p.suffix == ".png"]
+    assert png and png == [p.read_bytes() for p in twins if p.suffix == ".png"]
+    dicoms = [_cells(p) for p in outputs + twins if p.suffix == ".dcm"]
+    assert len(dicoms) == 2 and np.array_equal(dicoms[0], dicoms[1])
+
+
+def _process(source: Path, out: Path, **settings: object) -> FileRecord:
+    chosen = safe_harbor_settings(
+        out, "bits", **{"formats": frozenset({"dicom"}), "detect_text": False, **settings}
+    )
+    record = pipeline.process(source, chosen)
+    assert record.status == "written", record.reason
+    return record
+
+
+def test_signed_garbage_comes_out_sign_extended(tmp_path: Path) -> None:
+    ds, values = signed_with_garbage()
+    source = tmp_path / "signed.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = _process(source, tmp_path / "out")
+    (written,) = record.outputs
+    assert np.array_equal(_cells(Path(written), "<i2").reshape(values.shape), values)
+
+
+@pytest.mark.parametrize("encoding", ["implicit little", "explicit big"])
+def test_every_native_encoding_is_cleared(encoding: str, tmp_path: Path) -> None:
+    ds = overlay_in_bit_12()
+    values = np.frombuffer(ds.PixelData, dtype="<u2") & 0x0FFF
+    source = tmp_path / "in.dcm"
+    if encoding == "explicit big":
+        ds.PixelData = np.frombuffer(ds.PixelData, dtype="<u2").astype(">u2").tobytes()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        dcmwrite(source, ds, little_endian=False, implicit_vr=False, force_encoding=True)
+    else:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        dcmwrite(source, ds, implicit_vr=True, little_endian=True, force_encoding=True)
+    record = _process(source, tmp_path / "out")
+    (written,) = record.outputs
+    clean = dcmread(written)
+    order = ">u2" if clean.file_meta.TransferSyntaxUID == ExplicitVRBigEndian else "<u2"
+    assert np.array_equal(np.frombuffer(clean.PixelData, dtype=order), values)
+    assert np.array_equal(clean.pixel_array.reshape(-1), values)
+
+
+def test_covered_text_and_the_overlay_bit_both_go(tmp_path: Path) -> None:
+    image = burned_in_pixels(BURNED_LINES)
+    image[300:340, 40:300] |= 0x1000
+    ds = make_dataset(image, bits_stored=12, extra={"WindowCenter": 2048, "WindowWidth": 4096})
+    source = tmp_path / "burned.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = _process(source, tmp_path / "out", detect_text=True)
+    assert record.boxes
+    (written,) = record.outputs
+    stored = _cells(Path(written)).reshape(image.shape)
+    assert not (stored >> 12).any()
+    assert np.array_equal(stored[200:, :], image[200:, :] & 0x0FFF)
+
+
+def test_the_record_says_the_bits_were_cleared(
+    overlay_bit_file: Path, overlay_twin_file: Path, tmp_path: Path
+) -> None:
+    drawn = _process(overlay_bit_file, tmp_path / "drawn")
+    twin = _process(overlay_twin_file, tmp_path / "twin")
+    cleared = ("PixelData", "clear-unused-bits")
+    assert cleared in [(a.path, a.action) for a in drawn.actions]
+    assert cleared not in [(a.path, a.action) for a in twin.actions]
+
+
+def test_a_clean_input_still_streams_its_pixel_data(
+    overlay_twin_file: Path, tmp_path: Path
+) -> None:
+    settings = safe_harbor_settings(
+        tmp_path, "bits", formats=frozenset({"dicom"}), detect_text=False
+    )
+    work = stages.FileWork(overlay_twin_file, settings, FileRecord("x"))
+    for stage in stages.STAGES[:-1]:
+        stage.run(work)
+    assert work.serialized is not None and work.serialized.pixel_value is not None
+    assert isinstance(work.serialized.chunks[work.serialized.pixel_value], output.FileRange)
+
+
+def _real_attacker(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """pydicom's MR with an overlay plane, the plane moved into bit 12 as old files had it."""
+    path = get_testdata_file("examples_overlay.dcm", download=False)
+    assert isinstance(path, str)
+    ds = dcmread(path)
+    values = ds.pixel_array.copy()
+    plane = get_overlay_array(ds, 0x6000).astype(np.uint16)
+    ds.PixelData = (values | (plane << 12)).astype("<u2").tobytes()
+    ds[0x60000102].value = 12
+    del ds[0x60003000]
+    source = tmp_path / "examples_overlay_bit12.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    return source, values
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["examples_overlay.dcm", "JPGExtended.dcm", "J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm",
+     "bit 12 overlay"],
+)  # fmt: skip
+def test_real_files_keep_every_stored_value(name: str, tmp_path: Path) -> None:
+    """pydicom's files with Bits Stored below Bits Allocated, and one made an attacker's."""
+    if name == "bit 12 overlay":
+        source, values = _real_attacker(tmp_path)
+    else:
+        source = tmp_path / name
+        shutil.copy(str(get_testdata_file(name, download=False)), source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = dcmread(source).pixel_array
+    record = _process(source, tmp_path / "out")
+    (written,) = record.outputs
+    clean, original = dcmread(written), dcmread(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.array_equal(clean.pixel_array, values)
+    if clean.file_meta.TransferSyntaxUID.is_compressed:
+        assert clean.PixelData == original.PixelData
+    else:
+        assert np.array_equal(_cells(Path(written)).reshape(values.shape), values)

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_dataset
-from pydicom import dcmread
+from conftest import make_dataset, overlay_in_bit_12, signed_with_garbage
+from pydicom import dcmread, dcmwrite
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_windowing, convert_color_space
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, RLELossless
 
+from deid import output, reader
 from deid import pixels as px
 from deid.boxes import Box
 from deid.errors import ExitCode, MissingCodecError, UnreadableError, UsageError
 from deid.pixels import RenderOptions
+from deid.pixels import bits as px_bits
 from deid.pixels import frames as px_frames
 from deid.pixels import rendering as px_rendering
+from deid.reader import PIXEL_DATA, deferred
 
 
 def shipped(name: str) -> str:
@@ -739,3 +743,146 @@ def test_large_frames_render_as_pixel_by_pixel(
     assert table.dtype == np.uint8 and table.shape == frame.shape
     assert np.array_equal(table, direct)
     assert len(np.unique(table)) > 2
+
+
+# --- bits above Bits Stored ---------------------------------------------------------------
+
+
+def cells(ds: Dataset, dtype: Any = "<u2") -> np.ndarray:
+    """The stored cells of native pixel data, as written: nothing masked."""
+    value = ds.PixelData
+    return np.frombuffer(value, dtype=dtype, count=len(value) // np.dtype(dtype).itemsize)
+
+
+def test_overlay_in_bit_12_is_cleared_and_nothing_else() -> None:
+    ds = overlay_in_bit_12()
+    before = cells(ds).copy()
+    assert (before >> 12).any()
+    assert px.unused_bit_frames(ds, "x.dcm") == [0]
+    assert px.clear_unused_bits(ds, "x.dcm")
+    after = cells(ds)
+    assert not (after >> 12).any()
+    assert np.array_equal(after, before & 0x0FFF)
+    assert (ds.BitsStored, ds.HighBit, ds["PixelData"].VR) == (12, 11, "OW")
+    assert px.unused_bit_frames(ds, "x.dcm") == []
+    assert not px.clear_unused_bits(ds, "x.dcm")
+
+
+def test_signed_garbage_becomes_the_sign_extension() -> None:
+    ds, values = signed_with_garbage()
+    assert px.clear_unused_bits(ds, "x.dcm")
+    assert np.array_equal(cells(ds, "<i2").reshape(values.shape), values)
+    assert np.array_equal(px.decode(ds, "x.dcm")[0], values)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bits_stored", "signed"),
+    [(np.uint8, 6, False), (np.int8, 5, True), (np.uint32, 20, False), (np.int32, 24, True)],
+)
+def test_every_cell_width(dtype: Any, bits_stored: int, signed: bool) -> None:
+    low, high = px_frames.representable_range(bits_stored, signed)
+    rng = np.random.default_rng(bits_stored)
+    values = rng.integers(low, high + 1, size=(3, 6, 8)).astype(dtype)
+    width = np.dtype(dtype).itemsize * 8
+    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    noise = rng.integers(0, 1 << (width - bits_stored), size=values.shape, dtype=np.uint64)
+    mask = (1 << bits_stored) - 1
+    stored = (values.view(unsigned) & unsigned.type(mask)) | (noise << bits_stored).astype(unsigned)
+    stored[1] = values[1].view(unsigned)  # frame 2 already as it should be
+    ds = make_dataset(stored.view(dtype), bits_stored=bits_stored, signed=signed)
+    assert px.unused_bit_frames(ds, "x.dcm") == [0, 2]
+    assert px.clear_unused_bits(ds, "x.dcm")
+    assert np.array_equal(
+        cells(ds, np.dtype(dtype).newbyteorder("<")).reshape(values.shape), values
+    )
+
+
+def test_frames_are_read_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pixels = np.random.default_rng(4).integers(0, 4096, size=(5, 128, 128), dtype=np.uint16)
+    pixels[3, 7, 9] |= 0x2000
+    path = tmp_path / "multi.dcm"
+    make_dataset(pixels, bits_stored=12).save_as(path, enforce_file_format=True)
+    monkeypatch.setattr(px_bits, "_PIECE", 2 * 128 * 128 * 2)
+    reads: list[int] = []
+    original = os.pread
+
+    def counted(fd: int, length: int, offset: int) -> bytes:
+        reads.append(length)
+        return original(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", counted)
+    ds = reader.read(path)
+    assert px.unused_bit_frames(ds, str(path)) == [3]
+    assert reads == [2 * 128 * 128 * 2, 2 * 128 * 128 * 2, 128 * 128 * 2]
+    assert deferred(ds._dict[PIXEL_DATA])  # read beside pydicom, not into the dataset
+
+
+def test_a_clean_file_stays_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "clean.dcm"
+    overlay_in_bit_12(drawn=False).save_as(path, enforce_file_format=True)
+    ds = reader.read(path)
+    assert not px.clear_unused_bits(ds, str(path))
+    assert deferred(ds._dict[PIXEL_DATA])
+
+
+def test_a_dirty_file_changed_since_its_header_was_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "overlay.dcm"
+    overlay_in_bit_12().save_as(path, enforce_file_format=True)
+    ds = reader.read(path)
+    os.utime(path, (1, 1))
+    with pytest.raises(UnreadableError, match="changed while it was read"):
+        px.clear_unused_bits(ds, str(path))
+
+
+def test_big_endian_cells_are_cleared_in_their_byte_order(tmp_path: Path) -> None:
+    ds = overlay_in_bit_12()
+    values = cells(ds) & 0x0FFF
+    ds.PixelData = cells(ds).astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    path = tmp_path / "big.dcm"
+    dcmwrite(path, ds, little_endian=False, implicit_vr=False, force_encoding=True)
+    back = reader.read(path)
+    assert px.clear_unused_bits(back, str(path))
+    assert np.array_equal(cells(back, ">u2"), values)
+    assert np.array_equal(px.decode(back, "x.dcm").reshape(-1), values)
+
+
+def test_compressed_data_is_left_alone_but_found() -> None:
+    ds = overlay_in_bit_12()
+    ds.compress(RLELossless)
+    before = ds.PixelData
+    assert not px.clear_unused_bits(ds, "x.dcm")
+    assert ds.PixelData == before
+    assert px.unused_bit_frames(ds, "x.dcm") == [0]
+    assert not (px.decode(ds, "x.dcm") >> 12).any()
+
+
+def test_rewritten_pixels_are_masked_compressed_or_not() -> None:
+    for compressed in (False, True):
+        ds = overlay_in_bit_12()
+        if compressed:
+            ds.compress(RLELossless)
+        frames = px.decode(ds, "x.dcm")
+        px.store(ds, px.redact(ds, frames, [Box(0, 0, 8, 8)]))
+        assert not (cells(ds) >> 12).any()
+        assert np.array_equal(cells(ds).reshape(frames.shape)[:, 8:], frames[:, 8:])
+
+
+def test_the_png_never_shows_bits_above_bits_stored() -> None:
+    drawn, twin = overlay_in_bit_12(), overlay_in_bit_12(drawn=False)
+    assert not np.array_equal(cells(drawn), cells(twin))
+    shown = [px.render(ds, px.decode(ds, "x.dcm")[0]) for ds in (drawn, twin)]
+    assert output.png_bytes(shown[0]) == output.png_bytes(shown[1])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["examples_overlay.dcm", "JPGExtended.dcm", "J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm"],
+)  # fmt: skip
+def test_shipped_files_with_unused_bits_are_clean(name: str) -> None:
+    ds, path = read(name)
+    assert ds.BitsStored < ds.BitsAllocated
+    before = ds.PixelData
+    assert px.unused_bit_frames(ds, path) == []
+    assert not px.clear_unused_bits(ds, path)
+    assert ds.PixelData == before

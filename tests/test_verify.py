@@ -19,17 +19,21 @@ import pytest
 from conftest import (
     BURNED_LINES,
     KNEE_PATIENT,
+    OVERLAY_NAME,
     PHI,
     burned_in_pixels,
     make_ct_dataset,
     make_dataset,
+    overlay_in_bit_12,
     safe_harbor_settings,
+    signed_with_garbage,
 )
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.sequence import Sequence
+from pydicom.uid import RLELossless
 from typer.testing import CliRunner
 
 from deid import batch, inputs, pipeline, profiles
@@ -197,6 +201,12 @@ def _set(keyword: str, value: object) -> Callable[[FileDataset], None]:
     return plant
 
 
+def _bit_above_bits_stored(ds: FileDataset) -> None:
+    cells = np.frombuffer(ds.PixelData, dtype="<u2").copy()
+    cells[100:140] |= 1 << ds.BitsStored
+    ds.PixelData = cells.tobytes()
+
+
 def _tag(tag: int, vr: str, value: object) -> Callable[[FileDataset], None]:
     def plant(ds: FileDataset) -> None:
         ds.add_new(tag, vr, value)
@@ -260,6 +270,12 @@ DICOM_LEAKS: dict[str, tuple[Callable[[FileDataset], None], str, str, bool]] = {
     "overlay": (_tag(0x60000010, "US", 64), "OverlayRows", "overlay element", False),
     "curve": (_tag(0x50000005, "US", 1), "CurveDimensions", "curve element", False),
     "age-over-90": (_set("PatientAge", "095Y"), "PatientAge", "age over 89", False),
+    "bits-above-bits-stored": (
+        _bit_above_bits_stored,
+        "pixel data",
+        "bits above BitsStored",
+        False,
+    ),
     "identity-flag": (
         _set("PatientIdentityRemoved", "NO"),
         "PatientIdentityRemoved",
@@ -313,6 +329,69 @@ def test_unreadable_dicom_is_not_clean(tmp_path: Path) -> None:
     path = tmp_path / "bad.dcm"
     path.write_bytes(b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0")
     assert check_dicom(path, None)[0] == Leak(str(path), "file", "unreadable DICOM")
+
+
+def _saved(ds: Dataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _bit_leaks(leaks: list[Leak]) -> list[tuple[str, str]]:
+    return [(leak.where, leak.kind) for leak in leaks if leak.kind == "bits above BitsStored"]
+
+
+def test_stored_bits_are_read_where_every_decoder_masks_them(tmp_path: Path) -> None:
+    path = _saved(overlay_in_bit_12(), tmp_path / "made.dcm")
+    ds = dcmread(path)
+    assert not (ds.pixel_array >> 12).any()  # pydicom shows nothing
+    leaks = check_dicom(path, None)
+    assert _bit_leaks(leaks) == [("pixel data", "bits above BitsStored")]
+    assert_no_values(leaks, [*PLANTED, OVERLAY_NAME, *OVERLAY_NAME.split()])
+
+
+def test_the_frames_holding_them_are_counted(tmp_path: Path) -> None:
+    frames = np.random.default_rng(2).integers(0, 4096, size=(6, 16, 16), dtype=np.uint16)
+    frames[2, 0, 0] |= 0x8000
+    frames[4, 5, 5] |= 0x1000
+    path = _saved(make_dataset(frames, bits_stored=12), tmp_path / "cine.dcm")
+    where = "pixel data, 2 of 6 frames from frame 3"
+    assert _bit_leaks(check_dicom(path, None)) == [(where, "bits above BitsStored")]
+
+
+def test_signed_values_are_judged_by_their_sign_extension(tmp_path: Path) -> None:
+    garbage, values = signed_with_garbage()
+    assert _bit_leaks(check_dicom(_saved(garbage, tmp_path / "garbage.dcm"), None))
+    extended = make_dataset(values, bits_stored=12, signed=True)
+    assert _bit_leaks(check_dicom(_saved(extended, tmp_path / "extended.dcm"), None)) == []
+
+
+def test_compressed_outputs_are_read_as_the_codec_gives_them(tmp_path: Path) -> None:
+    ds = overlay_in_bit_12()
+    ds.compress(RLELossless)
+    leaks = check_dicom(_saved(ds, tmp_path / "rle.dcm"), None)
+    assert _bit_leaks(leaks) == [("pixel data", "bits above BitsStored")]
+
+
+def test_the_attackers_file_verifies_clean_once_de_identified(
+    overlay_bit_file: Path, tmp_path: Path
+) -> None:
+    assert _bit_leaks(check_dicom(overlay_bit_file, None))
+    result = pipeline.process(overlay_bit_file, settings(tmp_path / "out"))
+    assert result.status == "written", result.reason
+    originals = collect_originals([overlay_bit_file.parent])
+    report = verify_outputs([tmp_path / "out"], None, POLICY, values=originals)
+    assert report.dicom == 1 and report.png == 1
+    assert report.clean, report.lines()
+
+
+@pytest.mark.parametrize(
+    "name", ["examples_overlay.dcm", "JPGExtended.dcm", "J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm"]
+)
+def test_real_files_raise_no_bit_alarm(name: str) -> None:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not installed with pydicom")
+    assert _bit_leaks(check_dicom(Path(path), None)) == []
 
 
 # --- PNG -------------------------------------------------------------------------------

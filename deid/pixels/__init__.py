@@ -10,17 +10,20 @@ module does both halves:
   MONOCHROME1 inversion) or the palette, giving the uint8 picture an OCR engine sees.
 * `redact` fills boxes in the stored values with the value that renders darkest, and
   `store` writes the result back as uncompressed pixel data.
+* `clear_unused_bits` clears what native pixel data holds above Bits Stored (a legacy
+  overlay, a name), and `unused_bit_frames` finds it in an output.
 
 Rendering never resizes, so a box found on a rendered frame addresses the same pixels in
 the stored frames.
 
 This package is the face; the work is done in `frames` (choosing and decoding frames,
-codec errors), `luts` (lookup tables and palettes), `rendering` (display pipeline) and
-`redaction` (blacking out and storing back).
+codec errors), `luts` (lookup tables and palettes), `rendering` (display pipeline),
+`redaction` (blacking out and storing back) and `bits` (the bits above Bits Stored).
 """
 
 from __future__ import annotations
 
+from deid.pixels.bits import clear_unused_bits, unused_bit_frames
 from deid.pixels.frames import (
     check_pixel_data,
     decode,
@@ -37,6 +40,7 @@ __all__ = [
     "Switch",
     "black_out",
     "check_pixel_data",
+    "clear_unused_bits",
     "darkest_value",
     "decode",
     "frame_count",
@@ -46,4 +50,5 @@ __all__ = [
     "render",
     "select_frames",
     "store",
+    "unused_bit_frames",
 ]
