@@ -30,6 +30,7 @@ from deid.errors import (
     InputChangedError,
     UnreadableError,
 )
+from deid.limits import apply_memory_cap
 from deid.manifest import Manifest
 from deid.pipeline import process
 from deid.record import FileRecord, Seen
@@ -181,6 +182,7 @@ def _start_worker(settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     signal.signal(signal.SIGTERM, _exit_on_term)
     _die_with_parent()
+    apply_memory_cap(settings.limits)
 
 
 def _die_with_parent() -> None:

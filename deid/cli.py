@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from deid import (
     __version__,
@@ -28,25 +18,24 @@ from deid import (
     pipeline,
     profiles,
     report,
+    runview,
     validate,
     verify,
 )
 from deid import inputs as inputs_mod
 from deid.compiler import compile_profile
 from deid.errors import DeidError, ExitCode, UsageError
-from deid.manifest import Manifest
 from deid.output import Transaction, png_bytes
 from deid.preview import draw_regions
 from deid.pseudonym import Pseudonymizer
-from deid.record import FileRecord
-from deid.settings import Settings
+from deid.settings import Settings, limit_overrides
 from deid.text import TextPolicy
 
 EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
 3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
 6 refused object (PDF, SR, face...); 7 output exists; 8 leak found, output withheld;
 9 text search unavailable; 10 unexpected error; 11 disk full;
-130 interrupted (run again to resume)."""
+12 too large for the limits (a profile's [limits]); 130 interrupted (run again to resume)."""
 
 app = typer.Typer(
     help="De-identify DICOM scans by HIPAA Safe Harbor profiles.\n\n" + EXIT_CODES,
@@ -135,6 +124,14 @@ def anonymize(
         int | None, typer.Option(help="Cap the PNG's longer side, in pixels.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--limit",
+            help="Override a [limits] setting of the profile, e.g. --limit max_frames=20000 "
+            "or --limit memory_cap_mib=4096 (repeatable).",
+        ),
+    ] = None,
     redact_paths: Annotated[
         bool,
         typer.Option(
@@ -159,6 +156,10 @@ def anonymize(
         raise _fail(UsageError(f"--layout {layout!r}: use auto, flat or tree"))
     if frames is not None and frames not in ("all", "middle") and not frames.isdigit():
         raise _fail(UsageError(f"--frames {frames!r}: use all, middle or a frame number"))
+    try:
+        limits = limit_overrides(limit or [])
+    except DeidError as exc:
+        raise _fail(exc) from None
     resolved = _load_profile(profile)
     tree = layout == "tree" or (layout == "auto" and any(p.is_dir() for p in inputs))
     try:
@@ -168,18 +169,23 @@ def anonymize(
         pseudo, manifest = outfolder.open_run(out_dir, resolved, key)
     except DeidError as exc:
         raise _fail(exc) from None
-    settings = _settings(
-        resolved,
-        pseudo.key,
-        out_dir,
-        formats=chosen,
-        tree=tree,
-        frames=frames,
-        context=context,
-        overwrite=overwrite,
-        detect_text=ocr,
-        max_size=max_size,
-    )
+    try:
+        settings = _settings(
+            resolved,
+            pseudo.key,
+            out_dir,
+            formats=chosen,
+            tree=tree,
+            frames=frames,
+            context=context,
+            overwrite=overwrite,
+            detect_text=ocr,
+            max_size=max_size,
+            **limits,
+        )
+    except BaseException:
+        manifest.close()
+        raise
     items = [
         batch.Input(
             path,
@@ -195,12 +201,12 @@ def anonymize(
             + (f" ({', '.join(outside[:5])})" if listed else ""),
             markup=False,
         )
-    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    signal.signal(signal.SIGTERM, runview.stop_like_ctrl_c)
     if manifest.unfinished():
         outfolder.sweep_partials(out_dir)
     with manifest:
-        summary = _run_batch(
-            items, settings, manifest, batch.worker_count(jobs), quiet, verbose, as_json
+        summary = runview.run_with_progress(
+            items, settings, manifest, batch.worker_count(jobs), quiet, verbose, as_json, out, err
         )
     if summary.interrupted:
         outfolder.sweep_partials(out_dir)
@@ -222,81 +228,6 @@ def anonymize(
     if nothing and not summary.counts["duplicate"]:
         err.print("error: no DICOM file found in the input", markup=False)
     raise typer.Exit(summary.exit_code)
-
-
-def _stop_like_ctrl_c(signum: int, frame: object) -> None:
-    """SIGTERM ends a run as Ctrl-C does: workers stopped, the summary printed."""
-    raise KeyboardInterrupt
-
-
-def _run_batch(
-    items: list[batch.Input],
-    settings: Settings,
-    manifest: Manifest,
-    workers: int,
-    quiet: bool,
-    verbose: bool,
-    as_json: bool,
-) -> batch.Summary:
-    """Plan against the manifest, then process with a progress bar on stderr."""
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=quiet,
-    )
-    with progress:
-        hashing = progress.add_task("reading inputs", total=len(items), rate="")
-        try:
-            work = batch.plan(
-                items,
-                manifest,
-                on_hashed=lambda: progress.advance(hashing),
-                resume=not settings.overwrite,
-            )
-        except KeyboardInterrupt:
-            summary = batch.Summary(total=len(items), interrupted=True)
-            summary.done_before = len(manifest.finished())
-            return summary
-        progress.remove_task(hashing)
-        if work.done_before:
-            progress.console.print(
-                f"resuming: {work.done_before} of {len(items)} inputs were done before",
-                markup=False,
-            )
-        task = progress.add_task(
-            "de-identifying", total=len(work.todo) + len(work.duplicates), rate=""
-        )
-        started = time.monotonic()
-        finished = [0]
-
-        def on_result(result: FileRecord) -> None:
-            progress.advance(task)
-            if as_json:
-                out.print(json.dumps(result.stored(settings.out_dir)), markup=False)
-            if result.status == "failed":
-                progress.console.print(f"FAILED {result.path}: {result.reason}", markup=False)
-            elif verbose and result.status in ("skipped", "duplicate"):
-                progress.console.print(
-                    f"{result.status} {result.path}: {result.reason}", markup=False
-                )
-            finished[0] += 1
-            done = finished[0]
-            progress.update(
-                task, rate=f"{done / max(1e-6, time.monotonic() - started):.1f} files/s"
-            )
-
-        manifest.begin(len(items))
-        summary = batch.run(
-            work, settings, jobs=workers, total=len(items), manifest=manifest, on_result=on_result
-        )
-        manifest.end("interrupted" if summary.interrupted else "finished")
-    return summary
 
 
 @app.command()

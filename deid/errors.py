@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     OCR_UNAVAILABLE = 9
     INTERNAL = 10
     DISK_FULL = 11
+    TOO_LARGE = 12
     INTERRUPTED = 130
 
 
@@ -81,6 +82,14 @@ class RefusedError(DeidError):
 
     exit_code = ExitCode.REFUSED
     kind = "refused"
+
+
+class TooLargeError(DeidError):
+    """The file asks for more than the limits allow (pixels, frames, bytes to decode or
+    inflate); it is refused before the work, as a decompression bomb must be."""
+
+    exit_code = ExitCode.TOO_LARGE
+    kind = "too-large"
 
 
 class CrashedError(UnreadableError):

@@ -5,11 +5,13 @@ Settings are plain data, so a worker process receives them once when it starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from deid import pixels, text
+from deid.errors import UsageError
+from deid.limits import Limits
 from deid.profiles import Profile
 from deid.pseudonym import Pseudonymizer
 
@@ -30,16 +32,22 @@ class Settings:
     render: pixels.RenderOptions = field(default_factory=pixels.RenderOptions)
     compress_level: int = 1
     max_size: int = 0
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def for_profile(
         cls, profile: Profile, key: bytes, out_dir: Path, **overrides: object
     ) -> Settings:
-        """Settings from a profile's `[render]`, `[text]` and `[png]` tables, then overrides.
+        """Settings from a profile's `[render]`, `[text]`, `[png]` and `[limits]` tables,
+        then overrides.
 
         Overrides that are None keep the profile's value, so a CLI passes its options as
-        they come.
+        they come. A field of `Limits` (`max_frames=...`) overrides that one limit.
         """
+        limit_names = {f.name for f in fields(Limits)}
+        limit_overrides: dict[str, Any] = {
+            k: overrides.pop(k) for k in list(overrides) if k in limit_names
+        }
         render = profile.section("render")
         png = profile.section("png")
         switches = {k: render[k] for k in ("modality_lut", "voi", "palette") if k in render}
@@ -48,6 +56,7 @@ class Settings:
             "detect_text": profile.section("text").get("detect", "always") != "never",
             "compress_level": int(png.get("compress_level", 1)),
             "max_size": int(png.get("max_size", 0)),
+            "limits": Limits.from_profile(profile.section("limits"), **limit_overrides),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(
@@ -65,3 +74,16 @@ class Settings:
     @property
     def text_policy(self) -> text.TextPolicy:
         return text.TextPolicy.from_profile(self.profile.section("text"))
+
+
+def limit_overrides(given: list[str]) -> dict[str, int]:
+    """`--limit NAME=N` options as `Settings` overrides, checked against `Limits`."""
+    names = [f.name for f in fields(Limits)]
+    found: dict[str, int] = {}
+    for option in given:
+        name, _, value = option.partition("=")
+        if name.strip() not in names or not value.strip().isdigit():
+            choices = ", ".join(names)
+            raise UsageError(f"--limit {option!r}: use NAME=N with NAME one of {choices}")
+        found[name.strip()] = int(value)
+    return found

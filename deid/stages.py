@@ -65,7 +65,7 @@ def read(work: FileWork) -> None:
     """Parse the file (pixel data left for later); remember its content digest."""
     if work.writing and not work.path.exists():
         raise InputChangedError("the input is gone (deleted or moved during the run)", work.where)
-    work.ds = reader.read(work.path)
+    work.ds = reader.read(work.path, limits=work.settings.limits)
     if work.seen is not None and work.seen.changed(work.path):
         raise InputChangedError("the input changed during the run", work.where)
     if work.writing and not work.record.digest:

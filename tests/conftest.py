@@ -377,3 +377,62 @@ def knee_slices(tmp_path: Path) -> Path:
     for path in series:
         shutil.copy(path, folder / path.name)
     return folder
+
+
+OVERLAY_NAME = "DOE JOHN"
+
+
+def overlay_in_bit_12(*, drawn: bool = True) -> FileDataset:
+    """A 12-in-16-bit CR whose legacy overlay, the patient's name, is drawn into bit 12.
+
+    The overlay group says so (Overlay Bit Position 12, no Overlay Data), as old
+    modalities wrote it. With `drawn` False the same image without the name in bit 12:
+    its twin, for what must not differ.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = burned_in_pixels([])
+    canvas = Image.new("L", (image.shape[1], image.shape[0]), 0)
+    font = ImageFont.load_default(size=40)
+    ImageDraw.Draw(canvas).text((40, 420), OVERLAY_NAME, fill=255, font=font)
+    if drawn:
+        image = image | ((np.asarray(canvas) > 127).astype(np.uint16) << 12)
+    ds = make_dataset(
+        image,
+        bits_stored=12,
+        sop_class="1.2.840.10008.5.1.4.1.1.1",
+        modality="CR",
+        extra={"WindowCenter": 2048, "WindowWidth": 4096, "BodyPartExamined": "CHEST"},
+    )
+    ds.add_new(0x60000010, "US", image.shape[0])  # OverlayRows
+    ds.add_new(0x60000011, "US", image.shape[1])  # OverlayColumns
+    ds.add_new(0x60000040, "CS", "G")  # OverlayType
+    ds.add_new(0x60000050, "SS", [1, 1])  # OverlayOrigin
+    ds.add_new(0x60000100, "US", 16)  # OverlayBitsAllocated
+    ds.add_new(0x60000102, "US", 12)  # OverlayBitPosition
+    ds.add_new(0x60000022, "LO", "PATIENT NAME")  # OverlayDescription
+    return ds
+
+
+@pytest.fixture
+def overlay_bit_file(write_dicom: Callable[..., Path]) -> Path:
+    """The attacker's file: `overlay_in_bit_12()` on disk, named after the patient."""
+    return write_dicom(overlay_in_bit_12(), "DOE_JOHN_OVERLAY.dcm")
+
+
+@pytest.fixture
+def overlay_twin_file(write_dicom: Callable[..., Path]) -> Path:
+    """`overlay_in_bit_12(drawn=False)` on disk: the same image, bit 12 clear."""
+    return write_dicom(overlay_in_bit_12(drawn=False), "twin/DOE_JOHN_OVERLAY.dcm")
+
+
+def signed_with_garbage(seed: int = 5) -> tuple[FileDataset, np.ndarray]:
+    """A signed 12-in-16-bit CT slice whose bits above the High Bit are random, and the
+    values it declares (-2048..2047)."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-2048, 2048, size=(64, 64), dtype=np.int16)
+    garbage = rng.integers(0, 16, size=values.shape, dtype=np.uint16) << 12
+    cells = ((values.view(np.uint16) & 0x0FFF) | garbage).view(np.int16)
+    ds = make_dataset(cells, bits_stored=12, signed=True, extra={"RescaleIntercept": 0})
+    ds.RescaleSlope = 1
+    return ds, values

@@ -504,3 +504,16 @@ def test_redact_paths_names_inputs_by_number_only(series_folder: Path, tmp_path:
     assert code == ExitCode.UNREADABLE, text
     assert re.search(r"FAILED input #\d+: truncated", text)
     assert "DOE" not in text and "BROKEN" not in text and "SERIES1" not in text
+
+
+@pytest.mark.parametrize(
+    ("option", "code"),
+    [("max_frame_pixels=100", ExitCode.TOO_LARGE), ("max_frames=0x10", ExitCode.USAGE)],
+)
+def test_limits_are_set_on_the_command_line(
+    series_folder: Path, tmp_path: Path, option: str, code: int
+) -> None:
+    out = tmp_path / "o"
+    result, text = run("anonymize", series_folder, "--out", out, "--no-ocr", "--limit", option)
+    assert result == code, text
+    assert not out.exists() or not outputs_in(out)

@@ -152,12 +152,111 @@ def test_large_encapsulated_pixel_data_is_read_at_once(write_dicom: Callable[...
     assert reader.pixel_length(read) == len(ds.PixelData)
 
 
-def test_pixel_data_cut_short_is_still_seen_as_truncated(
+def test_pixel_data_cut_short_is_refused_without_reading_it(
     write_dicom: Callable[..., Path],
 ) -> None:
     path = write_dicom(_big())
     path.write_bytes(path.read_bytes()[:-50_000])
+    with pytest.raises(UnreadableError, match="truncated: 130000 of 180000 bytes"):
+        reader.read(path)
+    header = reader.read(path, stop_before_pixels=True)  # what the originals are read for
+    assert header.Modality == "CT" and "PixelData" not in header
+
+
+def test_a_pixel_data_length_past_the_end_of_the_file_is_refused(
+    write_dicom: Callable[..., Path],
+) -> None:
+    path = write_dicom(_big(rows=10))
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b"\xe0\x7f\x10\x00OW") + 8
+    data[at : at + 4] = (0xFFFFFFF0).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnreadableError, match=r"truncated: 6000 of 4294967280 bytes"):
+        reader.read(path)
+
+
+def test_a_little_zero_padding_after_the_last_element_is_let_pass(
+    write_dicom: Callable[..., Path],
+) -> None:
+    path = write_dicom(_big())
+    path.write_bytes(path.read_bytes() + b"\0" * 1000)
     ds = reader.read(path)
-    assert reader.pixel_length(ds) == 300 * 300 * 2 - 50_000
-    with pytest.raises(UnreadableError, match="truncated"):
-        pixels.check_pixel_data(ds, str(path))
+    assert reader.pixel_length(ds) == 300 * 300 * 2
+    pixels.check_pixel_data(ds, str(path))
+
+
+@pytest.mark.parametrize("with_pixels", [True, False])
+def test_zeros_after_the_header_are_refused_without_parsing_them(
+    write_dicom: Callable[..., Path], with_pixels: bool
+) -> None:
+    ds = _big()
+    if not with_pixels:
+        del ds.PixelData
+    path = write_dicom(ds)
+    with path.open("ab") as f:
+        f.write(b"\0" * (8 << 20))
+    with pytest.raises(UnreadableError) as caught:
+        reader.read(path)
+    assert caught.value.message == (
+        "8388608 bytes of zeros or damage follow the last element, as an interrupted "
+        "download leaves; the file is damaged"
+    )
+
+
+def test_zeros_where_the_dataset_should_start_are_refused_at_once(
+    write_dicom: Callable[..., Path],
+) -> None:
+    path = write_dicom(_big())
+    data = path.read_bytes()
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    path.write_bytes(data[:meta_end] + b"\0" * (4 << 20))
+    with pytest.raises(UnreadableError, match="4194304 bytes of zeros or damage follow"):
+        reader.read(path)
+
+
+def test_zeros_inside_a_sequence_are_refused_at_once(write_dicom: Callable[..., Path]) -> None:
+    ds = _big()
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = generate_uid()
+    ds.ReferencedImageSequence = Sequence([item])
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    item.is_undefined_length_sequence_item = True
+    path = write_dicom(ds)
+    data = path.read_bytes()
+    start = data.index(b"\xfe\xff\x00\xe0") + 8  # inside the first item
+    path.write_bytes(data[:start] + b"\0" * (4 << 20))
+    with pytest.raises(UnreadableError, match="4194304 bytes of zeros or damage follow"):
+        reader.read(path)
+
+
+def test_a_large_file_reads_as_a_small_one(write_dicom: Callable[..., Path]) -> None:
+    ds = make_dataset((np.arange(1500 * 1500, dtype=np.uint16) % 4001).reshape(1500, 1500))
+    block = ds.private_block(0x0029, "ACME BLOB", create=True)
+    block.add_new(0x10, "OB", b"\0" * 100_000)
+    path = write_dicom(ds)
+    assert path.stat().st_size > 4 << 20
+    read = reader.read(path)
+    assert reader.deferred(read._dict[reader.PIXEL_DATA])
+    assert read[0x00291010].value == b"\0" * 100_000
+    assert read.PixelData == ds.PixelData
+
+
+def test_native_pixel_data_far_longer_than_declared_is_refused(
+    write_dicom: Callable[..., Path],
+) -> None:
+    ds = _big(rows=10)
+    ds.PixelData = bytes(3 << 20)
+    with pytest.raises(UnreadableError, match="holds 3145728 bytes where the header declares 6000"):
+        reader.read(write_dicom(ds))
+
+
+def test_a_deflated_file_reads_as_pydicom_reads_it() -> None:
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    path = Path(str(get_testdata_file("image_dfl.dcm")))
+    ours, theirs = reader.read(path), dcmread(path)
+    assert ours == theirs and ours.PixelData == theirs.PixelData
+    assert ours.original_encoding == theirs.original_encoding
+    assert pixels.decode(ours, str(path)).shape == (1, 512, 512)
+    assert "PixelData" not in reader.read(path, stop_before_pixels=True)

@@ -58,7 +58,7 @@ CASES = [
         3,
         "unknown section [colours]; sections are: [dates], [ages], [uids], [descriptors], "
         "[tags], [private], [annex_e], [objects], [render], [text], [regions], [png], "
-        "[method], [safe_harbor]",
+        "[method], [safe_harbor], [limits]",
         id="unknown-section-listed",
     ),
     pytest.param(

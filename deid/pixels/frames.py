@@ -30,7 +30,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from deid.errors import MissingCodecError, UnreadableError, UsageError
+from deid.errors import MissingCodecError, TooLargeError, UnreadableError, UsageError
+from deid.limits import check_codestreams
 from deid.reader import pixel_length
 from deid.tags import text_of
 
@@ -111,14 +112,17 @@ def decode(ds: Dataset, path: str) -> np.ndarray:
     converted, planar configuration undone); PALETTE COLOR stays as indices. Bits above
     Bits Stored are masked, or sign-extended from Bits Stored for signed data; pydicom
     does this for native, RLE and JPEG data but not for JPEG-LS and JPEG 2000, so it is
-    repeated here, which is harmless where pydicom already did it. The dtype follows
-    Bits Allocated and Pixel Representation, in native byte order.
+    repeated here, which is harmless where pydicom already did it: neither a PNG nor the
+    text search ever sees what those bits hold (a legacy overlay, a name). The dtype
+    follows Bits Allocated and Pixel Representation, in native byte order.
     """
     geometry, uid = _check(ds, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr, properties = get_decoder(uid).as_array(ds, **_DECODE_OPTIONS)
+    except MemoryError:
+        raise TooLargeError("the decoded pixels do not fit in the memory allowed", path) from None
     except Exception as exc:
         raise UnreadableError(f"pixel data cannot be decoded: {_one_line(exc)}", path=path) from exc
     colour_space = properties.get("photometric_interpretation")
@@ -136,8 +140,8 @@ def check_pixel_data(ds: Dataset, path: str) -> None:
     """Raise what `decode` would for missing, malformed, truncated or undecodable-here data.
 
     For callers that keep the pixel data as it is: the checks are cheap (attributes,
-    native length, decoder availability) and compressed data is not decoded, so a
-    corrupt codestream still passes.
+    native length, decoder availability, the size each codestream declares) and
+    compressed data is not decoded, so a corrupt codestream still passes.
     """
     _check(ds, path)
 
@@ -154,6 +158,7 @@ def _check(ds: Dataset, path: str) -> tuple[_Geometry, UID]:
     if not uid.is_transfer_syntax or uid.is_compressed:
         if not _decoder_available(uid):
             raise MissingCodecError(_missing_codec_message(uid), path=path)
+        check_codestreams(ds, uid, path)
     else:
         expected = _native_length(geometry)
         if actual < expected:

@@ -1,0 +1,510 @@
+"""Limits checked before work: how big an image may say it is, and what a file may make
+the program inflate, decode or hold.
+
+A hostile or damaged file is small and cheap to make (a 2 KB JPEG claiming 65500 x 65500
+pixels, a deflated dataset that inflates a thousandfold, a valid header followed by
+megabytes of zeros) and would cost gigabytes and minutes if taken at its word. So each
+claim is checked before the work it asks for: the image size the header declares against
+`Limits`, each codestream's size against the header, inflation against the header, and
+the file's tail. A refusal names what was declared and the limit, never a patient's
+value. The defaults are data in `profile_schema.toml`, beside the `[limits]` keys.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
+from itertools import pairwise
+from typing import Any, BinaryIO
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragmented_frames
+from pydicom.uid import UID, RLELossless
+
+from deid.errors import TooLargeError, UnreadableError
+
+__all__ = [
+    "Declared",
+    "Limits",
+    "PixelStop",
+    "apply_memory_cap",
+    "check_codestreams",
+    "check_declared",
+    "check_pixel_element",
+    "check_tail",
+    "inflate",
+    "zeros_error",
+]
+
+MIB = 1 << 20
+# Bytes a file may run on past what its header accounts for (odd-length padding, a
+# trailing padding element) before the rest counts as damage.
+SLACK = 1 * MIB
+_PIXEL_DATA = 0x7FE00010
+# Where pydicom's reader is asked to look: pixel data (float, double, integer) and zeros.
+_STOPS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008, 0})
+
+
+@cache
+def _defaults() -> dict[str, int]:
+    from deid.schema import profile_schema
+
+    spec = profile_schema()["sections"]["limits"]
+    return {key: int(entry["default"]) for key, entry in spec.items()}
+
+
+def _default(key: str) -> Any:
+    return field(default_factory=lambda: _defaults()[key])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most a file may ask for; set in a profile's `[limits]` table.
+
+    `max_frame_pixels` bounds Rows x Columns, `max_frames` the Number of Frames,
+    `max_pixel_mib` the decoded pixel data (and what deflated data may inflate to),
+    `max_header_mib` everything but the pixel data, and `memory_cap_mib` the address
+    space of a worker process (0: no cap).
+    """
+
+    max_frame_pixels: int = _default("max_frame_pixels")
+    max_frames: int = _default("max_frames")
+    max_pixel_mib: int = _default("max_pixel_mib")
+    max_header_mib: int = _default("max_header_mib")
+    memory_cap_mib: int = _default("memory_cap_mib")
+
+    @classmethod
+    def from_profile(cls, section: Mapping[str, Any], **overrides: int | None) -> Limits:
+        """Limits from a profile's `[limits]` table, then overrides that are not None."""
+        names = {f.name for f in fields(cls)}
+        values = {k: int(v) for k, v in section.items() if k in names}
+        values.update({k: int(v) for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.max_pixel_mib * MIB
+
+    @property
+    def header_bytes(self) -> int:
+        return self.max_header_mib * MIB
+
+
+# ---- what the header declares ----------------------------------------------------------
+
+
+_ROWS, _COLUMNS, _BITS_ALLOCATED = 0x00280010, 0x00280011, 0x00280100
+_SAMPLES, _FRAMES, _PHOTOMETRIC = 0x00280002, 0x00280008, 0x00280004
+
+
+def _raw(ds: Dataset, tag: int) -> Any:
+    """An attribute's value: a little-endian US or a string's bytes straight from a raw
+    element, else as pydicom reads it (None when absent)."""
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and elem.is_little_endian and elem.value is not None:
+        if elem.VR == "US" and len(elem.value) == 2:
+            return int.from_bytes(elem.value, "little")
+        if elem.VR in ("IS", "CS"):
+            return elem.value.strip(b" \0")
+    return ds[tag].value
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The Image Pixel attributes that say how big the pixel data is."""
+
+    rows: int
+    columns: int
+    samples: int
+    frames: int
+    bits_allocated: int
+    photometric: str
+
+    @classmethod
+    def of(cls, ds: Dataset) -> Declared | None:
+        """What `ds` declares, or None where an attribute is missing or invalid (decoding
+        reports that in its own words). Values are read from their raw bytes where they
+        can be, so the elements stay as they were read."""
+        try:
+            rows, columns = int(_raw(ds, _ROWS)), int(_raw(ds, _COLUMNS))
+            bits = int(_raw(ds, _BITS_ALLOCATED))
+            samples = int(_raw(ds, _SAMPLES) or 1)
+        except (TypeError, ValueError):
+            return None
+        try:
+            frames = max(int(_raw(ds, _FRAMES) or 1), 1)
+        except (TypeError, ValueError):
+            frames = 1
+        if min(rows, columns, bits, samples) <= 0:
+            return None
+        photometric = _raw(ds, _PHOTOMETRIC)
+        if isinstance(photometric, bytes):
+            photometric = photometric.decode("ascii", "replace")
+        return cls(rows, columns, samples, frames, bits, str(photometric or "").strip(" \0"))
+
+    @property
+    def frame_pixels(self) -> int:
+        return self.rows * self.columns
+
+    @property
+    def sample_bytes(self) -> int:
+        return max(1, math.ceil(self.bits_allocated / 8))
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes of the decoded frames (1-bit pixels decode to a byte each)."""
+        return self.frame_pixels * self.samples * self.frames * self.sample_bytes
+
+    @property
+    def native_bytes(self) -> int:
+        """Bytes of uncompressed pixel data (YBR_FULL_422 stores two samples a pixel)."""
+        length = -(-self.frame_pixels * self.samples * self.frames * self.bits_allocated // 8)
+        return length // 3 * 2 if self.photometric == "YBR_FULL_422" else length
+
+
+def check_declared(declared: Declared, limits: Limits, path: str) -> None:
+    """Refuse an image whose header asks for more pixels, frames or bytes than allowed."""
+    if declared.frame_pixels > limits.max_frame_pixels:
+        raise TooLargeError(
+            f"the header declares {declared.rows} x {declared.columns} pixels per frame; "
+            f"the limit is {limits.max_frame_pixels} ([limits] max_frame_pixels)",
+            path,
+        )
+    if declared.frames > limits.max_frames:
+        raise TooLargeError(
+            f"the header declares {declared.frames} frames; "
+            f"the limit is {limits.max_frames} ([limits] max_frames)",
+            path,
+        )
+    if declared.decoded_bytes > limits.pixel_bytes:
+        raise TooLargeError(
+            f"the header declares {_mib(declared.decoded_bytes)} MiB of decoded pixels; "
+            f"the limit is {limits.max_pixel_mib} MiB ([limits] max_pixel_mib)",
+            path,
+        )
+
+
+def check_pixel_element(
+    declared: Declared | None, length: int, available: int, path: str, *, native: bool
+) -> None:
+    """Refuse a Pixel Data element that runs past the end of the file, or that holds far
+    more than the header declares (a header followed by a download's worth of zeros)."""
+    if length > available:
+        raise UnreadableError(f"pixel data is truncated: {available} of {length} bytes", path)
+    if native and declared is not None:
+        expected = declared.native_bytes
+        if length - expected > max(expected, SLACK):
+            raise UnreadableError(
+                f"pixel data holds {length} bytes where the header declares {expected}; "
+                "the file is damaged",
+                path,
+            )
+
+
+def _mib(size: int) -> int:
+    return -(-size // MIB)
+
+
+# ---- reading: where to stop, and inflating deflated datasets ---------------------------
+
+
+class PixelStop:
+    """The `stop_when` of pydicom's reader (`when`): it notes where Pixel Data starts,
+    stops there if asked, and stops where an element of zeros starts (a file padded with
+    zeros would otherwise be parsed eight bytes at a time, for minutes).
+
+    `when` is a plain function that looks further only at those few tags: pydicom calls
+    it for every element of the file.
+    """
+
+    def __init__(self, fp: BinaryIO, *, before_pixels: bool) -> None:
+        self.fp = fp
+        self.before_pixels = before_pixels
+        self.pixel: tuple[int, int] | None = None  # where its value starts, its length
+        self.zeros = False
+
+        def when(tag: int, vr: str | None, length: int) -> bool:
+            return tag in _STOPS and self._stop(int(tag), length)
+
+        self.when = when
+
+    def _stop(self, tag: int, length: int) -> bool:
+        if tag == 0:
+            self.zeros = True
+            return True
+        if tag == _PIXEL_DATA:
+            self.pixel = (self.fp.tell(), length)
+        return self.before_pixels
+
+
+def check_tail(fp: BinaryIO, size: int, path: str) -> None:
+    """After a stop at an element of zeros: a little zero padding is let pass, anything
+    more is refused without being read."""
+    rest = size - fp.tell()
+    if rest <= SLACK and not fp.read(rest).strip(b"\0"):
+        return
+    raise zeros_error(rest, path)
+
+
+def zeros_error(rest: int, path: str) -> UnreadableError:
+    return UnreadableError(
+        f"{rest} bytes of zeros or damage follow the last element, as an interrupted "
+        "download leaves; the file is damaged",
+        path,
+    )
+
+
+_INPUT_STEP = 64 * 1024
+_OUTPUT_STEP = 1 * MIB
+
+
+def inflate(
+    fp: BinaryIO,
+    limits: Limits,
+    path: str,
+    header_end: Callable[[bytes], int | None],
+    out: io.BytesIO,
+) -> None:
+    """Inflate the rest of `fp` into `out` (left at its start), refused as soon as it
+    grows past what is allowed.
+
+    Inflation goes in steps of at most a megabyte. `header_end(prefix)` tells, from the
+    inflated bytes so far, the length the whole dataset may have (its header's declared
+    pixel data, which it checks against `limits`), or None while it cannot tell yet;
+    until it can, the header may grow to `limits.max_header_mib`. Nothing may exceed
+    `limits.max_header_mib + limits.max_pixel_mib`.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    cap = limits.header_bytes + limits.pixel_bytes
+    allowed: int | None = None
+    next_look = 64 * 1024
+    while not inflater.eof:
+        data = inflater.unconsumed_tail or fp.read(_INPUT_STEP)
+        if not data:
+            break
+        try:
+            out.write(inflater.decompress(data, _OUTPUT_STEP))
+        except zlib.error:
+            raise UnreadableError("the deflated dataset is corrupt", path) from None
+        size = out.tell()
+        if allowed is None and (size >= next_look or size > limits.header_bytes or inflater.eof):
+            with out.getbuffer() as view:
+                allowed = header_end(bytes(view))
+            next_look = size * 2
+        if allowed is not None and size > allowed + SLACK:
+            raise UnreadableError(
+                f"the deflated dataset inflates past the {allowed} bytes its header "
+                "declares; the file is damaged or hostile",
+                path,
+            )
+        if allowed is None and size > limits.header_bytes:
+            raise TooLargeError(
+                f"the deflated dataset inflates past {limits.max_header_mib} MiB before "
+                "its pixel data; the limit is [limits] max_header_mib",
+                path,
+            )
+        if size > cap:
+            raise TooLargeError(
+                f"the deflated dataset inflates past {_mib(cap)} MiB; the limit is "
+                "[limits] max_header_mib + max_pixel_mib",
+                path,
+            )
+    out.seek(0)
+
+
+# ---- codestreams inside encapsulated pixel data -----------------------------------------
+
+_SOF = frozenset({*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC} | {0xF7})
+_J2K_MAX_TILES = 65535
+# The last number of each image compression UID under 1.2.840.10008.1.2.4, by codec.
+_CODECS = {
+    **dict.fromkeys(range(50, 71), "JPEG"),
+    80: "JPEG-LS",
+    81: "JPEG-LS",
+    **dict.fromkeys((90, 91, 92, 93, 201, 202, 203), "JPEG 2000"),
+}
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What one codestream says about the image it holds."""
+
+    codec: str
+    rows: int
+    columns: int
+    components: int
+    precision: int
+    tiles: int = 1
+
+
+def check_codestreams(ds: Dataset, uid: UID, path: str) -> None:
+    """Refuse compressed pixel data whose codestreams disagree with the header.
+
+    A decoder allocates what the codestream says, not what the header says, so a JPEG,
+    JPEG-LS or JPEG 2000 frame must declare the header's Rows, Columns and Samples per
+    Pixel, and no more bits a sample than Bits Allocated; an RLE frame must hold one
+    segment per byte of a sample, at sane offsets. Each frame's first bytes are read,
+    nothing is decoded. Data that cannot be split into frames is left to the decoder.
+    """
+    declared = Declared.of(ds)
+    data = ds.get("PixelData")
+    if declared is None or not isinstance(data, bytes | bytearray):
+        return
+    kind = _codec(uid)
+    if kind is None:
+        return
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    frames = generate_fragmented_frames(
+        data, number_of_frames=declared.frames, extended_offsets=offsets
+    )
+    try:
+        for number, fragments in enumerate(frames, start=1):
+            frame = b"".join(fragments)
+            if kind == "rle":
+                problem = _rle_problem(frame, declared)
+            else:
+                found = _j2k_frame(frame) if kind == "JPEG 2000" else _jpeg_frame(kind, frame)
+                problem = _frame_problem(found, declared)
+            if problem:
+                raise UnreadableError(f"frame {number}: {problem}; the file is damaged", path)
+    except (ValueError, struct.error, EOFError):
+        return
+
+
+def _codec(uid: UID) -> str | None:
+    if uid == RLELossless:
+        return "rle"
+    root, _, last = str(uid).rpartition(".")
+    return _CODECS.get(int(last)) if root == "1.2.840.10008.1.2.4" and last.isdigit() else None
+
+
+def _frame_problem(frame: _Frame | None, declared: Declared) -> str | None:
+    if frame is None:
+        return None
+    if (frame.rows, frame.columns) != (declared.rows, declared.columns):
+        return (
+            f"its {frame.codec} codestream declares {frame.rows} x {frame.columns} pixels "
+            f"where the header declares {declared.rows} x {declared.columns}"
+        )
+    if frame.components != declared.samples:
+        return (
+            f"its {frame.codec} codestream declares {frame.components} components "
+            f"where the header declares {declared.samples} samples a pixel"
+        )
+    if frame.precision > declared.bits_allocated:
+        return (
+            f"its {frame.codec} codestream declares {frame.precision}-bit samples "
+            f"where the header allocates {declared.bits_allocated} bits"
+        )
+    if frame.tiles > _J2K_MAX_TILES:
+        return f"its JPEG 2000 codestream declares {frame.tiles} tiles, more than allowed"
+    return None
+
+
+def _jpeg_frame(codec: str, data: bytes) -> _Frame | None:
+    """The frame header (SOF, or SOF55 for JPEG-LS) of a JPEG codestream."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    at, end = 2, len(data)
+    while at + 4 <= end:
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:
+            at += 1
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:
+            at += 2
+        elif marker in _SOF:
+            if at + 10 > end:
+                return None
+            precision, rows, columns, components = struct.unpack_from(">BHHB", data, at + 4)
+            return _Frame(codec, rows, columns, components, precision)
+        elif marker in (0xDA, 0xD9):
+            return None
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def _j2k_frame(data: bytes) -> _Frame | None:
+    """The image and tile size (SIZ) of a JPEG 2000 codestream, bare or in a JP2 file."""
+    if data[4:8] == b"jP  ":
+        data = _jp2_codestream(data)
+    if data[:4] != b"\xff\x4f\xff\x51" or len(data) < 43:
+        return None
+    xsiz, ysiz, xo, yo, xt, yt, xto, yto, components = struct.unpack_from(">8IH", data, 8)
+    if xsiz <= xo or ysiz <= yo or not xt or not yt or len(data) < 42 + 3 * components:
+        return None
+    precision = max(((data[42 + 3 * i] & 0x7F) + 1 for i in range(components)), default=0)
+    tiles = -(-(xsiz - xto) // xt) * -(-(ysiz - yto) // yt)
+    return _Frame("JPEG 2000", ysiz - yo, xsiz - xo, components, precision, tiles)
+
+
+def _jp2_codestream(data: bytes) -> bytes:
+    """The contiguous codestream box of a JP2 file (empty if there is none)."""
+    at = 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        head = 8
+        if size == 1:
+            size, head = int.from_bytes(data[at + 8 : at + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - at
+        if kind == b"jp2c":
+            return data[at + head : at + size]
+        if size < head:
+            return b""
+        at += size
+    return b""
+
+
+def _rle_problem(frame: bytes, declared: Declared) -> str | None:
+    """What is wrong with an RLE frame's header, for the size the header declares."""
+    expected = declared.samples * declared.sample_bytes
+    if len(frame) < 64:
+        return "its RLE header is cut short"
+    count, *offsets = struct.unpack_from("<16I", frame)
+    if count != expected:
+        return (
+            f"its RLE header declares {count} segments where the header's samples and "
+            f"bits make {expected}"
+        )
+    used = offsets[:count]
+    if used[0] != 64 or used[-1] >= len(frame) or any(b <= a for a, b in pairwise(used)):
+        return "its RLE segment offsets do not fit the frame"
+    return None
+
+
+# ---- a memory cap for worker processes ---------------------------------------------------
+
+
+def apply_memory_cap(limits: Limits) -> bool:
+    """Cap this process's address space at `limits.memory_cap_mib` (0: leave it).
+
+    Meant for a batch worker's initializer: an allocation past the cap fails in that
+    worker (numpy raises MemoryError; a native codec may abort) instead of driving the
+    machine into swap. The hard limit is left as it is. Returns whether a cap was set;
+    False also where the platform has no such limit.
+    """
+    if limits.memory_cap_mib <= 0:
+        return False
+    try:
+        import resource
+    except ImportError:
+        return False
+    cap = limits.memory_cap_mib * MIB
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    return True

@@ -1,0 +1,562 @@
+"""Files that ask for too much are refused before the work, in a moment and little memory.
+
+The bombs are made here: a 2 KB JPEG whose frame header claims 65500 x 65500 pixels, an
+RLE image whose header claims 65535 x 65535, deflated datasets that inflate far past
+what their header declares, and valid headers followed by megabytes of zeros.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import make_dataset, safe_harbor_settings
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
+from typer.testing import CliRunner
+
+from deid import limits, pipeline, pixels, profiles, reader
+from deid.cli import app
+from deid.errors import ExitCode, TooLargeError, UnreadableError
+from deid.limits import Limits
+from deid.settings import Settings
+from deid.validate import validate_file
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_dicom"
+
+
+# ---- making bombs ---------------------------------------------------------------------
+
+
+def jpeg(rows: int, columns: int, components: int = 1, precision: int = 8) -> bytes:
+    """A 2 KB baseline JPEG codestream whose frame header declares `rows` x `columns`."""
+    sof = struct.pack(">HBHHB", 8 + 3 * components, precision, rows, columns, components)
+    sof += b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    dqt = b"\xff\xdb" + struct.pack(">H", 67) + b"\x00" + bytes(range(1, 65))
+    dht = b"\xff\xc4" + struct.pack(">H", 31) + b"\x00" + bytes([0, 1] + [1] * 10 + [0] * 4)
+    dht += bytes(range(12))
+    sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + dqt + b"\xff\xc0" + sof + dht + sos + bytes(1900) + b"\xff\xd9"
+
+
+def encapsulated(frames: list[bytes], uid: str, rows: int, columns: int, **kw: Any) -> FileDataset:
+    """An 8-bit image of `rows` x `columns` whose pixel data is `frames`, as `uid`."""
+    ds = make_dataset(np.zeros((2, 2), np.uint8), **kw)
+    ds.Rows, ds.Columns = rows, columns
+    if len(frames) > 1:
+        ds.NumberOfFrames = len(frames)
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = uid
+    return ds
+
+
+def rle_frame(count: int, offsets: list[int], body: bytes = b"\x81\x00" * 200) -> bytes:
+    return struct.pack("<16I", count, *offsets, *[0] * (15 - len(offsets))) + body
+
+
+ITEM = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # the start of an item of undefined length
+
+
+def deflated(ds: FileDataset, *, tail: bytes = b"", cut_at: bytes = b"") -> bytes:
+    """`ds` as a Deflated Explicit VR Little Endian file, `tail` added to the dataset
+    (after the first `cut_at` in it, if given) before it is deflated, as a hostile
+    writer would."""
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    end = 144 + int.from_bytes(data[140:144], "little")  # after the file meta group
+    dataset = zlib.decompress(data[end:], -zlib.MAX_WBITS)
+    if cut_at:
+        dataset = dataset[: dataset.index(cut_at) + len(cut_at)]
+    dataset += tail
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return data[:end] + packer.compress(dataset) + packer.flush()
+
+
+def ct(rows: int = 512, columns: int = 512, **kw: Any) -> FileDataset:
+    return make_dataset(np.zeros((rows, columns), np.uint16), **kw)
+
+
+def with_zeros(ds: FileDataset, size: int) -> bytes:
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue() + bytes(size)
+
+
+def _saved(ds: FileDataset) -> bytes:
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _headers_only() -> FileDataset:
+    ds = ct()
+    del ds.PixelData
+    return ds
+
+
+def _file_meta(data: bytes) -> bytes:
+    return data[: 144 + int.from_bytes(data[140:144], "little")]
+
+
+def _with_sequence() -> FileDataset:
+    ds = ct()
+    ds.ReferencedImageSequence = Sequence([Dataset()])
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    ds.ReferencedImageSequence[0].is_undefined_length_sequence_item = True
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3"
+    return ds
+
+
+def _big_private_value(size: int) -> FileDataset:
+    ds = ct(16, 16)
+    ds.private_block(0x0029, "ACME BLOB", create=True).add_new(0x10, "OB", bytes(size))
+    return ds
+
+
+# Each bomb: its bytes, and the kind and words of its refusal with the default limits.
+BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
+    "jpeg-sof-65500-header-65500": (
+        lambda: _saved(encapsulated([jpeg(65500, 65500)], JPEGBaseline8Bit, 65500, 65500)),
+        "too-large",
+        "the header declares 65500 x 65500 pixels per frame; the limit is 100000000",
+    ),
+    "jpeg-sof-65500-header-512": (
+        lambda: _saved(encapsulated([jpeg(65500, 65500)], JPEGBaseline8Bit, 512, 512)),
+        "unreadable",
+        "frame 1: its JPEG codestream declares 65500 x 65500 pixels where the header "
+        "declares 512 x 512; the file is damaged",
+    ),
+    "rle-header-65535": (
+        lambda: _saved(encapsulated([rle_frame(1, [64])], RLELossless, 65535, 65535)),
+        "too-large",
+        "the header declares 65535 x 65535 pixels per frame",
+    ),
+    "rle-segments-wrong": (
+        lambda: _saved(encapsulated([rle_frame(15, [64] * 15)], RLELossless, 512, 512)),
+        "unreadable",
+        "frame 1: its RLE header declares 15 segments where the header's samples and bits make 1",
+    ),
+    "deflated-pixels-longer-than-declared": (
+        lambda: deflated(ct(extra={"PixelData": bytes(64 << 20)})),
+        "unreadable",
+        "pixel data holds 67108864 bytes where the header declares 524288",
+    ),
+    "deflated-zeros-after-the-pixels": (
+        lambda: deflated(ct(), tail=bytes(64 << 20)),
+        "unreadable",
+        "the deflated dataset inflates past the",
+    ),
+    "header-then-50-mb-of-zeros": (
+        lambda: with_zeros(_headers_only(), 50 << 20),
+        "unreadable",
+        "52428800 bytes of zeros or damage follow the last element",
+    ),
+    "file-meta-then-20-mb-of-zeros": (
+        lambda: _file_meta(_saved(ct())) + bytes(20 << 20),
+        "unreadable",
+        "20971520 bytes of zeros or damage follow the last element",
+    ),
+    "deflated-zeros-in-a-sequence": (
+        lambda: deflated(_with_sequence(), tail=bytes(64 << 20), cut_at=ITEM),
+        "unreadable",
+        "the deflated dataset inflates past the",
+    ),
+    "image-then-50-mb-of-zeros": (
+        lambda: with_zeros(ct(), 50 << 20),
+        "unreadable",
+        "52428800 bytes of zeros or damage follow the last element",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def bomb_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bombs")
+    made = {}
+    for name, (make, _, _) in BOMBS.items():
+        made[name] = folder / name
+        made[name].write_bytes(make())
+    return made
+
+
+# ---- refused by the pipeline, with the right kind and reason --------------------------
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_each_bomb_is_refused_by_the_pipeline(
+    name: str, bomb_files: dict[str, Path], tmp_path: Path
+) -> None:
+    _, kind, words = BOMBS[name]
+    settings = safe_harbor_settings(tmp_path / "out", "bombs", formats=frozenset({"png", "dicom"}))
+    record = pipeline.process(bomb_files[name], settings)
+    assert (record.status, record.kind) == ("failed", kind), record.reason
+    assert words in record.reason
+    assert "DOE" not in record.reason and "\n" not in record.reason
+    assert not record.outputs and not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_the_jpeg_bomb_is_2_kb() -> None:
+    assert len(jpeg(65500, 65500)) < 2100
+
+
+_MEASURE = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    from pathlib import Path
+    from deid import pipeline, profiles
+    from deid.settings import Settings
+
+    out, valid, *bombs = map(Path, sys.argv[1:])
+    settings = Settings.for_profile(
+        profiles.load("safe-harbor"), b"k" * 32, out,
+        formats=frozenset({"png", "dicom"}), detect_text=False,
+    )
+    assert pipeline.process(valid, settings).status == "written"
+    def peak():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak()
+    for path in bombs:
+        start = time.perf_counter()
+        record = pipeline.process(path, settings)
+        seconds = time.perf_counter() - start
+        print(json.dumps({"name": path.name, "status": record.status, "kind": record.kind,
+                          "seconds": seconds, "grown_mb": peak() - base}))
+    """
+)
+
+
+def test_bombs_take_under_a_second_and_200_mb(
+    bomb_files: dict[str, Path], ct_file: Path, tmp_path: Path
+) -> None:
+    """Measured in a fresh process: ru_maxrss, the peak resident memory of the process
+    (native allocations included), above its peak after one valid file. The peak only
+    grows, so each figure bounds its bomb and every bomb before it."""
+    paths = [str(bomb_files[name]) for name in BOMBS]
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path / "out"), str(ct_file), *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["name"] for r in results] == list(BOMBS)
+    for result in results:
+        assert (result["status"], result["kind"]) == ("failed", BOMBS[result["name"]][1])
+        assert result["seconds"] < 1.0, result
+        assert result["grown_mb"] < 200, result
+
+
+def test_a_bomb_alone_exits_with_the_too_large_code(
+    bomb_files: dict[str, Path], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["anonymize", str(bomb_files["rle-header-65535"]), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == ExitCode.TOO_LARGE == 12, result.output
+    assert "too large" in result.output or "65535 x 65535" in result.output
+
+
+# ---- limits on what the header declares -----------------------------------------------
+
+
+def _read(path: Path, **limits_set: int) -> Any:
+    return reader.read(path, limits=Limits(**limits_set))
+
+
+def test_frames_over_the_limit_are_refused(write_dicom: Callable[..., Path]) -> None:
+    path = write_dicom(make_dataset(np.zeros((12, 4, 4), np.uint8)))
+    assert _read(path, max_frames=12).NumberOfFrames == 12
+    with pytest.raises(TooLargeError) as caught:
+        _read(path, max_frames=11)
+    assert caught.value.message == (
+        "the header declares 12 frames; the limit is 11 ([limits] max_frames)"
+    )
+    assert caught.value.kind == "too-large" and caught.value.exit_code == 12
+
+
+def test_decoded_bytes_over_the_limit_are_refused(write_dicom: Callable[..., Path]) -> None:
+    path = write_dicom(make_dataset(np.zeros((3, 512, 512, 3), np.uint16), photometric="RGB"))
+    with pytest.raises(TooLargeError) as caught:
+        _read(path, max_pixel_mib=4)
+    assert caught.value.message == (
+        "the header declares 5 MiB of decoded pixels; the limit is 4 MiB ([limits] max_pixel_mib)"
+    )
+    assert _read(path, max_pixel_mib=5).Rows == 512
+
+
+def test_pixels_per_frame_over_the_limit_are_refused(write_dicom: Callable[..., Path]) -> None:
+    path = write_dicom(ct(64, 64))
+    with pytest.raises(TooLargeError, match="declares 64 x 64 pixels per frame; the limit is 4000"):
+        _read(path, max_frame_pixels=4000)
+
+
+def test_a_header_only_read_checks_no_pixel_limit(write_dicom: Callable[..., Path]) -> None:
+    path = write_dicom(ct(64, 64))
+    ds = reader.read(path, stop_before_pixels=True, limits=Limits(max_frame_pixels=1))
+    assert ds.Rows == 64
+
+
+def test_large_header_values_over_the_limit_are_refused_unread(
+    write_dicom: Callable[..., Path],
+) -> None:
+    path = write_dicom(_big_private_value(3 << 20))
+    with pytest.raises(TooLargeError, match=r"3145728 bytes of large values; the limit is 2 MiB"):
+        _read(path, max_header_mib=2)
+    assert len(_read(path, max_header_mib=4)[0x00291010].value) == 3 << 20
+
+
+def test_the_defaults_pass_real_scan_sizes() -> None:
+    defaults = Limits()
+    mammogram = limits.Declared(5625, 4096, 1, 1, 16, "MONOCHROME2")
+    cine = limits.Declared(512, 512, 3, 3000, 8, "RGB")
+    big_cine = limits.Declared(512, 512, 1, 3000, 16, "MONOCHROME2")
+    for declared in (mammogram, cine, big_cine):
+        limits.check_declared(declared, defaults, "x.dcm")
+    assert big_cine.decoded_bytes == 1_572_864_000
+
+
+# ---- deflated data inflates no further than allowed -------------------------------------
+
+
+def test_deflated_data_past_a_small_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "blob.dcm"
+    path.write_bytes(deflated(_big_private_value(6 << 20)))
+    with pytest.raises(TooLargeError) as caught:
+        _read(path, max_header_mib=2)
+    assert caught.value.message == (
+        "the deflated dataset inflates past 2 MiB before its pixel data; "
+        "the limit is [limits] max_header_mib"
+    )
+    assert len(_read(path, max_header_mib=8)[0x00291010].value) == 6 << 20
+
+
+def test_deflated_data_whose_header_declares_too_much_is_refused_early(tmp_path: Path) -> None:
+    path = tmp_path / "big.dcm"
+    path.write_bytes(deflated(ct(2048, 2048)))
+    with pytest.raises(TooLargeError, match="declares 8 MiB of decoded pixels; the limit is 1"):
+        _read(path, max_pixel_mib=1)
+    assert _read(path).Rows == 2048
+
+
+def test_a_deflated_file_with_a_corrupt_stream_is_unreadable(tmp_path: Path) -> None:
+    data = deflated(ct(64, 64))
+    path = tmp_path / "corrupt.dcm"
+    path.write_bytes(data[:-300] + b"\xff" * 300)
+    with pytest.raises(UnreadableError):
+        pixels.decode(reader.read(path), str(path))
+
+
+def test_deflated_padding_is_let_pass(tmp_path: Path) -> None:
+    path = tmp_path / "padded.dcm"
+    path.write_bytes(deflated(ct(64, 64), tail=bytes(100)))
+    assert pixels.decode(reader.read(path), str(path)).shape == (1, 64, 64)
+
+
+# ---- codestreams must declare what the header declares --------------------------------
+
+
+def _testdata(name: str) -> FileDataset:
+    from pydicom import dcmread
+
+    return dcmread(str(get_testdata_file(name)))
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("JPEG2000.dcm", "JPEG 2000"),
+        ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS"),
+        ("JPGExtended.dcm", "JPEG"),
+    ],
+)
+def test_a_codestream_of_another_size_than_the_header_is_refused(name: str, codec: str) -> None:
+    ds = _testdata(name)
+    pixels.check_pixel_data(ds, name)
+    rows, columns = ds.Rows, ds.Columns
+    ds.Rows = rows * 2
+    with pytest.raises(UnreadableError) as caught:
+        pixels.decode(ds, name)
+    assert caught.value.message == (
+        f"frame 1: its {codec} codestream declares {rows} x {columns} pixels where the "
+        f"header declares {rows * 2} x {columns}; the file is damaged"
+    )
+
+
+def test_a_jp2_file_in_a_frame_is_looked_into() -> None:
+    ds = _testdata("MR_small_jp2klossless.dcm")
+    assert ds.file_meta.TransferSyntaxUID == JPEG2000Lossless
+    from pydicom.encaps import generate_frames
+
+    codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
+    header = b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00\x00\x00\x14ftypjp2 \x00\x00\x00\x00jp2 "
+    box = struct.pack(">I", 8 + len(codestream)) + b"jp2c" + codestream
+    ds.PixelData = encapsulate([header + box])
+    pixels.check_pixel_data(ds, "jp2.dcm")
+    ds.Columns = 32
+    with pytest.raises(UnreadableError, match="declares 64 x 64 pixels where the header"):
+        pixels.check_pixel_data(ds, "jp2.dcm")
+
+
+def test_components_and_precision_must_fit_the_header() -> None:
+    colour = encapsulated([jpeg(8, 8, components=3)], JPEGBaseline8Bit, 8, 8)
+    with pytest.raises(UnreadableError, match="declares 3 components where the header declares 1"):
+        pixels.check_pixel_data(colour, "c.dcm")
+    deep = encapsulated([jpeg(8, 8, precision=12)], JPEGBaseline8Bit, 8, 8)
+    with pytest.raises(UnreadableError, match="declares 12-bit samples where the header alloc"):
+        pixels.check_pixel_data(deep, "d.dcm")
+
+
+def test_every_frame_is_checked_not_only_the_first() -> None:
+    ds = encapsulated([jpeg(8, 8), jpeg(8, 8), jpeg(9000, 9000)], JPEGBaseline8Bit, 8, 8)
+    with pytest.raises(UnreadableError, match=r"f\.dcm: frame 3: its JPEG codestream"):
+        pixels.check_pixel_data(ds, "f.dcm")
+
+
+@pytest.mark.parametrize(
+    ("frame", "problem"),
+    [
+        (rle_frame(1, [80]), "segment offsets do not fit"),
+        (rle_frame(2, [64, 64]), "declares 2 segments"),
+        (rle_frame(1, [64])[:40], "RLE header is cut short"),
+        (rle_frame(1, [9000]), "segment offsets do not fit"),
+    ],
+)
+def test_rle_headers_must_fit_the_declared_image(frame: bytes, problem: str) -> None:
+    ds = encapsulated([frame], RLELossless, 20, 20)
+    with pytest.raises(UnreadableError, match=problem):
+        pixels.check_pixel_data(ds, "r.dcm")
+
+
+def test_jpeg_ls_is_read_from_its_own_frame_header() -> None:
+    ds = encapsulated([jpeg(8, 8).replace(b"\xff\xc0", b"\xff\xf7", 1)], JPEGLSLossless, 8, 9)
+    with pytest.raises(UnreadableError, match="its JPEG-LS codestream declares 8 x 8 pixels"):
+        pixels.check_pixel_data(ds, "ls.dcm")
+
+
+SHIPPED = [
+    "693_J2KI.dcm",
+    "GDCMJ2K_TextGBR.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+    "JPEG2000.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "JPGExtended.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "SC_rgb_jls_lossy_line.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "SC_rgb_rle_32bit_2frame.dcm",
+    "examples_jpeg2k.dcm",
+    "image_dfl.dcm",
+    "rtdose_rle.dcm",
+]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_real_files_pass_every_check(name: str) -> None:
+    path = Path(str(get_testdata_file(name)))
+    ds = reader.read(path)
+    frames = pixels.decode(ds, str(path))
+    assert frames.shape[1:3] == (ds.Rows, ds.Columns)
+
+
+def test_the_samples_pass_every_check() -> None:
+    paths = [p for p in sorted(SAMPLES.rglob("*")) if p.is_file() and reader.sniff(p)]
+    assert paths
+    for path in paths:
+        ds = reader.read(path)
+        if "PixelData" in ds:
+            pixels.check_pixel_data(ds, str(path))
+
+
+# ---- the limits come from the profile -------------------------------------------------
+
+
+def test_settings_take_the_limits_from_the_profile_then_the_options(tmp_path: Path) -> None:
+    (tmp_path / "p.toml").write_text(
+        'extends = "safe-harbor"\n\n[limits]\nmax_frames = 20\nmemory_cap_mib = 4096\n'
+    )
+    profile = profiles.load(str(tmp_path / "p.toml"))
+    settings = Settings.for_profile(profile, b"k" * 32, tmp_path, max_pixel_mib=64, max_frames=None)
+    assert settings.limits == Limits(max_frames=20, max_pixel_mib=64, memory_cap_mib=4096)
+    assert Settings.for_profile(profiles.load(), b"k" * 32, tmp_path).limits == Limits()
+
+
+def test_the_limits_table_is_validated(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('extends = "safe-harbor"\n\n[limits]\nmax_frame = 20\nmax_pixel_mib = 0\n')
+    messages = [p.message for p in validate_file(path)]
+    assert messages == [
+        'unknown key "max_frame" in [limits]; did you mean "max_frames"?',
+        "[limits] max_pixel_mib = 0 is out of range; use 1 or more",
+    ]
+
+
+def test_the_defaults_are_the_schema_s() -> None:
+    assert Limits() == Limits(
+        max_frame_pixels=100_000_000,
+        max_frames=10_000,
+        max_pixel_mib=4096,
+        max_header_mib=256,
+        memory_cap_mib=0,
+    )
+
+
+# ---- a memory cap for workers ---------------------------------------------------------
+
+_CAPPED = textwrap.dedent(
+    """
+    import resource, sys
+    from pathlib import Path
+    from deid.limits import Limits, apply_memory_cap
+    assert not apply_memory_cap(Limits())
+    assert apply_memory_cap(Limits(memory_cap_mib=int(sys.argv[1])))
+    print(resource.getrlimit(resource.RLIMIT_AS)[0] >> 20)
+    import numpy as np
+    try:
+        np.ones(3 << 30, dtype=np.uint8)
+    except MemoryError:
+        print("MemoryError")
+    from deid import pipeline, profiles
+    from deid.settings import Settings
+    settings = Settings.for_profile(profiles.load("safe-harbor"), b"k" * 32, Path(sys.argv[3]))
+    record = pipeline.process(Path(sys.argv[2]), settings)
+    print(record.status, record.boxes and "boxes")
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is Linux's")
+def test_a_capped_worker_still_runs_the_text_search(burned_in_file: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _CAPPED, "2048", str(burned_in_file), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:3] == ["2048", "MemoryError", "written boxes"]
