@@ -23,6 +23,7 @@ from deid.errors import (
     DeidError,
     DiskFullError,
     NotDicomError,
+    UnreadableError,
     UsageError,
 )
 from deid.record import FileRecord, Seen
@@ -63,6 +64,9 @@ def process(
             _fail(record, "failed", exc)
         except OSError as exc:
             _fail(record, "failed", _os_error(exc, record.path))
+        except RecursionError:  # only nesting recurses that deep: sequences in sequences
+            reason = "corrupt or hostile: sequences nested too deep to read"
+            _fail(record, "failed", UnreadableError(reason, record.path))
         except Exception as exc:  # fail closed on anything unforeseen, without its text
             _fail(record, "failed", _unexpected(exc, record.path))
         except BaseException as exc:  # a panic from a native codec is no Exception

@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import PersonName
 
 from deid import __version__
@@ -141,7 +142,7 @@ class _Walker:
             if tag_int & 0xFFFF == 0 or tag_int >> 16 in (0x0000, 0x0002):
                 del elements[tag]  # group lengths, command and stray file-meta elements
                 continue
-            vr = elements[tag].VR or dictionary_vr(tag_int)
+            vr = _vr(tag_int, elements[tag].VR)
             rule = profile.rule_for(tag_int, vr)
             if (
                 tag_int >> 16 & 1
@@ -169,6 +170,25 @@ class _Walker:
 
     def delete(self, ds: Dataset, tag: int) -> None:
         del _elements(ds)[tag]
+
+
+# VRs whose value is text, numbers written as text included.
+_TEXTUAL_VRS = TEXT_VRS | {"DS", "IS"}
+
+
+def _vr(tag: int, stored: str | None) -> str | None:
+    """The VR an action treats an element by: as stored, but the standard's where a file
+    stores a text attribute under another text VR (a StudyID as DS, a UID as LO).
+
+    A new value is then written as the standard says: a pseudonym fits it, and a UID
+    gets a UID pseudonym. (Text stored as numbers or items is refused before this step.)
+    """
+    standard = dictionary_vr(tag)
+    if stored is None:
+        return standard
+    if standard in _TEXTUAL_VRS and stored in _TEXTUAL_VRS:
+        return standard
+    return stored
 
 
 def _elements(ds: Dataset) -> dict[int, Any]:
@@ -212,6 +232,9 @@ def _set(ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
         if data is not None:
             elements[tag] = elem._replace(VR=new_vr, length=len(data), value=data)
             return
+    if vr in _TEXTUAL_VRS and elem.VR in _TEXTUAL_VRS and vr != elem.VR:
+        ds[tag] = DataElement(tag, vr, value)  # stored under another text VR (`_vr`)
+        return
     ds[tag].value = value
 
 
@@ -270,6 +293,14 @@ def deidentify(
     return report
 
 
+def _read_syntax(ds: Dataset) -> str:
+    """The native transfer syntax of the encoding pydicom read `ds` in."""
+    implicit, little = ds.original_encoding
+    if implicit and little is not False:
+        return ImplicitVRLittleEndian
+    return ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
+
+
 def _methods(profile: Profile, dates_changed: bool, pixels_cleaned: bool) -> list[str]:
     methods = ["basic"]
     if pixels_cleaned:
@@ -306,7 +337,14 @@ def _mark(ds: Dataset, profile: Profile, methods: list[str], dates_changed: bool
 
 
 def rebuild_file_meta(ds: Dataset, transfer_syntax: str) -> None:
-    """A fresh file meta consistent with the new dataset; nothing of the old one survives."""
+    """A fresh file meta consistent with the new dataset; nothing of the old one survives.
+
+    A transfer syntax that is no UID at all (empty, or garbage) names the encoding the
+    dataset was read in: the pixel stage has taken its pixel data as native, and the
+    writer needs a transfer syntax to write by.
+    """
+    if not UID(str(transfer_syntax)).is_valid:
+        transfer_syntax = _read_syntax(ds)
     values = (
         (
             0x00020002,
