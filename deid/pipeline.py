@@ -65,8 +65,7 @@ def process(
         except OSError as exc:
             _fail(record, "failed", _os_error(exc, record.path))
         except RecursionError:  # only nesting recurses that deep: sequences in sequences
-            reason = "corrupt or hostile: sequences nested too deep to read"
-            _fail(record, "failed", UnreadableError(reason, record.path))
+            _fail(record, "failed", UnreadableError(_TOO_DEEP, record.path))
         except Exception as exc:  # fail closed on anything unforeseen, without its text
             _fail(record, "failed", _unexpected(exc, record.path))
         except BaseException as exc:  # a panic from a native codec is no Exception
@@ -76,6 +75,9 @@ def process(
             _fail(record, "failed", CrashedError(reason, record.path))
     record.warnings = warning_kinds(w.message for w in caught)
     return record
+
+
+_TOO_DEEP = "corrupt or hostile: sequences nested too deep to read"
 
 
 def _os_error(exc: OSError, where: str) -> DeidError:
@@ -125,7 +127,10 @@ class Inspection:
 def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspection:
     """Plan the de-identification of one file; raises DeidError for a bad file."""
     work = FileWork(path, settings, FileRecord(str(path)), writing=False)
-    _run(work)
+    try:
+        _run(work)
+    except RecursionError:
+        raise UnreadableError(_TOO_DEEP, str(path)) from None
     assert work.classification is not None and work.report is not None
     regions: list[text.Region] = []
     image = None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_partial, read_preamble
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -139,7 +140,18 @@ def read(
                 ds = _read_deflated(f, where, stop_before_pixels, limits)
             if ds is None:
                 ds = _read_stored(f, size, where, stop_before_pixels, limits)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
+    except (
+        InvalidDicomError,
+        BytesLengthException,
+        EOFError,
+        ValueError,
+        KeyError,
+        OSError,
+        TypeError,
+        OverflowError,
+        NotImplementedError,
+        struct.error,
+    ) as exc:
         raise UnreadableError(
             f"truncated or corrupt DICOM header ({type(exc).__name__})", str(path)
         ) from None

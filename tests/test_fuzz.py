@@ -878,3 +878,41 @@ def test_cli_on_a_folder_of_mutants(tmp_path: Path) -> None:
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(records) == len(mutants)
     assert {r["status"] for r in records} <= ALLOWED
+
+
+def _ct_cut(length: int) -> bytes:
+    return bases()["ct"][:length]
+
+
+def _ct_with(find: bytes, offset: int, replacement: bytes) -> bytes:
+    ct = bases()["ct"]
+    at = ct.index(find) + offset
+    return ct[:at] + replacement + ct[at + len(replacement) :]
+
+
+def _ct_inserted_before(find: bytes, insert: bytes) -> bytes:
+    ct = bases()["ct"]
+    at = ct.index(find)
+    return ct[:at] + insert + ct[at:]
+
+
+@pytest.mark.parametrize(
+    "mutant",
+    [
+        pytest.param(lambda: _ct_cut(142), id="cut-in-meta-group-length"),
+        pytest.param(lambda: _ct_cut(153), id="cut-in-a-length-field"),
+        pytest.param(lambda: _ct_with(b"\x02\x00\x00\x00UL", 4, b"ZZ"), id="meta-vr-ZZ"),
+        pytest.param(lambda: _ct_with(b"\x28\x00\x30\x00DS", 6, b"\x07"), id="odd-ds-length"),
+        pytest.param(lambda: _ct_with(b"\x28\x00\x10\x00US", 4, b"FD"), id="rows-as-FD"),
+        pytest.param(
+            lambda: _ct_inserted_before(b"\x28\x00\x10\x00US", b"\x28\x00\x08\x00IS\x06\x001e999 "),
+            id="frames-1e999",
+        ),
+    ],
+)
+def test_damage_with_a_known_cause_is_no_internal_error(
+    mutant: object, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Each of these once ended as "internal error" (exit 10) though the cause is known."""
+    outcome = run_mutant(mutant(), capfd, tmp_path)  # type: ignore[operator]
+    assert outcome.record.kind != "internal", outcome.record.reason

@@ -70,7 +70,7 @@ def frame_count(ds: Dataset) -> int:
     """Number of frames in the pixel data: Number of Frames, or 1 when absent or invalid."""
     try:
         value = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1
     return max(value, 1)
 
