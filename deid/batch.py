@@ -25,6 +25,7 @@ from types import FrameType
 
 from deid.errors import (
     CrashedError,
+    DeidError,
     DiskFullError,
     ExitCode,
     InputChangedError,
@@ -152,6 +153,19 @@ def plan(
     return result
 
 
+def _failed(item: Input, digest: str, error: DeidError) -> FileRecord:
+    """The record of an input that failed before or outside its own pipeline run."""
+    return FileRecord(
+        item.name,
+        "failed",
+        item.input_id,
+        digest,
+        kind=error.kind,
+        reason=error.message,
+        exit_code=error.exit_code,
+    )
+
+
 def _unreadable(item: Input, exc: OSError) -> FileRecord:
     """The record of an input that could not even be read for its digest."""
     gone = isinstance(exc, FileNotFoundError)
@@ -160,14 +174,7 @@ def _unreadable(item: Input, exc: OSError) -> FileRecord:
         if gone
         else UnreadableError(f"cannot read the file: {exc.strerror or type(exc).__name__}")
     )
-    return FileRecord(
-        item.name,
-        "failed",
-        item.input_id,
-        kind=error.kind,
-        reason=error.message,
-        exit_code=error.exit_code,
-    )
+    return _failed(item, "", error)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -314,15 +321,7 @@ def _alone(item: Input, seen: Seen, settings: Settings) -> FileRecord:
         codes = [p.exitcode for p in processes]
         died = next((f"signal {-c}" for c in codes if c is not None and c < 0), "it exited")
         error = CrashedError(f"decoder crashed (the worker died: {died}); no output written")
-        return FileRecord(
-            item.name,
-            "failed",
-            item.input_id,
-            seen.digest,
-            kind=error.kind,
-            reason=error.message,
-            exit_code=error.exit_code,
-        )
+        return _failed(item, seen.digest, error)
     finally:
         _stop(pool)
 

@@ -400,7 +400,8 @@ def test_quiet_prints_errors_only(series_folder: Path, tmp_path: Path) -> None:
     assert lines[0].startswith("FAILED BROKEN: ") and "files/s" not in text
 
 
-def test_ctrl_c_stops_soon_and_the_rerun_resumes(tmp_path: Path) -> None:
+def _run_in_background(tmp_path: Path, pngs: int) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """`deid anonymize` of 40 slices in its own process, once `pngs` outputs are written."""
     source = tmp_path / "in"
     write_series(source / "DOE_JOHN", 40, size=512)
     out = tmp_path / "out"
@@ -408,8 +409,13 @@ def test_ctrl_c_stops_soon_and_the_rerun_resumes(tmp_path: Path) -> None:
     command += [str(source), "--out", str(out), "--format", "dicom,png", "--key", "k", "-j", "2"]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while len(list(out.rglob("*.png"))) < 4 and time.monotonic() < deadline:
+    while len(list(out.rglob("*.png"))) < pngs and time.monotonic() < deadline:
         time.sleep(0.05)
+    return source, out, child
+
+
+def test_ctrl_c_stops_soon_and_the_rerun_resumes(tmp_path: Path) -> None:
+    source, out, child = _run_in_background(tmp_path, pngs=4)
     child.send_signal(signal.SIGINT)
     sent = time.monotonic()
     _, stderr = child.communicate(timeout=30)
@@ -460,15 +466,7 @@ def _processes_writing_to(out: Path) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_a_killed_run_leaves_no_process_and_writes_nothing_after(tmp_path: Path, how: str) -> None:
-    source = tmp_path / "in"
-    write_series(source / "DOE_JOHN", 40, size=512)
-    out = tmp_path / "out"
-    command = [sys.executable, "-c", "from deid.cli import main; main()", "anonymize"]
-    command += [str(source), "--out", str(out), "--format", "dicom,png", "--key", "k", "-j", "2"]
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(list(out.rglob("*.png"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _, out, child = _run_in_background(tmp_path, pngs=2)
     child.send_signal(getattr(signal, how))
     _, stderr = child.communicate(timeout=30)
     if how == "SIGTERM":
