@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from deid import classify, context, originals, output, pixels, reader, tags, text
 from deid.errors import InputChangedError, LeakError, UnreadableError
@@ -137,7 +137,7 @@ def redact(work: FileWork) -> None:
     and clear the bits above Bits Stored there, where legacy overlays hide."""
     if not work.want_dicom:
         return
-    if pixels.clear_unused_bits(work.ds, work.where):
+    if pixels.clear_unused_bits(work.ds, work.where) or _rle_bits_cleared(work):
         work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
     found = work.pixels
     if found is None or not found.covers:
@@ -147,6 +147,20 @@ def redact(work: FileWork) -> None:
     work.redacted = pixels.redact(
         work.ds, found.frames, fixed_boxes, work.settings.render, per_frame=per_frame
     )
+
+
+def _rle_bits_cleared(work: FileWork) -> bool:
+    """RLE keeps every bit of every cell, so bits above Bits Stored survive it: when one
+    is set, the frames go out decoded (values masked) as native data. Other codecs keep
+    at most their precision, and verify reports what one left there."""
+    ds = work.ds
+    if ds.file_meta.get("TransferSyntaxUID") != RLELossless:
+        return False
+    if not pixels.unused_bit_frames(ds, work.where):
+        return False
+    frames = work.pixels.frames if work.pixels is not None else pixels.decode(ds, work.where)
+    work.redacted = np.ascontiguousarray(frames)
+    return True
 
 
 def deidentify_tags(work: FileWork) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_dataset, overlay_in_bit_12, signed_with_garbage
+from conftest import make_dataset, overlay_in_bit_12, safe_harbor_settings, signed_with_garbage
 from pydicom import dcmread, dcmwrite
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
@@ -17,7 +17,7 @@ from pydicom.pixels import apply_windowing, convert_color_space
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, RLELossless
 
-from deid import output, reader
+from deid import output, pipeline, reader
 from deid import pixels as px
 from deid.boxes import Box
 from deid.errors import ExitCode, MissingCodecError, UnreadableError, UsageError
@@ -886,3 +886,30 @@ def test_shipped_files_with_unused_bits_are_clean(name: str) -> None:
     assert px.unused_bit_frames(ds, path) == []
     assert not px.clear_unused_bits(ds, path)
     assert ds.PixelData == before
+
+
+@pytest.mark.parametrize("text_search", [False, True])
+def test_rle_data_with_a_name_above_bits_stored_goes_out_native_and_clean(
+    tmp_path: Path, text_search: bool
+) -> None:
+    """RLE keeps every bit of a cell: the overlay in bit 12 would survive re-encoding."""
+    ds = overlay_in_bit_12()
+    stored = np.frombuffer(ds.PixelData, dtype="<u2").reshape(ds.Rows, ds.Columns).copy()
+    ds.BitsStored, ds.HighBit = 16, 15
+    ds.compress(RLELossless, stored, encoding_plugin="pydicom")
+    ds.BitsStored, ds.HighBit = 12, 11
+    path = tmp_path / "rle.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert px_bits.unused_bit_frames(dcmread(path), str(path)) == [0]
+    settings = safe_harbor_settings(
+        tmp_path / "out", "rle", formats=frozenset({"dicom"}), detect_text=text_search
+    )
+    record = pipeline.process(path, settings)
+    assert record.status == "written", record.reason
+    written = dcmread(next((tmp_path / "out").glob("*.dcm")))
+    assert written.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    values = np.frombuffer(written.PixelData, dtype="<u2").reshape(ds.Rows, ds.Columns)
+    assert int(values.max()) < 4096
+    if not text_search:
+        assert np.array_equal(values, stored & 0x0FFF)
+    assert ("PixelData", "clear-unused-bits") in [(a.path, a.action) for a in record.actions]
