@@ -16,7 +16,7 @@ from __future__ import annotations
 import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 from functools import cache
@@ -312,7 +312,7 @@ class Dummy(ActionKind):
         return True
 
 
-_DATE_VRS = ("DA", "DT", "TM")
+DATE_VRS = ("DA", "DT", "TM")
 
 
 def year_of(value: str) -> str:
@@ -334,9 +334,39 @@ def shifted(text: str, vr: str | None, days: int) -> str | None:
     return moved.strftime("%Y%m%d") + digits[8:]
 
 
-class Date(ActionKind):
+class _FollowsMode(ActionKind):
+    """An action whose effect the profile's `[dates]` or `[ages]` mode decides: `follows`
+    names both the section and the `Modes` field, `modes_of` the mode's choices."""
+
+    follows: ClassVar[str]
+    modes_of: ClassVar[type[DateMode] | type[AgeMode]]
+
+    def effect(self, rule: Rule, modes: Modes) -> str:
+        mode = getattr(modes, self.follows).value
+        return mode if mode in ("keep", "remove") else self.action.value
+
+    def spellings(self) -> list[Spelling]:
+        rule = Rule(self.action, "", "")
+        return [
+            Spelling(
+                f'"{self.action.value}"',
+                f'[{self.follows}] mode = "{mode.value}"',
+                rule,
+                self.under(mode),
+            )
+            for mode in self.modes_of
+        ]
+
+    def under(self, mode: DateMode | AgeMode) -> Modes:
+        """The default modes with this action's mode set to `mode`."""
+        setting: dict[str, Any] = {self.follows: mode}
+        return replace(Modes(), **setting)
+
+
+class Date(_FollowsMode):
     action = Action.DATE
     follows = "dates"
+    modes_of = DateMode
 
     def words(self, rule: Rule, modes: Modes) -> str:
         return {
@@ -355,15 +385,11 @@ class Date(ActionKind):
             DateMode.KEEP: Survives.WHOLE,
         }[modes.dates]
 
-    def effect(self, rule: Rule, modes: Modes) -> str:
-        mode = modes.dates.value
-        return mode if mode in ("keep", "remove") else self.action.value
-
     def apply(self, editor: Editor, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
         mode = editor.modes.dates
         if mode is DateMode.KEEP:
             return False
-        if mode is DateMode.REMOVE or vr not in _DATE_VRS:
+        if mode is DateMode.REMOVE or vr not in DATE_VRS:
             editor.delete(ds, tag)
             return True
         value = editor.get(ds, tag)
@@ -385,13 +411,6 @@ class Date(ActionKind):
         year = year_of(text)
         return f"{year}0101" if year else None
 
-    def spellings(self) -> list[Spelling]:
-        rule = Rule(self.action, "", "")
-        return [
-            Spelling(f'"{self.action.value}"', f'[dates] mode = "{mode.value}"', rule, Modes(mode))
-            for mode in DateMode
-        ]
-
 
 def age_in_years(value: str) -> float | None:
     """An Age String (nnnD/W/M/Y) in years, or None when it is not one."""
@@ -402,9 +421,10 @@ def age_in_years(value: str) -> float | None:
     return int(value[:3]) / per_year if per_year else None
 
 
-class Age(ActionKind):
+class Age(_FollowsMode):
     action = Action.AGE
     follows = "ages"
+    modes_of = AgeMode
 
     def words(self, rule: Rule, modes: Modes) -> str:
         return {
@@ -419,10 +439,6 @@ class Age(ActionKind):
             AgeMode.KEEP: Survives.WHOLE,
             AgeMode.REMOVE: Survives.NOTHING,
         }[modes.ages]
-
-    def effect(self, rule: Rule, modes: Modes) -> str:
-        mode = modes.ages.value
-        return mode if mode in ("keep", "remove") else self.action.value
 
     def apply(self, editor: Editor, ds: Dataset, tag: int, vr: str | None, rule: Rule) -> bool:
         mode = editor.modes.ages
@@ -440,15 +456,6 @@ class Age(ActionKind):
             editor.set(ds, tag, vr, "090Y")
             return True
         return False
-
-    def spellings(self) -> list[Spelling]:
-        rule = Rule(self.action, "", "")
-        return [
-            Spelling(
-                f'"{self.action.value}"', f'[ages] mode = "{mode.value}"', rule, Modes(ages=mode)
-            )
-            for mode in AgeMode
-        ]
 
 
 _OBJECTS: dict[Action, ActionKind] = {

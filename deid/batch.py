@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -120,9 +120,10 @@ def plan(
     whose content equals one written earlier, or one earlier in this run, is a duplicate.
     Without `resume` (`--overwrite`) every input is done again.
     """
-    use = manifest is not None and resume
-    finished = manifest.finished() if use and manifest else {}
-    first: dict[str, str] = dict(manifest.written()) if use and manifest else {}
+    finished: dict[str, str] = {}
+    first: dict[str, str] = {}
+    if manifest is not None and resume:
+        finished, first = manifest.finished(), manifest.written()
     result = Plan()
     for item in inputs:
         try:
@@ -338,17 +339,6 @@ def _stop(pool: ProcessPoolExecutor, grace: float = 1.5) -> None:
         worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive():
             worker.kill()
-
-
-def inputs_with_ids(
-    paths: Sequence[Path], names: Mapping[Path, str], id_of: Callable[[str], str]
-) -> list[Input]:
-    """Inputs named for messages (`names`, default the path) with keyed ids of the names."""
-    found = []
-    for path in paths:
-        name = names.get(path, str(path))
-        found.append(Input(path, name, id_of(name)))
-    return found
 
 
 def run_paths(

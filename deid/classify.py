@@ -11,16 +11,15 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
 from deid.errors import NotDicomError, RefusedError, UnreadableError
-from deid.output import TEXT_VRS
-from deid.profiles import Profile, dictionary_vr
-from deid.tags import text_of
+from deid.profiles import Profile, dictionary_vr, dictionary_vrs
+from deid.tags import TEXTUAL_VRS, text_of
 
 # Sequences nested deeper than this are refused. Real image objects nest a handful of
 # levels; every later walk of the header (the tag step, the leak check, writing) recurses
@@ -81,8 +80,6 @@ def object_kind(ds: Dataset, path: str) -> str:
     return "image"
 
 
-# VRs whose value is text, numbers written as text included.
-_TEXT_VRS = TEXT_VRS | {"DS", "IS"}
 _BYTE_VRS = frozenset(["OB", "OD", "OF", "OL", "OV", "OW"])
 # Bytes a value of each fixed-width VR takes: pydicom refuses any other length.
 _WIDTHS = {"AT": 4, "FL": 4, "FD": 8, "SL": 4, "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
@@ -93,20 +90,11 @@ _UNDEFINED = 0xFFFFFFFF
 
 def _family(vr: str) -> str:
     """What a VR's bytes are: text, numbers, bytes, or itself (SQ, UN)."""
-    if vr in _TEXT_VRS:
+    if vr in TEXTUAL_VRS:
         return "text"
     if vr in _WIDTHS:
         return "numbers"
     return "bytes" if vr in _BYTE_VRS else vr
-
-
-@cache
-def _standard_vrs(tag: int) -> frozenset[str]:
-    """The VRs the data dictionary allows a tag (empty for private and unknown tags)."""
-    try:
-        return frozenset(str(dictionary_VR(tag)).split(" or "))
-    except KeyError:
-        return frozenset()
 
 
 def _name(tag: int) -> str:
@@ -130,7 +118,7 @@ def _element_problem(tag: int, elem: object) -> str | None:
     width = _WIDTHS.get(vr or dictionary_vr(tag) or "")
     if width and length != _UNDEFINED and length % width:
         return f"holds {length} bytes, no whole number of {vr or 'its'} values"
-    standard = _standard_vrs(tag)
+    standard = dictionary_vrs(tag)
     if vr is None or vr == "UN" or not standard or "UN" in standard or vr in standard:
         return None
     if not {_family(v) for v in vr.split(" or ")} & {_family(v) for v in standard}:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -326,7 +325,7 @@ def profiles_test(
     Exit 0 when nothing leaked, 1 on any leak or failure: what a team runs in CI.
     """
     try:
-        report = leaktest.profile_test(name, samples, jobs=jobs or (os.cpu_count() or 1))
+        report = leaktest.profile_test(name, samples, jobs=batch.worker_count(jobs))
     except DeidError as exc:
         raise _fail(exc) from None
     for line in report.lines():

@@ -152,16 +152,9 @@ def profile_test(profile_ref: str, samples: Path, *, jobs: int = 1) -> ProfileTe
         out_dir.mkdir()
         settings = settings_for(profile, out_dir)
         summary = run_paths(paths, settings, jobs=jobs, on_result=results.append)
-        kept = kept_on_purpose(profile)
-        originals = collect_originals([samples], kept, profile=profile)
+        originals = collect_originals([samples], kept_on_purpose(profile), profile=profile)
         checked = verify_outputs(
-            [out_dir],
-            [samples],
-            settings.text_policy,
-            jobs=jobs,
-            kept=kept,
-            values=originals,
-            profile=profile,
+            [out_dir], [samples], settings.text_policy, jobs=jobs, values=originals
         )
         failed = [r for r in summary.problems if r.status == "failed"]
         withheld = [r for r in failed if r.kind == LeakError.kind]

@@ -39,6 +39,7 @@ __all__ = [
     "check_pixel_element",
     "check_tail",
     "inflate",
+    "raw_value",
     "zeros_error",
 ]
 
@@ -103,7 +104,7 @@ _ROWS, _COLUMNS, _BITS_ALLOCATED = 0x00280010, 0x00280011, 0x00280100
 _SAMPLES, _FRAMES, _PHOTOMETRIC = 0x00280002, 0x00280008, 0x00280004
 
 
-def _raw(ds: Dataset, tag: int) -> Any:
+def raw_value(ds: Dataset, tag: int) -> Any:
     """An attribute's value: a little-endian US or a string's bytes straight from a raw
     element, else as pydicom reads it (None when absent)."""
     elem = ds._dict.get(tag)  # type: ignore[call-overload]
@@ -134,18 +135,18 @@ class Declared:
         reports that in its own words). Values are read from their raw bytes where they
         can be, so the elements stay as they were read."""
         try:
-            rows, columns = int(_raw(ds, _ROWS)), int(_raw(ds, _COLUMNS))
-            bits = int(_raw(ds, _BITS_ALLOCATED))
-            samples = int(_raw(ds, _SAMPLES) or 1)
+            rows, columns = int(raw_value(ds, _ROWS)), int(raw_value(ds, _COLUMNS))
+            bits = int(raw_value(ds, _BITS_ALLOCATED))
+            samples = int(raw_value(ds, _SAMPLES) or 1)
         except (TypeError, ValueError):
             return None
         try:
-            frames = max(int(_raw(ds, _FRAMES) or 1), 1)
+            frames = max(int(raw_value(ds, _FRAMES) or 1), 1)
         except (TypeError, ValueError):
             frames = 1
         if min(rows, columns, bits, samples) <= 0:
             return None
-        photometric = _raw(ds, _PHOTOMETRIC)
+        photometric = raw_value(ds, _PHOTOMETRIC)
         if isinstance(photometric, bytes):
             photometric = photometric.decode("ascii", "replace")
         return cls(rows, columns, samples, frames, bits, str(photometric or "").strip(" \0"))
@@ -345,7 +346,7 @@ class _Frame:
     tiles: int = 1
 
 
-def check_codestreams(ds: Dataset, uid: UID, path: str) -> None:
+def check_codestreams(ds: Dataset, declared: Declared, uid: UID, path: str) -> None:
     """Refuse compressed pixel data whose codestreams disagree with the header.
 
     A decoder allocates what the codestream says, not what the header says, so a JPEG,
@@ -353,10 +354,10 @@ def check_codestreams(ds: Dataset, uid: UID, path: str) -> None:
     Pixel, and no more bits a sample than Bits Allocated; an RLE frame must hold one
     segment per byte of a sample, at sane offsets. Each frame's first bytes are read,
     nothing is decoded. Data that cannot be split into frames is left to the decoder.
+    `declared` is what the caller found in the header.
     """
-    declared = Declared.of(ds)
     data = ds.get("PixelData")
-    if declared is None or not isinstance(data, bytes | bytearray):
+    if not isinstance(data, bytes | bytearray):
         return
     kind = _codec(uid)
     if kind is None:
@@ -369,12 +370,10 @@ def check_codestreams(ds: Dataset, uid: UID, path: str) -> None:
     )
     try:
         for number, fragments in enumerate(frames, start=1):
-            frame = b"".join(fragments)
             if kind == "rle":
-                problem = _rle_problem(frame, declared)
+                problem = _rle_problem(fragments, declared)
             else:
-                found = _j2k_frame(frame) if kind == "JPEG 2000" else _jpeg_frame(kind, frame)
-                problem = _frame_problem(found, declared)
+                problem = _frame_problem(_codestream_frame(kind, fragments), declared)
             if problem:
                 raise UnreadableError(f"frame {number}: {problem}; the file is damaged", path)
     except (ValueError, struct.error, EOFError):
@@ -409,6 +408,17 @@ def _frame_problem(frame: _Frame | None, declared: Declared) -> str | None:
     if frame.tiles > _J2K_MAX_TILES:
         return f"its JPEG 2000 codestream declares {frame.tiles} tiles, more than allowed"
     return None
+
+
+def _codestream_frame(kind: str, fragments: tuple[bytes, ...]) -> _Frame | None:
+    """What a frame's codestream declares, read from its first fragment where that holds
+    the header (as it nearly always does), else from the whole frame."""
+
+    def read(data: bytes) -> _Frame | None:
+        return _j2k_frame(data) if kind == "JPEG 2000" else _jpeg_frame(kind, data)
+
+    found = read(fragments[0]) if len(fragments) > 1 else None
+    return found or read(b"".join(fragments))
 
 
 def _jpeg_frame(codec: str, data: bytes) -> _Frame | None:
@@ -468,19 +478,21 @@ def _jp2_codestream(data: bytes) -> bytes:
     return b""
 
 
-def _rle_problem(frame: bytes, declared: Declared) -> str | None:
+def _rle_problem(fragments: tuple[bytes, ...], declared: Declared) -> str | None:
     """What is wrong with an RLE frame's header, for the size the header declares."""
     expected = declared.samples * declared.sample_bytes
-    if len(frame) < 64:
+    length = sum(map(len, fragments))
+    if length < 64:
         return "its RLE header is cut short"
-    count, *offsets = struct.unpack_from("<16I", frame)
+    head = fragments[0] if len(fragments[0]) >= 64 else b"".join(fragments)
+    count, *offsets = struct.unpack_from("<16I", head)
     if count != expected:
         return (
             f"its RLE header declares {count} segments where the header's samples and "
             f"bits make {expected}"
         )
     used = offsets[:count]
-    if used[0] != 64 or used[-1] >= len(frame) or any(b <= a for a, b in pairwise(used)):
+    if used[0] != 64 or used[-1] >= length or any(b <= a for a, b in pairwise(used)):
         return "its RLE segment offsets do not fit the frame"
     return None
 

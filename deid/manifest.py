@@ -14,6 +14,7 @@ already done, and records a new input with the content of a written one as a dup
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import sqlite3
@@ -130,9 +131,7 @@ class Manifest:
 
     def _write_info(self, info: RunInfo) -> None:
         run_id = info.run_id or secrets.token_hex(8)
-        self.info = RunInfo(
-            info.profile, info.profile_digest, info.key_id, info.key_kind, run_id, info.version
-        )
+        self.info = dataclasses.replace(info, run_id=run_id)
         values = {
             "profile": info.profile,
             "profile_digest": info.profile_digest,

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from pydicom._dicom_dict import DicomDictionary
 from pydicom._uid_dict import UID_dictionary
@@ -43,37 +41,34 @@ from deid.profiles import (
     parse_selector,
 )
 from deid.reader import read
+from deid.schema import data_toml
+from deid.tags import TEXTUAL_VRS
 
 _IDENTIFYING_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "AE", "UC")
 _STRING_VRS = frozenset({*_IDENTIFYING_VRS, "DA", "DT", "UI", "CS"})
-_TEXT_VRS = frozenset({*_STRING_VRS, "AS", "DS", "IS", "TM", "UR"})
 _PIXEL_DATA = 0x7FE00010
 # Bytes next to a value that join it to a longer token: `TOSHIBA` is not in `TOSHIBA_MEC`.
 _WORD = "A-Za-z0-9_"
 _OUTSIDE_ATTRIBUTES = "header bytes"
 
 
-def _data(name: str) -> dict[str, Any]:
-    return tomllib.loads((resources.files("deid") / "data" / name).read_text("utf-8"))
-
-
 @functools.cache
 def _kind_by_tag() -> dict[int, str]:
     """Attributes whose values are collected, each with the kind a finding reports."""
-    kinds = _data("original_values.toml")["kinds"]
+    kinds = data_toml("original_values.toml")["kinds"]
     return {cast(int, tag_for_keyword(k)): str(kind) for k, kind in kinds.items()}
 
 
 @functools.cache
 def _uid_tags() -> frozenset[int]:
-    keywords = _data("original_values.toml")["uids"]["keywords"]
+    keywords = data_toml("original_values.toml")["uids"]["keywords"]
     return frozenset(cast(int, tag_for_keyword(k)) for k in keywords)
 
 
 @functools.cache
 def _class_uid_tags() -> frozenset[int]:
     """UID attributes that name a class or a program, never one patient's object."""
-    suffixes = tuple(_data("original_values.toml")["uids"]["class_suffixes"])
+    suffixes = tuple(data_toml("original_values.toml")["uids"]["class_suffixes"])
     return frozenset(
         int(tag)
         for tag, (vr, _, _, _, keyword) in DicomDictionary.items()
@@ -87,10 +82,10 @@ def _never_plain() -> tuple[frozenset[int], frozenset[str]]:
     identifier categories (`data/safe_harbor_categories.toml`), the free-text
     descriptors of Annex E (Clean Descriptors), and the VRs of UIDs and free text
     (`data/original_values.toml`)."""
-    categories = _data("safe_harbor_categories.toml")["category"]
+    categories = data_toml("safe_harbor_categories.toml")["category"]
     selectors = (parse_selector(k) for c in categories for k in c["keywords"])
     tags = {tag for tag in selectors if isinstance(tag, int)} | set(descriptor_tags())
-    never = _data("original_values.toml")["unchanged"]["never_vrs"]
+    never = data_toml("original_values.toml")["unchanged"]["never_vrs"]
     vrs = {vr for c in categories for vr in c["vrs"]} | set(never)
     return frozenset(tags), frozenset(vrs)
 
@@ -318,7 +313,7 @@ def original_values(ds: Dataset, profile: Profile) -> OriginalValues:
 def _unchanged(ds: Dataset, profile: Profile) -> Iterator[tuple[int, str]]:
     """(tag, value) of every value of `ds` an output may keep unchanged under `profile`."""
     for tag, _, text in _raw_strings(
-        ds, lambda tag, vr: may_keep_unchanged(tag, vr, profile), _TEXT_VRS
+        ds, lambda tag, vr: may_keep_unchanged(tag, vr, profile), TEXTUAL_VRS
     ):
         value = text.strip(" \0")
         if len(value) >= 3:
@@ -332,8 +327,8 @@ def _written_texts(value: object, vr: str, encodings: list[str]) -> list[str]:
         return []
     if isinstance(value, bytes):
         text = value.decode("latin-1")
-        return text.split("\\") if vr in _TEXT_VRS else [text]
-    if vr not in _TEXT_VRS:
+        return text.split("\\") if vr in TEXTUAL_VRS else [text]
+    if vr not in TEXTUAL_VRS:
         return []
     items = value if isinstance(value, list | tuple | MultiValue) else [value]
     texts = []
@@ -374,13 +369,11 @@ def _word(value: str) -> re.Pattern[str]:
     return re.compile(f"(?<![{_WORD}]){re.escape(value)}(?![{_WORD}])")
 
 
-def _byte_hits(header: bytes, value: str) -> int:
-    """How often `value` stands as a word of its own in `header`."""
-    needle = value.encode("latin-1", "replace")
-    if needle not in header:
-        return 0
-    pattern = rb"(?<![" + _WORD.encode() + rb"])" + re.escape(needle)
-    return len(re.findall(pattern + rb"(?![" + _WORD.encode() + rb"])", header))
+def _byte_hits(header: str, value: str) -> int:
+    """How often `value`, as Latin-1 writes it, stands as a word of its own in `header`
+    (serialized bytes decoded as Latin-1, one character per byte)."""
+    needle = value.encode("latin-1", "replace").decode("latin-1")
+    return len(_word(needle).findall(header)) if needle in header else 0
 
 
 def _without_pixels(ds: Dataset, header: bytes) -> bytes:
@@ -426,8 +419,9 @@ def output_leaks(ds: Dataset, header: bytes, values: Mapping[str, str]) -> list[
                     seen[value] += hits
                     if hits and not (text.strip(" \0") == value and (tag, value) in kept):
                         findings.append(Finding(kind, where))
+    header_text = searched.decode("latin-1")
     for value, kind in values.items():
-        if _byte_hits(searched, value) > seen[value]:
+        if _byte_hits(header_text, value) > seen[value]:
             findings.append(Finding(kind, _OUTSIDE_ATTRIBUTES))
     return _unique(findings)
 
@@ -459,8 +453,9 @@ def scan_bytes(header: bytes, values: Mapping[str, str], where: str) -> list[Fin
     at `where`. Values match case-sensitively and as words of their own (see
     `output_leaks`).
     """
+    text = header.decode("latin-1")
     return _unique(
-        Finding(kind, where) for value, kind in values.items() if _byte_hits(header, value)
+        Finding(kind, where) for value, kind in values.items() if _byte_hits(text, value)
     )
 
 

@@ -89,11 +89,8 @@ def open_run(
 def _earlier_random_key(out_dir: Path) -> bytes | None:
     if not (out_dir / MANIFEST_NAME).is_file():
         return None
-    manifest = Manifest.read(out_dir)
-    try:
+    with Manifest.read(out_dir) as manifest:
         info = manifest.info
-    finally:
-        manifest.close()
     if info.key_kind != "random":
         raise UsageError(
             f"the output folder was made with the given key {info.key_id}: "

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -106,8 +107,8 @@ def warning_kinds(messages: Iterable[Warning | str]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def _fail(record: FileRecord, status: str, exc: DeidError) -> None:
-    record.status = "skipped" if status == "skipped" else "failed"
+def _fail(record: FileRecord, status: Literal["skipped", "failed"], exc: DeidError) -> None:
+    record.status = status
     record.kind, record.reason, record.exit_code = exc.kind, exc.message, exc.exit_code
     record.outputs = ()
 

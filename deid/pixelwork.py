@@ -40,12 +40,6 @@ class PixelWork:
     def boxes(self, index: int) -> list[Box]:
         return text.redaction_boxes(self.regions(index))
 
-    @property
-    def covers(self) -> int:
-        """Boxes covered over all frames (fixed ones once)."""
-        found = sum(len(text.redaction_boxes(r)) for r in self.found.values())
-        return len(text.redaction_boxes(self.fixed)) + found
-
 
 def find_text(
     ds: Dataset,

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from deid.actions import DATE_VRS
 from deid.actions import Action as Action
 from deid.actions import AgeMode as AgeMode
 from deid.actions import DateMode as DateMode
@@ -51,7 +52,6 @@ ANNEX_E_OPTIONS = {
     "clean-structured-content": "clean_structured_content",
     "clean-graphics": "clean_graphics",
 }
-_DATE_VRS = ("DA", "DT", "TM")
 
 
 _TAG_RE = re.compile(r"^\(([0-9A-Fa-fxX]{4}),([0-9A-Fa-fxX]{4})\)$")
@@ -411,7 +411,7 @@ def annex_e_action(row: Mapping[str, Any], options: list[str]) -> tuple[Action, 
     code = "K" if "K" in codes else "C" if "C" in codes else row["basic"]
     if code == "C":
         vr = _row_vr(row)
-        return (Action.DATE if vr in _DATE_VRS else Action.REMOVE), code
+        return (Action.DATE if vr in DATE_VRS else Action.REMOVE), code
     return _CODE_ACTIONS[code], code
 
 
@@ -421,12 +421,20 @@ def _row_vr(row: Mapping[str, Any]) -> str | None:
 
 
 @cache
+def dictionary_vrs(tag: int) -> tuple[str, ...]:
+    """The VRs the data dictionary allows a tag, in its order (empty for private and
+    unknown tags)."""
+    try:
+        return tuple(str(dictionary_VR(tag)).split(" or "))
+    except KeyError:
+        return ()
+
+
+@cache
 def dictionary_vr(tag: int) -> str | None:
     """The VR the data dictionary gives a tag (the first, where it allows two), or None."""
-    try:
-        return str(dictionary_VR(tag)).split(" or ")[0]
-    except KeyError:
-        return None
+    vrs = dictionary_vrs(tag)
+    return vrs[0] if vrs else None
 
 
 def descriptor_tags() -> list[int]:

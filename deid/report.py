@@ -362,11 +362,12 @@ def thumbnails(
     A file that cannot be read gets a note instead of a picture.
     """
     shown: list[Thumbnail] = []
+    names = _image_outputs(record)[: max(0, limit)]
     dicoms = [o for o in record.outputs if o.lower().endswith(".dcm")]
     geometry: tuple[int, int] | None = None
-    if dicoms:
-        geometry = _frame_size(out_dir, dicoms[0])
-    for name in _image_outputs(record)[: max(0, limit)]:
+    if dicoms and any(name.lower().endswith(".png") for name in names):
+        geometry = _frame_size(out_dir, dicoms[0])  # only PNG boxes need it
+    for name in names:
         try:
             path = _inside(out_dir, name)
             if name.lower().endswith(".png"):

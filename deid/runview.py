@@ -76,9 +76,10 @@ def run_with_progress(
             "de-identifying", total=len(work.todo) + len(work.duplicates), rate=""
         )
         started = time.monotonic()
-        finished = [0]
+        done = 0
 
         def on_result(result: FileRecord) -> None:
+            nonlocal done
             progress.advance(task)
             if as_json:
                 out.print(json.dumps(result.stored(settings.out_dir)), markup=False)
@@ -88,8 +89,7 @@ def run_with_progress(
                 progress.console.print(
                     f"{result.status} {result.path}: {result.reason}", markup=False
                 )
-            finished[0] += 1
-            done = finished[0]
+            done += 1
             progress.update(
                 task, rate=f"{done / max(1e-6, time.monotonic() - started):.1f} files/s"
             )

@@ -14,17 +14,15 @@ strict" means for each Basic Profile code is in `deid/data/profile_schema.toml`.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from deid import profiles
 from deid.actions import Action, Survives
 from deid.profiles import Profile, Rule
-from deid.schema import keyword_of, keyword_tags, profile_schema
+from deid.schema import data_toml, keyword_of, keyword_tags, profile_schema
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,7 @@ def gaps(profile: Profile) -> list[Gap]:
 
 @cache
 def _categories() -> tuple[dict[str, Any], ...]:
-    text = (resources.files("deid") / "data" / "safe_harbor_categories.toml").read_text("utf-8")
-    return tuple(tomllib.loads(text)["category"])
+    return tuple(data_toml("safe_harbor_categories.toml")["category"])
 
 
 def _fate(rule: Rule, profile: Profile) -> str:

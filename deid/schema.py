@@ -31,13 +31,14 @@ Severity = Literal["error", "warning"]
 # ---- reference data ------------------------------------------------------------------
 
 
-def _data(name: str) -> str:
-    return (resources.files("deid") / "data" / name).read_text(encoding="utf-8")
-
-
 @cache
+def data_toml(name: str) -> dict[str, Any]:
+    """A TOML file of the package's reference data (`deid/data/NAME`), parsed once."""
+    return tomllib.loads((resources.files("deid") / "data" / name).read_text(encoding="utf-8"))
+
+
 def profile_schema() -> dict[str, Any]:
-    return tomllib.loads(_data("profile_schema.toml"))
+    return data_toml("profile_schema.toml")
 
 
 @cache

@@ -45,7 +45,7 @@ class Settings:
         they come. A field of `Limits` (`max_frames=...`) overrides that one limit.
         """
         limit_names = {f.name for f in fields(Limits)}
-        limit_overrides: dict[str, Any] = {
+        limits_given: dict[str, Any] = {
             k: overrides.pop(k) for k in list(overrides) if k in limit_names
         }
         render = profile.section("render")
@@ -56,7 +56,7 @@ class Settings:
             "detect_text": profile.section("text").get("detect", "always") != "never",
             "compress_level": int(png.get("compress_level", 1)),
             "max_size": int(png.get("max_size", 0)),
-            "limits": Limits.from_profile(profile.section("limits"), **limit_overrides),
+            "limits": Limits.from_profile(profile.section("limits"), **limits_given),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(

@@ -140,10 +140,12 @@ def redact(work: FileWork) -> None:
     if pixels.clear_unused_bits(work.ds, work.where) or _rle_bits_cleared(work):
         work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
     found = work.pixels
-    if found is None or not found.covers:
+    if found is None:
         return
     fixed_boxes = text.redaction_boxes(found.fixed)
     per_frame = [text.redaction_boxes(found.found.get(i, [])) for i in range(len(found.frames))]
+    if not fixed_boxes and not any(per_frame):
+        return
     work.redacted = pixels.redact(
         work.ds, found.frames, fixed_boxes, work.settings.render, per_frame=per_frame
     )

@@ -173,7 +173,7 @@ class _Walker:
 
 
 # VRs whose value is text, numbers written as text included.
-_TEXTUAL_VRS = TEXT_VRS | {"DS", "IS"}
+TEXTUAL_VRS = TEXT_VRS | {"DS", "IS"}
 
 
 def _vr(tag: int, stored: str | None) -> str | None:
@@ -186,7 +186,7 @@ def _vr(tag: int, stored: str | None) -> str | None:
     standard = dictionary_vr(tag)
     if stored is None:
         return standard
-    if standard in _TEXTUAL_VRS and stored in _TEXTUAL_VRS:
+    if standard in TEXTUAL_VRS and stored in TEXTUAL_VRS:
         return standard
     return stored
 
@@ -232,7 +232,7 @@ def _set(ds: Dataset, tag: int, vr: str | None, value: Any) -> None:
         if data is not None:
             elements[tag] = elem._replace(VR=new_vr, length=len(data), value=data)
             return
-    if vr in _TEXTUAL_VRS and elem.VR in _TEXTUAL_VRS and vr != elem.VR:
+    if vr in TEXTUAL_VRS and elem.VR in TEXTUAL_VRS and vr != elem.VR:
         ds[tag] = DataElement(tag, vr, value)  # stored under another text VR (`_vr`)
         return
     ds[tag].value = value

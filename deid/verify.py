@@ -223,8 +223,8 @@ def _check_dicom(
         leaks.append(Leak(name, "PatientIdentityRemoved", "PatientIdentityRemoved not YES"))
     if "PixelData" in ds:
         leaks += [Leak(name, where, kind) for where, kind in stored_bit_findings(ds, name)]
-    if policy is not None and "PixelData" in ds:
-        leaks += _dicom_pixel_leaks(name, ds, matcher, policy)
+        if policy is not None:
+            leaks += _dicom_pixel_leaks(name, ds, matcher, policy)
     return list(dict.fromkeys(leaks))
 
 

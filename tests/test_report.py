@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,11 +75,9 @@ def write_run(
     reason = PAYLOAD + TITLE_PAYLOAD + DOM_PAYLOAD if hostile else "truncated pixel data"
     actions = [ActionRecord("PatientName", "remove"), ActionRecord("PatientID", "pseudonymize")]
     records = [
-        FileRecord(
-            path="a",
-            status="written",
-            input_id="id:" + "a" * 16,
-            digest="sha256:" + "a" * 64,
+        _record(
+            "a",
+            "written",
             object="CT Image Storage",
             outputs=(str(ct_png),),
             actions=[*actions, ActionRecord(reason, "remove")],
@@ -86,11 +85,9 @@ def write_run(
             frames=1,
             seconds=SECONDS["ct"],
         ),
-        FileRecord(
-            path="b",
-            status="written",
-            input_id="id:" + "b" * 16,
-            digest="sha256:" + "b" * 64,
+        _record(
+            "b",
+            "written",
             object="Secondary Capture Image Storage",
             outputs=(str(dcm),),
             actions=actions,
@@ -98,11 +95,9 @@ def write_run(
             frames=1,
             seconds=SECONDS["dcm"],
         ),
-        FileRecord(
-            path="c",
-            status="written",
-            input_id="id:" + "c" * 16,
-            digest="sha256:" + "c" * 64,
+        _record(
+            "c",
+            "written",
             object="CT Image Storage",
             outputs=(str(small_dcm), str(small_png)),
             actions=actions[:1],
@@ -110,28 +105,22 @@ def write_run(
             frames=1,
             seconds=SECONDS["small"],
         ),
-        FileRecord(
-            path="d",
-            status="failed",
-            input_id="id:" + "d" * 16,
-            digest="sha256:" + "d" * 64,
+        _record(
+            "d",
+            "failed",
             kind=reason,
             object=reason,
             reason=reason,
             exit_code=ExitCode.UNREADABLE,
         ),
-        FileRecord(
-            path="e",
-            status="duplicate",
-            input_id="id:" + "e" * 16,
-            digest="sha256:" + "e" * 64,
-            duplicate_of="id:" + "a" * 16,
+        _record(
+            "e",
+            "duplicate",
+            duplicate_of=_input_id("a"),
         ),
-        FileRecord(
-            path="f",
-            status="skipped",
-            input_id="id:" + "f" * 16,
-            digest="sha256:" + "f" * 64,
+        _record(
+            "f",
+            "skipped",
             kind="not-dicom",
             reason="not a DICOM file",
         ),
@@ -140,6 +129,21 @@ def write_run(
         for record in records:
             manifest.add(record, out)
     return records
+
+
+def _input_id(letter: str) -> str:
+    return "id:" + letter * 16
+
+
+def _record(letter: str, status: str, **fields: Any) -> FileRecord:
+    """A record of input `letter`, its id and digest made of that letter."""
+    return FileRecord(
+        path=letter,
+        status=status,  # type: ignore[arg-type]
+        input_id=_input_id(letter),
+        digest="sha256:" + letter * 64,
+        **fields,
+    )
 
 
 class Parsed(HTMLParser):

@@ -32,9 +32,9 @@ from pydicom.uid import UID
 from deid.errors import UnreadableError
 from deid.pixels.frames import (
     Array,
-    _check,
-    _Geometry,
-    _geometry,
+    Geometry,
+    check_pixel_data,
+    image_geometry,
     is_compressed,
     representable_range,
     transfer_syntax,
@@ -80,7 +80,7 @@ def clear_unused_bits(ds: Dataset, path: str) -> bool:
     uid = transfer_syntax(ds)
     if not uid.is_transfer_syntax or uid.is_compressed:
         return False
-    cells = _native_cells(_geometry(ds, path), uid)
+    cells = _native_cells(image_geometry(ds, path), uid)
     if cells is None or not _dirty_frames(ds, cells, path, first_only=True):
         return False
     with _source(ds, uid, path) as (read, total):
@@ -103,7 +103,7 @@ def unused_bit_frames(ds: Dataset, path: str) -> list[int]:
     masking, so the values are what the codec gives. Raises `UnreadableError` (or
     `MissingCodecError`) when the pixel data cannot be read.
     """
-    geometry, uid = _check(ds, path)
+    geometry, uid = check_pixel_data(ds, path)
     if geometry.bits_allocated == 1 or geometry.bits_stored >= geometry.bits_allocated:
         return []
     if not is_compressed(ds):
@@ -124,7 +124,7 @@ def unused_bit_frames(ds: Dataset, path: str) -> list[int]:
     return [int(i) for i in np.flatnonzero(outside)]
 
 
-def _native_cells(geometry: _Geometry, uid: UID) -> _Cells | None:
+def _native_cells(geometry: Geometry, uid: UID) -> _Cells | None:
     """The layout of native data with bits above Bits Stored, else None."""
     if geometry.bits_allocated == 1 or geometry.bits_stored >= geometry.bits_allocated:
         return None

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -31,17 +30,19 @@ from pydicom.uid import (
 )
 
 from deid.errors import MissingCodecError, TooLargeError, UnreadableError, UsageError
-from deid.limits import check_codestreams
+from deid.limits import Declared, check_codestreams, raw_value
 from deid.reader import pixel_length
 from deid.tags import text_of
 
 __all__ = [
     "Array",
+    "Geometry",
     "check_frames",
     "check_pixel_data",
     "decode",
     "frame_count",
     "frame_digest",
+    "image_geometry",
     "is_compressed",
     "representable_range",
     "select_frames",
@@ -53,17 +54,12 @@ _DECODE_OPTIONS: dict[str, Any] = {"allow_excess_frames": False}
 
 
 @dataclass(frozen=True)
-class _Geometry:
-    """The Image Pixel attributes decoding and checking depend on."""
+class Geometry(Declared):
+    """The Image Pixel attributes decoding and checking depend on: what the header
+    declares (its sizes as `deid.limits` checks them), and how values are stored."""
 
-    rows: int
-    columns: int
-    samples: int
-    frames: int
-    bits_allocated: int
     bits_stored: int
     signed: bool
-    photometric: str
 
 
 def frame_count(ds: Dataset) -> int:
@@ -116,7 +112,7 @@ def decode(ds: Dataset, path: str) -> np.ndarray:
     text search ever sees what those bits hold (a legacy overlay, a name). The dtype
     follows Bits Allocated and Pixel Representation, in native byte order.
     """
-    geometry, uid = _check(ds, path)
+    geometry, uid = check_pixel_data(ds, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -136,31 +132,27 @@ def decode(ds: Dataset, path: str) -> np.ndarray:
     return _normalise_values(arr, geometry)
 
 
-def check_pixel_data(ds: Dataset, path: str) -> None:
-    """Raise what `decode` would for missing, malformed, truncated or undecodable-here data.
+def check_pixel_data(ds: Dataset, path: str) -> tuple[Geometry, UID]:
+    """Raise what `decode` would for missing, malformed, truncated or undecodable-here
+    data; else the geometry and transfer syntax found.
 
     For callers that keep the pixel data as it is: the checks are cheap (attributes,
     native length, decoder availability, the size each codestream declares) and
     compressed data is not decoded, so a corrupt codestream still passes.
     """
-    _check(ds, path)
-
-
-def _check(ds: Dataset, path: str) -> tuple[_Geometry, UID]:
-    """The checks shared by `decode` and `check_pixel_data`; the geometry and syntax found."""
     actual = pixel_length(ds)
     if not actual:
         raise UnreadableError("no pixel data", path=path)
-    geometry = _geometry(ds, path)
+    geometry = image_geometry(ds, path)
     if geometry.samples not in (1, 3):
         raise UnreadableError(f"{geometry.samples} samples per pixel are not supported", path=path)
     uid = transfer_syntax(ds)
     if not uid.is_transfer_syntax or uid.is_compressed:
         if not _decoder_available(uid):
             raise MissingCodecError(_missing_codec_message(uid), path=path)
-        check_codestreams(ds, uid, path)
+        check_codestreams(ds, geometry, uid, path)
     else:
-        expected = _native_length(geometry)
+        expected = geometry.native_bytes
         if actual < expected:
             raise UnreadableError(
                 f"pixel data is truncated: {actual} of {expected} bytes", path=path
@@ -216,7 +208,8 @@ def transfer_syntax(ds: Dataset) -> UID:
     return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
 
 
-def _geometry(ds: Dataset, path: str) -> _Geometry:
+def image_geometry(ds: Dataset, path: str) -> Geometry:
+    """The Image Pixel attributes of `ds`, or UnreadableError naming what is wrong."""
     values: dict[str, int] = {}
     for keyword in ("Rows", "Columns", "BitsAllocated"):
         values[keyword] = _positive(ds, keyword, path)
@@ -224,60 +217,27 @@ def _geometry(ds: Dataset, path: str) -> _Geometry:
     if bits_allocated not in (1, 8, 16, 32):
         raise UnreadableError(f"Bits Allocated {bits_allocated} is not supported", path=path)
     bits_stored = _positive(ds, "BitsStored", path) if "BitsStored" in ds else bits_allocated
-    return _Geometry(
+    return Geometry(
         rows=values["Rows"],
         columns=values["Columns"],
         samples=_positive(ds, "SamplesPerPixel", path) if "SamplesPerPixel" in ds else 1,
         frames=frame_count(ds),
         bits_allocated=bits_allocated,
         bits_stored=min(bits_stored, bits_allocated),
-        signed=_us(ds, "PixelRepresentation") == 1,
+        signed=raw_value(ds, 0x00280103) == 1,  # Pixel Representation
         photometric=text_of(ds, "PhotometricInterpretation"),
     )
 
 
 def _positive(ds: Dataset, keyword: str, path: str) -> int:
     """A required positive integer attribute, or UnreadableError naming the keyword."""
-    value = _raw_us(ds, keyword)
-    if value is None:
-        try:
-            value = int(ds.get(keyword))
-        except (TypeError, ValueError):
-            value = 0
+    try:
+        value = int(raw_value(ds, Tag(keyword)))
+    except (TypeError, ValueError):
+        value = 0
     if value <= 0:
         raise UnreadableError(f"image pixel attribute {keyword} is missing or invalid", path=path)
     return value
-
-
-def _us(ds: Dataset, keyword: str) -> int | None:
-    """A US attribute from its raw bytes, else as pydicom reads it."""
-    value = _raw_us(ds, keyword)
-    return ds.get(keyword) if value is None else value
-
-
-def _raw_us(ds: Dataset, keyword: str) -> int | None:
-    """A US value straight from a little-endian raw element, sparing its conversion."""
-    tag = tag_for_keyword(keyword)
-    elem = ds._dict.get(tag) if tag is not None else None  # type: ignore[call-overload]
-    if (
-        isinstance(elem, RawDataElement)
-        and elem.VR == "US"
-        and elem.is_little_endian
-        and isinstance(elem.value, bytes)
-        and len(elem.value) == 2
-    ):
-        return int.from_bytes(elem.value, "little")
-    return None
-
-
-def _native_length(geometry: _Geometry) -> int:
-    """Bytes of native pixel data the attributes promise (YBR_FULL_422 is subsampled)."""
-    bits = geometry.rows * geometry.columns * geometry.samples * geometry.frames
-    bits *= geometry.bits_allocated
-    length = -(-bits // 8)
-    if geometry.photometric == "YBR_FULL_422":
-        length = length // 3 * 2
-    return length
 
 
 def _one_line(exc: BaseException) -> str:
@@ -286,7 +246,7 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _normalise_values(arr: Array, geometry: _Geometry) -> Array:
+def _normalise_values(arr: Array, geometry: Geometry) -> Array:
     """Native byte order, dtype per Bits Allocated, bits above Bits Stored cleared/extended."""
     if geometry.bits_allocated == 1:
         return arr.astype(np.uint8, copy=False)
