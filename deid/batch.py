@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
 
@@ -310,21 +312,35 @@ def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
 
 
 def _alone(item: Input, seen: Seen, settings: Settings) -> FileRecord:
-    """One file in a worker of its own, to tell the file that crashes one from the rest."""
-    pool = _pool(settings, 1)
-    future = pool.submit(_process_in_worker, item, seen)
-    processes = list(getattr(pool, "_processes", {}).values())
+    """One file in a process of its own, to tell the file that crashes one from the rest.
+
+    A plain process, not a pool: its exit status says how it died.
+    """
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+    process = multiprocessing.get_context("fork").Process(
+        target=_alone_in_child, args=(item, seen, settings, send), daemon=True
+    )
+    process.start()
+    send.close()
     try:
-        return future.result()
-    except BrokenProcessPool:
-        for process in processes:
-            process.join(1.0)
-        codes = [p.exitcode for p in processes]
-        died = next((f"signal {-c}" for c in codes if c is not None and c < 0), "it exited")
+        record: FileRecord = receive.recv()
+        return record
+    except EOFError:
+        process.join()
+        code = process.exitcode
+        died = f"signal {-code}" if code is not None and code < 0 else "it exited"
         error = CrashedError(f"decoder crashed (the worker died: {died}); no output written")
         return _failed(item, seen.digest, error)
     finally:
-        _stop(pool)
+        receive.close()
+        if process.is_alive():
+            process.terminate()
+        process.join()
+
+
+def _alone_in_child(item: Input, seen: Seen, settings: Settings, send: Connection) -> None:
+    _start_worker(settings)
+    send.send(_process_in_worker(item, seen))
 
 
 def _stop(pool: ProcessPoolExecutor, grace: float = 1.5) -> None:
