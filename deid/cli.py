@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from deid import (
     __version__,
@@ -22,17 +21,21 @@ from deid import (
     verify,
 )
 from deid import inputs as inputs_mod
-from deid.compiler import compile_profile
+from deid.cliutil import FramesOpt, ProfileOpt, err, out
+from deid.cliutil import fail as _fail
+from deid.cliutil import load_profile as _load_profile
+from deid.cliutil import make_settings as _settings
 from deid.errors import DeidError, ExitCode, UsageError
 from deid.output import Transaction, png_bytes
 from deid.preview import draw_regions
 from deid.pseudonym import Pseudonymizer
-from deid.settings import Settings, limit_overrides
+from deid.settings import limit_overrides
+from deid.sharecli import share_command
 from deid.text import TextPolicy
 
 EXIT_CODES = """Exit codes: 0 all written; 1 failures of several kinds; 2 usage error;
 3 no DICOM found (or not DICOM); 4 unreadable or truncated; 5 missing pixel codec;
-6 refused object (PDF, SR, face...); 7 output exists; 8 leak found, output withheld;
+6 refused object (PDF, SR, identity document...); 7 output exists; 8 leak found, output withheld;
 9 text search unavailable; 10 unexpected error; 11 disk full;
 12 too large for the limits (a profile's [limits]); 130 interrupted (run again to resume)."""
 
@@ -46,39 +49,7 @@ profiles_app = typer.Typer(
     help="List, show, validate and leak-test de-identification profiles.", no_args_is_help=True
 )
 app.add_typer(profiles_app, name="profiles")
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ProfileOpt = Annotated[
-    str, typer.Option("--profile", "-p", help="Built-in profile name or path to a TOML file.")
-]
-FramesOpt = Annotated[
-    str | None,
-    typer.Option(help="Frames to render as PNG: all, middle or a 1-based frame number."),
-]
-
-
-def _fail(exc: DeidError) -> typer.Exit:
-    err.print(f"error: {exc}", markup=False)
-    return typer.Exit(int(exc.exit_code))
-
-
-def _load_profile(ref: str) -> profiles.Profile:
-    """The profile, compiled once: every problem of its files stops the command (exit 2)."""
-    try:
-        return compile_profile(ref)
-    except DeidError as exc:
-        raise _fail(exc) from None
-
-
-def _settings(
-    profile: profiles.Profile, key: bytes, out_dir: Path, **overrides: object
-) -> Settings:
-    try:
-        return Settings.for_profile(profile, key, out_dir, **overrides)
-    except DeidError as exc:
-        raise _fail(exc) from None
+app.command("share")(share_command)
 
 
 @app.command()
@@ -290,19 +261,23 @@ def verify_command(
     ] = None,
     profile: ProfileOpt = profiles.DEFAULT_PROFILE,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="OCR threads.")] = 2,
+    faces: Annotated[
+        bool, typer.Option(help="A face found in an image is a finding too (share bundles).")
+    ] = False,
 ) -> None:
     """An independent second look at finished outputs. Exit 0 clean, 1 findings, 2 usage.
 
     Every DICOM element at every depth (file meta and private ones too) is checked
     against the originals' identifying values and against patterns; PNGs must have no
     text chunks, and OCR of their pixels must find no PHI and no text outside the
-    profile's allow-list. Findings say file, where and what kind, never the value.
+    profile's allow-list; JPEGs and WebPs likewise. Findings say file, where and what
+    kind, never the value.
     """
     resolved = _load_profile(profile)
     try:
         policy = TextPolicy.from_profile(resolved.section("text"))
         report = verify.verify_outputs(
-            outputs, originals, policy, jobs=max(1, jobs), profile=resolved
+            outputs, originals, policy, jobs=max(1, jobs), profile=resolved, faces=faces
         )
     except DeidError as exc:
         raise _fail(exc) from None

@@ -125,13 +125,22 @@ class Inspection:
     preview: np.ndarray | None
 
 
-def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspection:
-    """Plan the de-identification of one file; raises DeidError for a bad file."""
-    work = FileWork(path, settings, FileRecord(str(path)), writing=False)
+def look(path: Path, settings: Settings, *, name: str = "", first_only: bool = False) -> FileWork:
+    """The stages that write nothing, on the frames `settings.frames` names: the file
+    read, classified, its frames decoded and searched, its tags planned. Raises
+    DeidError for a bad file (`name` is how messages show it)."""
+    work = FileWork(path, settings, FileRecord(name or str(path)), writing=False)
+    work.first_only = first_only
     try:
         _run(work)
     except RecursionError:
-        raise UnreadableError(_TOO_DEEP, str(path)) from None
+        raise UnreadableError(_TOO_DEEP, work.where) from None
+    return work
+
+
+def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspection:
+    """Plan the de-identification of one file; raises DeidError for a bad file."""
+    work = look(path, settings, name=str(path), first_only=True)
     assert work.classification is not None and work.report is not None
     regions: list[text.Region] = []
     image = None

@@ -31,7 +31,17 @@ from deid.manifest import Manifest, RunInfo
 from deid.record import BoxRecord, FileRecord
 from deid.stages import STAGES
 
-__all__ = ["DEFAULT_LIMIT", "THUMB_SIZE", "StageTime", "Summary", "Thumbnail", "build", "page"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "THUMB_SIZE",
+    "Html",
+    "StageTime",
+    "Summary",
+    "Thumbnail",
+    "build",
+    "escape",
+    "page",
+]
 
 DEFAULT_LIMIT = 200
 THUMB_SIZE = 256
@@ -58,12 +68,16 @@ code{word-break:break-all}
 """
 
 
-class _Html(str):
-    """Markup built here: passed through `_esc` unchanged. Everything else is escaped."""
+class Html(str):
+    """Markup built here: passed through `escape` unchanged. Everything else is escaped."""
 
 
-def _esc(value: object) -> str:
-    return value if isinstance(value, _Html) else html.escape(str(value), quote=True)
+def escape(value: object) -> str:
+    """`value` as HTML text: markup built as `Html` unchanged, anything else escaped."""
+    return value if isinstance(value, Html) else html.escape(str(value), quote=True)
+
+
+_Html, _esc = Html, escape
 
 
 @dataclass(frozen=True)

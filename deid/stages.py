@@ -28,14 +28,16 @@ from deid.settings import Settings
 class FileWork:
     """One input on its way: what each stage made, for the stages after it.
 
-    `writing` is False when only planning (`inspect`): frames are searched only where
-    they are shown, and nothing is redacted, checked or written.
+    `writing` is False when only planning (`inspect`, `share`): frames are searched only
+    where they are shown, and nothing is redacted, checked or written; `first_only` then
+    keeps the first shown frame alone (`inspect` previews one).
     """
 
     path: Path
     settings: Settings
     record: FileRecord
     writing: bool = True
+    first_only: bool = False
     ds: Dataset = field(default_factory=Dataset)
     classification: classify.Classification | None = None
     originals: Mapping[str, str] = field(default_factory=dict)
@@ -92,7 +94,7 @@ def find_pixels(work: FileWork) -> None:
     count = pixels.frame_count(ds)
     work.record.frames = count
     work.selected = pixels.select_frames(count, settings.frames) if work.want_png else []
-    if not work.writing:
+    if work.first_only:
         work.selected = work.selected[:1]
     fixed = text.fixed_regions(ds, settings.profile.section("regions"))
     if work.want_png or settings.detect_text or fixed:

@@ -1,10 +1,10 @@
 """Verification: an independent look at finished outputs for identifying values.
 
 `verify_outputs` is the reviewer's check of outputs already on disk (`deid verify`,
-`deid profiles test`): it reads DICOM, PNG and note files back, walks every element,
-chunk and line, OCRs the pixels, reads the run's manifest and report page (they are
-passed on with the outputs), and reports `Leak`s. It does not trust the steps that
-wrote the outputs: it collects the original headers' identifying values
+`deid profiles test`): it reads DICOM, PNG, JPEG, WebP and note files back, walks every
+element, chunk, segment and line, OCRs the pixels, reads the run's manifest and report
+page (they are passed on with the outputs), and reports `Leak`s. It does not trust the
+steps that wrote the outputs: it collects the original headers' identifying values
 (`deid.originals`) and looks for them everywhere, along with the shapes of identifying
 values (`deid.phitext`). Findings name the kind of value and where it was seen, never
 the value itself.
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image
+import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from deid import pixels
+from deid import jpegmeta, pixels
 from deid.errors import DeidError
 from deid.inputs import discover
 from deid.manifest import MANIFEST_NAME
@@ -49,7 +49,13 @@ from deid.originals import (
     scan_bytes,
 )
 from deid.phitext import Matcher, full_date, manifest_findings, over_90, page_findings, text_kinds
-from deid.pixelcheck import pixel_findings, planes, png_planes, stored_bit_findings
+from deid.pixelcheck import (
+    face_findings,
+    pixel_findings,
+    planes,
+    png_planes,
+    stored_bit_findings,
+)
 from deid.pngmeta import SIGNATURE, chunk_findings
 from deid.profiles import DEFAULT_PROFILE, Profile, dictionary_vr, load
 from deid.reader import sniff
@@ -61,6 +67,7 @@ __all__ = [
     "Leak",
     "VerifyReport",
     "check_dicom",
+    "check_jpeg",
     "check_png",
     "check_text",
     "collect_originals",
@@ -77,10 +84,10 @@ class Leak:
 
     `where` is an attribute path (`ReferencedStudySequence[0] > PatientName`,
     `(0029,1001) private`, `file meta > SourceApplicationEntityTitle`), a PNG chunk
-    (`PNG tEXt chunk`), a pixel box (`pixels x 10-120 y 5-30`), a line of a note or
-    report page (`line 3`), a place in the manifest (`files record 2 > reason`) or
-    `file name`. A leak never carries the value it found, so reports can be printed,
-    logged and kept.
+    (`PNG tEXt chunk`), a JPEG segment (`JPEG APP1 segment at byte 20`), a pixel box
+    (`pixels x 10-120 y 5-30`), a line of a note or report page (`line 3`), a place in
+    the manifest (`files record 2 > reason`) or `file name`. A leak never carries the
+    value it found, so reports can be printed, logged and kept.
     """
 
     file: str
@@ -300,7 +307,17 @@ def _name_leaks(path: Path, root: Path | None, matcher: Matcher) -> list[Leak]:
     return [Leak(str(path), "file name", kind) for kind in kinds]
 
 
-# --- PNG -------------------------------------------------------------------------------
+# --- PNG, JPEG and WebP ----------------------------------------------------------------
+
+ImageFormat = Literal["png", "jpeg", "webp"]
+# Per image format: its name in findings, what it holds besides its image (None if the
+# bytes are not one) and the grey planes its pixels are read from.
+_Metadata = Callable[[bytes, Matcher], list[tuple[str, str]] | None]
+_FORMATS: dict[ImageFormat, tuple[str, _Metadata, Callable[[bytes], list[np.ndarray]]]] = {
+    "png": ("PNG", chunk_findings, png_planes),
+    "jpeg": ("JPEG", jpegmeta.jpeg_findings, jpegmeta.image_planes),
+    "webp": ("WebP", jpegmeta.webp_findings, jpegmeta.image_planes),
+}
 
 
 def check_png(path: Path, originals: Mapping[str, str] | None, policy: TextPolicy) -> list[Leak]:
@@ -314,30 +331,43 @@ def check_png(path: Path, originals: Mapping[str, str] | None, policy: TextPolic
     "text that is not kept". Locations only, never what was read. Raises
     `OcrUnavailableError` when Tesseract cannot run.
     """
-    return _check_png(path, Matcher(originals), policy)
+    return _check_image(path, Matcher(originals), policy, "png")
 
 
-def _check_png(path: Path, matcher: Matcher, policy: TextPolicy) -> list[Leak]:
+def check_jpeg(path: Path, originals: Mapping[str, str] | None, policy: TextPolicy) -> list[Leak]:
+    """Everything identifying in one JPEG output, as `check_png` for a PNG: any segment
+    the image does not need (EXIF, XMP, ICC, IPTC, comments, other APPn, a thumbnail,
+    data after EOI; see `deid.jpegmeta`), then text in the pixels as a viewer shows them.
+    """
+    return _check_image(path, Matcher(originals), policy, "jpeg")
+
+
+def _check_image(
+    path: Path, matcher: Matcher, policy: TextPolicy, fmt: ImageFormat, faces: bool = False
+) -> list[Leak]:
     name = str(path)
+    label, metadata, read_planes = _FORMATS[fmt]
     try:
         data = path.read_bytes()
     except OSError:
         return [Leak(name, "file", "unreadable file")]
-    chunks = chunk_findings(data, matcher)
+    found = metadata(data, matcher)
     try:
-        greys = png_planes(data) if chunks is not None else None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        greys = read_planes(data) if found is not None else None
+    except Exception:  # Pillow raises many types on corrupt input; all mean "unreadable"
         greys = None
-    leaks = [Leak(name, where, kind) for where, kind in chunks or []]
-    if chunks is None or greys is None:
-        return [*leaks, Leak(name, "file", "unreadable PNG")]
+    leaks = [Leak(name, where, kind) for where, kind in found or []]
+    if found is None or greys is None:
+        return [*leaks, Leak(name, "file", f"unreadable {label}")]
     leaks += [Leak(name, where, kind) for where, kind in pixel_findings(greys, matcher, policy)]
+    if faces:
+        leaks += [Leak(name, where, "face") for where in face_findings(data)]
     return list(dict.fromkeys(leaks))
 
 
 # --- A set of outputs ------------------------------------------------------------------
 
-FileType = Literal["dicom", "png", "text", "manifest", "page", "other"]
+FileType = Literal["dicom", "png", "jpeg", "webp", "text", "manifest", "page", "other"]
 
 
 @dataclass(frozen=True)
@@ -360,7 +390,7 @@ class VerifyReport:
 
     @property
     def checked(self) -> int:
-        return self._count("dicom", "png", "text", "manifest", "page")
+        return self._count("dicom", "png", "jpeg", "webp", "text", "manifest", "page")
 
     @property
     def dicom(self) -> int:
@@ -369,6 +399,14 @@ class VerifyReport:
     @property
     def png(self) -> int:
         return self._count("png")
+
+    @property
+    def jpeg(self) -> int:
+        return self._count("jpeg")
+
+    @property
+    def webp(self) -> int:
+        return self._count("webp")
 
     @property
     def notes(self) -> int:
@@ -406,7 +444,10 @@ class VerifyReport:
     def summary(self) -> str:
         leaky = sum(1 for f in self.files if f.leaks)
         found = f"{len(self.leaks)} leaks in {leaky} files" if self.leaks else "no leaks found"
-        kinds = f"{self.dicom} DICOM, {self.png} PNG, {self.notes} notes"
+        kinds = f"{self.dicom} DICOM, {self.png} PNG"
+        kinds += f", {self.jpeg} JPEG" if self.jpeg else ""
+        kinds += f", {self.webp} WebP" if self.webp else ""
+        kinds += f", {self.notes} notes"
         kinds += f", {self.manifests} manifest" if self.manifests else ""
         kinds += f", {self.pages} HTML page" if self.pages else ""
         return f"{self.checked} files checked ({kinds}), {self.skipped} skipped: {found}"
@@ -416,14 +457,21 @@ def _file_type(path: Path) -> FileType:
     """What to check a file as: images by their content, the rest by name or ending."""
     try:
         with path.open("rb") as f:
-            head = f.read(8)
+            head = f.read(12)
     except OSError:
         head = b""
-    if head == SIGNATURE or path.suffix.lower() == ".png":
+    suffix = path.suffix.lower()
+    if head.startswith(SIGNATURE) or suffix == ".png":
         return "png"
-    if path.suffix.lower() == ".dcm" or sniff(path):
+    if head.startswith(jpegmeta.SOI + b"\xff"):
+        return "jpeg"
+    if head.startswith(jpegmeta.WEBP_RIFF) and head[8:12] == b"WEBP":
+        return "webp"
+    if suffix == ".dcm" or sniff(path):
         return "dicom"
-    if path.suffix.lower() == ".txt":
+    if suffix in (".jpg", ".jpeg", ".webp"):  # by name only: unreadable, so a finding
+        return "webp" if suffix == ".webp" else "jpeg"
+    if suffix == ".txt":
         return "text"
     if path.name == MANIFEST_NAME:
         return "manifest"
@@ -439,12 +487,13 @@ def _check_file(
     matcher: Matcher,
     unchanged: Unchanged,
     policy: TextPolicy,
+    faces: bool = False,
 ) -> FileCheck:
     leaks = _name_leaks(path, root, matcher)
     if kind == "dicom":
         leaks += _check_dicom(path, matcher, unchanged, policy)
-    elif kind == "png":
-        leaks += _check_png(path, matcher, policy)
+    elif kind in _FORMATS:
+        leaks += _check_image(path, matcher, policy, kind, faces)
     elif kind == "text":
         leaks += _check_text(path, matcher)
     elif kind == "manifest":
@@ -463,6 +512,7 @@ def verify_outputs(
     kept: Callable[[int, str], bool] | None = None,
     values: Mapping[str, str] | None = None,
     profile: Profile | None = None,
+    faces: bool = False,
 ) -> VerifyReport:
     """Check every file under `outputs`, against the values of the `originals` if given.
 
@@ -475,7 +525,8 @@ def verify_outputs(
     checked at a time (OCR runs in Tesseract processes). Raises `UsageError` for a path
     that does not exist and `OcrUnavailableError` when PNGs cannot be read. `values`,
     if given, are the originals' values already collected (`collect_originals`), used
-    instead of reading `originals` again.
+    instead of reading `originals` again. With `faces`, a face found in an image is a
+    leak too (`deid share` bundles).
     """
     if values is None and originals is not None:
         profile = profile if profile is not None else load(DEFAULT_PROFILE)
@@ -488,7 +539,7 @@ def verify_outputs(
         work += [(path, root) for path in discover([output])]
 
     def check(item: tuple[Path, Path | None, FileType]) -> FileCheck:
-        return _check_file(*item, matcher, unchanged, policy)
+        return _check_file(*item, matcher, unchanged, policy, faces)
 
     typed = [(path, root, _file_type(path)) for path, root in work]
     if jobs <= 1:
@@ -496,7 +547,9 @@ def verify_outputs(
     # Only OCR runs in threads: it waits on Tesseract processes, and the header checks
     # silence pydicom's warnings, which cannot be done safely from several threads.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending = {i: pool.submit(check, item) for i, item in enumerate(typed) if item[2] == "png"}
+        pending = {
+            i: pool.submit(check, item) for i, item in enumerate(typed) if item[2] in _FORMATS
+        }
         checked = [None if i in pending else check(item) for i, item in enumerate(typed)]
         return VerifyReport(
             [done if done is not None else pending[i].result() for i, done in enumerate(checked)]

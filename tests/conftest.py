@@ -436,3 +436,181 @@ def signed_with_garbage(seed: int = 5) -> tuple[FileDataset, np.ndarray]:
     ds = make_dataset(cells, bits_stored=12, signed=True, extra={"RescaleIntercept": 0})
     ds.RescaleSlope = 1
     return ds, values
+
+
+# --- `deid share`: a patient's disc --------------------------------------------------------
+
+DISC_CT_SLICES = 9
+DISC_MR_SLICES = 5
+DISC_CT_SERIES_UID = "1.2.826.0.1.3680043.8.498.3002"
+DISC_MR_SERIES_UID = "1.2.826.0.1.3680043.8.498.4002"
+
+
+def disc_slice(
+    modality: str, index: int, *, series_uid: str, study_uid: str, series_number: int
+) -> FileDataset:
+    """One slice of a disc series: `index` 0.. runs from the feet up (z = 10 * index),
+    InstanceNumber counts from the head down as scanners number a chest CT, and every
+    pixel holds 100 * index + 1000 so a test can tell the slice from its pixels."""
+    pixels = np.full((32, 32), 1000 + 100 * index, dtype=np.uint16)
+    sop_class = CTImageStorage if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
+    ds = make_dataset(pixels, modality=modality, sop_class=sop_class, bits_stored=12)
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SOPInstanceUID = f"{series_uid}.{index + 1}"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesNumber = series_number
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-100, -100, 10.0 * index]
+    ds.InstanceNumber = 1000 - index
+    if modality == "CT":
+        ds.RescaleSlope = 1
+        ds.RescaleIntercept = -1024
+    else:
+        ds.StudyDescription = "MR HEAD FOR DOE^JOHN"
+        ds.SeriesDescription = "T1 AX BRAIN"
+    return ds
+
+
+def make_disc(root: Path, *, lower: bool = False) -> Path:
+    """A patient's disc under `root`: a DICOMDIR written by pydicom's FileSet over a CT
+    chest of `DISC_CT_SLICES` slices (added in shuffled order, so file names do not
+    follow positions) and an MR head of `DISC_MR_SLICES`, files without extensions,
+    plus a stray README.TXT. With `lower`, every name on disk is lower-cased, as a disc
+    mounted that way shows it (the DICOMDIR still names them upper-case)."""
+    import os
+    import random
+
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    order = list(range(DISC_CT_SLICES))
+    random.Random(5).shuffle(order)
+    for index in order:
+        fs.add(
+            disc_slice(
+                "CT",
+                index,
+                series_uid=DISC_CT_SERIES_UID,
+                study_uid="1.2.826.0.1.3680043.8.498.3001",
+                series_number=2,
+            )
+        )
+    for index in range(DISC_MR_SLICES):
+        fs.add(
+            disc_slice(
+                "MR",
+                index,
+                series_uid=DISC_MR_SERIES_UID,
+                study_uid="1.2.826.0.1.3680043.8.498.4001",
+                series_number=1,
+            )
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    fs.write(root)
+    (root / "README.TXT").write_text("Viewer for Windows: run VIEWER.EXE\n")
+    if lower:
+        for folder, dirs, files in list(os.walk(root, topdown=False)):
+            here = Path(folder)
+            for name in [*files, *dirs]:
+                (here / name).rename(here / name.lower())
+    return root
+
+
+@pytest.fixture
+def disc_folder(tmp_path: Path) -> Path:
+    """`make_disc` under tmp_path/disc, names as written (upper case)."""
+    return make_disc(tmp_path / "disc")
+
+
+@pytest.fixture
+def lower_disc_folder(tmp_path: Path) -> Path:
+    """`make_disc` under tmp_path/disc, every name on disk lower-cased."""
+    return make_disc(tmp_path / "disc", lower=True)
+
+
+# --- HTML pages as read and as a browser shows them (the report and review tests). ---
+
+from html.parser import HTMLParser  # noqa: E402
+
+
+class Parsed(HTMLParser):
+    """Every element with its attributes, and the text a reader sees."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    @property
+    def words(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+    def images(self) -> list[np.ndarray]:
+        import base64
+        import io
+
+        from PIL import Image
+
+        found = []
+        for tag, attrs in self.tags:
+            if tag == "img":
+                data = (attrs.get("src") or "").removeprefix("data:image/jpeg;base64,")
+                picture = Image.open(io.BytesIO(base64.b64decode(data)))
+                found.append(np.asarray(picture.convert("RGB")))
+        return found
+
+
+@pytest.fixture
+def browser() -> str:
+    """A headless-capable Chromium on PATH; skips the test where there is none."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
+
+
+def chromium(browser: str, page: Path, *args: str) -> str:
+    """Run headless Chromium on a local page; its stdout (the DOM for --dump-dom)."""
+    import subprocess
+
+    profile = page.parent / f"chromium-profile-{page.stem}"
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        f"--user-data-dir={profile}",
+        *args,
+        page.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def dumped(browser: str, path: Path, page: str) -> Parsed:
+    """`page` written to `path` and loaded in the browser: the DOM it ends with, its
+    title appended to the text as "TITLE=..."."""
+    import re
+
+    path.write_text(page, encoding="utf-8")
+    dom = chromium(browser, path, "--dump-dom")
+    parsed = Parsed(dom)
+    parsed.text.append("TITLE=" + "".join(re.findall(r"<title>(.*?)</title>", dom)))
+    return parsed

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import re
-import shutil
 import statistics
-import subprocess
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import Parsed, chromium, dumped
 from PIL import Image
 from pydicom.dataset import FileDataset
 from typer.testing import CliRunner
@@ -144,36 +140,6 @@ def _record(letter: str, status: str, **fields: Any) -> FileRecord:
         digest="sha256:" + letter * 64,
         **fields,
     )
-
-
-class Parsed(HTMLParser):
-    """Every element with its attributes, and the text a reader sees."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.feed(page)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    @property
-    def words(self) -> str:
-        return " ".join(" ".join(self.text).split())
-
-    def images(self) -> list[np.ndarray]:
-        found = []
-        for tag, attrs in self.tags:
-            if tag == "img":
-                data = (attrs.get("src") or "").removeprefix("data:image/jpeg;base64,")
-                picture = Image.open(io.BytesIO(base64.b64decode(data)))
-                found.append(np.asarray(picture.convert("RGB")))
-        return found
 
 
 @pytest.fixture
@@ -322,44 +288,6 @@ def test_cli_writes_the_page_and_says_where(run_dir: Path, tmp_path: Path) -> No
 
 
 # --- In a browser: what a person sees. ---
-
-
-@pytest.fixture
-def browser() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
-
-
-def chromium(browser: str, page: Path, *args: str) -> str:
-    """Run headless Chromium on a local page; its stdout (the DOM for --dump-dom)."""
-    profile = page.parent / f"chromium-profile-{page.stem}"
-    command = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--force-device-scale-factor=1",
-        f"--user-data-dir={profile}",
-        *args,
-        page.as_uri(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
-def dumped(browser: str, path: Path, page: str) -> Parsed:
-    path.write_text(page, encoding="utf-8")
-    dom = chromium(browser, path, "--dump-dom")
-    parsed = Parsed(dom)
-    parsed.text.append("TITLE=" + "".join(re.findall(r"<title>(.*?)</title>", dom)))
-    return parsed
 
 
 def test_browser_shows_the_text_and_runs_no_payload(

@@ -42,10 +42,12 @@ from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
 from deid.record import BoxRecord, FileRecord
 from deid.report import page
 from deid.settings import Settings
+from deid.share.encode import encode
 from deid.text import TextPolicy
 from deid.verify import (
     Leak,
     check_dicom,
+    check_jpeg,
     check_png,
     check_text,
     collect_originals,
@@ -495,6 +497,79 @@ def test_unreadable_png_is_not_clean(tmp_path: Path) -> None:
     path = tmp_path / "bad.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\0\0")
     assert Leak(str(path), "file", "unreadable PNG") in check_png(path, None, POLICY)
+
+
+# --- JPEG ------------------------------------------------------------------------------
+
+
+def encoded_jpeg(path: Path, png: Path) -> Path:
+    """The pixels of a pipeline PNG as `deid share` sends them as JPEG."""
+    with Image.open(png) as image:
+        data, ext = encode(np.asarray(image), 2_000_000, photo=True)
+    assert ext == "jpg"
+    path.write_bytes(data)
+    return path
+
+
+def test_jpeg_metadata_is_a_leak(
+    outputs: Outputs, originals: dict[str, str], tmp_path: Path
+) -> None:
+    exif = Image.Exif()
+    exif[0x013B] = P["name"]  # Artist
+    path = tmp_path / "exif.jpg"
+    with Image.open(outputs.png) as image:
+        image.save(path, "JPEG", quality=95, exif=exif.tobytes(), comment=b"seen 2023")
+    leaks = check_jpeg(path, originals, POLICY)
+    assert leaks[:2] == [
+        Leak(str(path), "JPEG APP1 segment at byte 20", "EXIF metadata"),
+        Leak(str(path), "JPEG APP1 segment at byte 20", "patient name"),
+    ]
+    comment_at = 20 + 4 + len(exif.tobytes())
+    assert Leak(str(path), f"JPEG COM segment at byte {comment_at}", "comment") in leaks
+    assert_no_values(leaks)
+
+
+def test_a_jpeg_made_by_share_is_clean(
+    outputs: Outputs, originals: dict[str, str], tmp_path: Path
+) -> None:
+    for png in (outputs.png, outputs.burned_png):
+        path = encoded_jpeg(tmp_path / f"{png.stem}.jpg", png)
+        assert check_jpeg(path, originals, POLICY) == []
+
+
+def test_text_drawn_into_jpeg_pixels_is_found(originals: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "drawn.jpg"
+    drawn("DOE JOHN").save(path, "JPEG", quality=90)
+    leaks = check_jpeg(path, originals, POLICY)
+    assert "patient name" in {leak.kind for leak in leaks}
+    assert all(leak.where.startswith("pixels ") for leak in leaks)
+    assert_no_values(leaks)
+
+
+def test_unreadable_jpeg_is_not_clean(outputs: Outputs, tmp_path: Path) -> None:
+    whole = encoded_jpeg(tmp_path / "whole.jpg", outputs.png).read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(whole[: len(whole) // 2])
+    assert check_jpeg(path, None, POLICY) == [Leak(str(path), "file", "unreadable JPEG")]
+    named = tmp_path / "empty.jpg"
+    named.write_bytes(b"")
+    assert verify_outputs([named], None, POLICY).leaks == [
+        Leak(str(named), "file", "unreadable JPEG")
+    ]
+
+
+def test_verify_outputs_reads_jpeg_and_webp_by_content(outputs: Outputs, tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    encoded_jpeg(folder / "IM1234", outputs.png)  # no extension: found by content
+    with Image.open(outputs.png) as image:
+        image.save(folder / "shot.webp", "WEBP", lossless=True, exif=b"Exif\0\0II*\0")
+    report = verify_outputs([folder], None, POLICY)
+    assert (report.checked, report.jpeg, report.webp, report.png, report.skipped) == (2, 1, 1, 0, 0)
+    assert [(leak.file, leak.kind) for leak in report.leaks] == [
+        (str(folder / "shot.webp"), "EXIF metadata")
+    ]
+    assert "2 files checked (0 DICOM, 0 PNG, 1 JPEG, 1 WebP, 0 notes)" in report.summary()
 
 
 # --- Notes, names and whole folders ----------------------------------------------------

@@ -74,8 +74,9 @@ def frame_count(ds: Dataset) -> int:
 def select_frames(count: int, spec: str) -> list[int]:
     """Zero-based frame indices chosen by a user's spec.
 
-    `spec` is "all", "middle" (frame count // 2, the upper middle for even counts) or a
-    1-based frame number. Anything else, or a number outside 1..count, is a usage error.
+    `spec` is "all", "middle" (frame count // 2, the upper middle for even counts), a
+    1-based frame number, or several numbers with commas ("1,5,9"). Anything else, or a
+    number outside 1..count, is a usage error.
     """
     text = spec.strip().lower()
     if count >= 1:
@@ -83,8 +84,9 @@ def select_frames(count: int, spec: str) -> list[int]:
             return list(range(count))
         if text == "middle":
             return [count // 2]
-        if re.fullmatch(r"[0-9]+", text) and 1 <= int(text) <= count:
-            return [int(text) - 1]
+        numbers = text.split(",")
+        if all(re.fullmatch(r"[0-9]+", n) and 1 <= int(n) <= count for n in numbers):
+            return sorted({int(n) - 1 for n in numbers})
     raise UsageError(
         f"frame spec '{spec}' does not fit an image with {count} frame(s): "
         f"use 'all', 'middle' or a frame number from 1 to {count}"

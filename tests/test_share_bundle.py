@@ -1,0 +1,163 @@
+"""`deid share` end to end: a disc, photos and documents into a bundle, run through the
+command line in-process; what must not appear in the bundle or the output is asserted."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DISC_CT_SLICES, PHI, make_dataset, make_disc
+from PIL import Image, ImageDraw, ImageFont
+from test_share_documents import passport_page
+from test_share_photos import PLANTED, assert_nothing_sent, phone_jpeg
+from typer.testing import CliRunner
+
+from deid.cli import app
+from deid.errors import ExitCode
+from deid.faces import find_faces
+
+runner = CliRunner()
+
+
+def share(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["share", *args])
+    return result.exit_code, result.output
+
+
+def astronaut_face() -> Image.Image:
+    skimage_data = pytest.importorskip("skimage.data")
+    return Image.fromarray(skimage_data.astronaut()).crop((150, 20, 300, 210))
+
+
+def face_photo(path: Path, *, name: str | None = "JANE DOE") -> Path:
+    """A phone photo: a face on a wall, a name printed on a card below it, EXIF GPS."""
+    rng = np.random.default_rng(3)
+    wall = rng.normal(170, 12, (900, 1200, 3)).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(wall)
+    image.paste(astronaut_face().resize((300, 380)), (450, 80))
+    if name:
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((380, 560, 820, 660), fill=(250, 250, 250))
+        draw.text((400, 575), name, fill=(10, 10, 10), font=ImageFont.load_default(size=64))
+    return phone_jpeg(path, np.asarray(image))
+
+
+def test_a_disc_gives_one_image_per_series(tmp_path: Path) -> None:
+    disc = make_disc(tmp_path / "disc")
+    bundle = tmp_path / "bundle"
+    code, output = share(str(disc), "--out", str(bundle))
+    assert code == 0, output
+    names = sorted(p.name for p in bundle.iterdir())
+    ct_first = ["context.txt", "series1-lung.png", "series1-mediastinum.png", "series2-brain.png"]
+    mr_first = ["context.txt", "series1-brain.png", "series2-lung.png", "series2-mediastinum.png"]
+    assert names in (ct_first, mr_first)
+    assert f"3 images ready in {bundle} (2 series, 0 photos); nothing identifying found" in output
+    assert "DOE" not in output
+    note = (bundle / "context.txt").read_text()
+    assert "Black boxes cover text that was removed for privacy; they are not findings." in note
+    assert "Modality: CT" in note and "DOE" not in note
+
+
+def test_the_middle_slice_is_the_key_slice(tmp_path: Path) -> None:
+    disc = make_disc(tmp_path / "disc")
+    bundle = tmp_path / "bundle"
+    code, output = share(str(disc), "--out", str(bundle), "--window", "soft-tissue")
+    assert code == 0, output
+    ct = next(p for p in bundle.glob("series*-soft-tissue.png"))
+    # slice i holds 1000 + 100 i stored, -1024 intercept: the middle one (i = 4) is 376 HU,
+    # above the soft-tissue window's top (240 HU), so it shows white; slice 0 would be grey.
+    assert DISC_CT_SLICES // 2 == 4
+    assert np.asarray(Image.open(ct)).min() == 255
+
+
+def test_a_ct_chest_montage_shows_lung_and_mediastinum(tmp_path: Path) -> None:
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for index in range(5):
+        values = np.full((64, 64), 1024 - 600, dtype=np.uint16)  # -600 HU: lung
+        ds = make_dataset(values, modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2")
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.BodyPartExamined = "CHEST"
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.7"
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.7.{index + 1}"
+        ds.InstanceNumber = index + 1
+        ds.save_as(folder / f"IM{index}", enforce_file_format=True)
+    bundle = tmp_path / "bundle"
+    code, output = share(str(folder), "--out", str(bundle), "--montage", "--slices", "3")
+    assert code == 0, output
+    montage = np.asarray(Image.open(bundle / "series1-montage.png"))
+    top, bottom = montage[: montage.shape[0] // 2], montage[montage.shape[0] // 2 :]
+    # -600 HU is mid-grey in the lung window (top row) and black in the mediastinum one
+    assert np.percentile(top[top > 0], 50) == pytest.approx(128, abs=3)
+    assert (bottom > 200).sum() < bottom.size * 0.05  # only labels are bright there
+    assert "lung" in (bundle / "context.txt").read_text()
+
+
+def test_a_photo_loses_its_metadata_face_and_printed_name(tmp_path: Path) -> None:
+    photo = face_photo(tmp_path / "IMG_2201.jpg")
+    bundle = tmp_path / "bundle"
+    code, output = share(str(photo), "--out", str(bundle), "--review")
+    assert code == 0, output
+    sent = bundle / "photo1.jpg"
+    data = sent.read_bytes()
+    assert_nothing_sent(data, "jpg")
+    image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert find_faces(image) == []
+    assert image[590:640, 400:700].mean() < 40  # the printed name is blacked out
+    assert "1 face covered" in output and "text line" in output
+    assert "1 image ready in" in output and "(0 series, 1 photo)" in output
+    page = (bundle / "review.html").read_text()
+    assert "face" in page and "data:image/jpeg;base64," in page
+    for value in PLANTED:
+        assert value.decode("latin-1", "replace") not in page
+
+
+def test_an_identity_document_is_refused_unless_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "scan.png"
+    Image.fromarray(passport_page()).save(path)
+    bundle = tmp_path / "bundle"
+    code, output = share(str(path), "--out", str(bundle))
+    assert code == ExitCode.REFUSED
+    assert "identity document" in output and "--allow-documents" in output
+    assert not list(bundle.glob("photo*"))
+    allowed = tmp_path / "allowed"
+    code, output = share(str(path), "--out", str(allowed), "--allow-documents")
+    assert list(allowed.glob("photo1.*")), output
+
+
+def test_a_bundle_folder_with_files_is_refused_before_any_work(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "mine.txt").write_text("keep me")
+    code, output = share(str(make_disc(tmp_path / "disc")), "--out", str(bundle))
+    assert code == ExitCode.OUTPUT_EXISTS, output
+    assert sorted(p.name for p in bundle.iterdir()) == ["mine.txt"]
+
+
+def test_without_out_a_new_folder_is_made_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disc = make_disc(tmp_path / "disc")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deid-share").mkdir()
+    code, output = share(str(disc))
+    assert code == 0, output
+    assert (tmp_path / "deid-share-2" / "context.txt").exists()
+    assert "deid-share-2" in output
+
+
+def test_paths_are_hidden_with_redact_paths(tmp_path: Path) -> None:
+    photo = face_photo(tmp_path / f"{PHI['name'].replace('^', '_')}.jpg", name=None)
+    code, output = share(str(photo), "--out", str(tmp_path / "b"), "--redact-paths")
+    assert code == 0, output
+    assert PHI["name_words"][0] not in output
+    assert "input #1" in output
+
+
+def test_a_bad_window_is_a_usage_error(tmp_path: Path) -> None:
+    code, output = share(str(tmp_path), "--window", "liver-ish", "--out", str(tmp_path / "b"))
+    assert code == ExitCode.USAGE
+    assert "--window" in output
+    assert not (tmp_path / "b").exists()
