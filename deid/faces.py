@@ -11,9 +11,9 @@ patient lying at 90 degrees or tilted. So the photo is searched as several views
   (no face is then more than 22.5 degrees from upright in one of them): large faces at
   any angle;
 - a thumbnail at 320 px, upright and at the right angles, for a face filling the frame;
-- a fine level of about 3 Mpx (a small image is enlarged up to twice), in overlapping
-  tiles of at most 960 px, at the four right angles: small faces upright, lying or
-  upside down. Diagonal views at this level would more than double the time.
+- a fine level of about 1800 px, in overlapping tiles of at most 960 px, upright only,
+  when the photo is large enough for it to show more than the overview: small faces,
+  upright. Turned views at this level would quadruple the time.
 
 Each box found is mapped back to the photo (a box on a rotated view becomes the box
 covering that rotated rectangle) and boxes of the same face are merged into one.
@@ -37,7 +37,8 @@ _SIDE = 960  # px: the longest side the detector is given
 _DIAGONAL_SIDE = 640  # px: the side of the overview turned by 45 degrees
 _THUMB_SIDE = 320  # px: the thumbnail, where a face filling the photo becomes small enough
 _FINE_SIDE = 2 * _SIDE - 160  # px: the fine level's long side, two tiles across
-_MAX_ENLARGE = 2.0  # a small image's fine level is enlarged at most this much
+_FINE_GAIN = 1.3  # the fine level is searched when it is this much larger than the overview
+_LEAST_SIDE = 20  # px: smaller boxes on a view are texture, not faces (see benchmarks)
 _OVERLAP = 160  # px shared by neighbouring tiles: faces this small lie whole in one tile
 _SAME_FACE = 0.3  # boxes overlapping by this much (of the larger one) are one face
 _PAD = 0.2  # covers grow by this share of the face's size on every side
@@ -64,11 +65,11 @@ def find_faces(image: np.ndarray, *, min_score: float = MIN_SCORE) -> list[Face]
     rgb = _as_rgb(image)
     height, width = rgb.shape[:2]
     found: list[Face] = []
-    for view, to_image in _views(rgb):
+    for _, view, to_image in _views(rgb):
         rows, cols = view.shape[:2]
         bgr = np.ascontiguousarray(view[:, :, ::-1])  # the order the network was trained on
         for x, y, w, h, score in detect(cols, rows, bgr.tobytes()):
-            if score >= min_score:
+            if score >= min_score and min(w, h) >= _LEAST_SIDE:
                 box = _map_box(to_image, x, y, x + w, y + h, width, height)
                 if box.area > 0:
                     found.append(Face(box, float(score)))
@@ -134,29 +135,34 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), not {image.shape}")
 
 
-def _views(rgb: np.ndarray) -> Iterator[tuple[np.ndarray, Affine]]:
-    """The overview, the thumbnail and the fine tiles, each with its map to the image.
+def _views(rgb: np.ndarray) -> Iterator[tuple[str, np.ndarray, Affine]]:
+    """Each view searched, named (level/degrees), with its map back to the image.
 
     Each level is shrunk from the next larger one, not from the photo: a 12 Mpx photo is
-    then averaged down once, not three times.
+    then averaged down once, not three times. The fine level is searched only when it
+    shows the photo larger than the overview does, and never enlarged: on an enlarged
+    scan the network sees faces in anatomy far more often than it finds a face.
     """
     longest = max(rgb.shape[:2])
     overview_scale = min(1.0, _SIDE / longest)
-    fine_scale = min(_MAX_ENLARGE, _FINE_SIDE / longest)
+    fine_scale = min(1.0, _FINE_SIDE / longest)
     fine, fine_to_image = _resized(rgb, fine_scale)
-    rows, cols = fine.shape[:2]
-    for top, bottom in _spans(rows):
-        for left, right in _spans(cols):
-            tile = fine[top:bottom, left:right]
-            yield from _right_angles(tile, fine_to_image @ _shift(left, top))
+    if fine_scale * longest > _FINE_GAIN * _SIDE:
+        rows, cols = fine.shape[:2]
+        for top, bottom in _spans(rows):
+            for left, right in _spans(cols):
+                tile = fine[top:bottom, left:right]
+                yield from _turned("fine", tile, fine_to_image @ _shift(left, top))
     source, to_image = (fine, fine_to_image) if fine_scale < 1 else (rgb, np.eye(3))
-    overview, overview_to_source = _resized(source, overview_scale * longest / max(source.shape[:2]))
+    overview, overview_to_source = _resized(
+        source, overview_scale * longest / max(source.shape[:2])
+    )
     to_image = to_image @ overview_to_source
-    yield from _right_angles(overview, to_image)
+    yield from _turned("overview", overview, to_image)
     yield from _diagonals(overview, to_image)
     if longest > 2 * _THUMB_SIDE:
         thumb, thumb_to_overview = _resized(overview, _THUMB_SIDE / max(overview.shape[:2]))
-        yield from _right_angles(thumb, to_image @ thumb_to_overview)
+        yield from _turned("thumbnail", thumb, to_image @ thumb_to_overview)
 
 
 def _resized(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, Affine]:
@@ -170,8 +176,10 @@ def _resized(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, Affine]:
     return resized, np.diag([width / size[0], height / size[1], 1.0])
 
 
-def _right_angles(view: np.ndarray, to_image: Affine) -> Iterator[tuple[np.ndarray, Affine]]:
-    """The view turned by 0, 90, 180 and 270 degrees (anticlockwise), exactly."""
+def _turned(
+    level: str, view: np.ndarray, to_image: Affine, start: int = 0
+) -> Iterator[tuple[str, np.ndarray, Affine]]:
+    """The view turned by 0, 90, 180 and 270 degrees (anticlockwise, plus `start`)."""
     height, width = view.shape[:2]
     back = (  # turned view pixels -> view pixels, for np.rot90's k = 0..3
         np.eye(3),
@@ -180,10 +188,10 @@ def _right_angles(view: np.ndarray, to_image: Affine) -> Iterator[tuple[np.ndarr
         np.array([[0.0, 1, 0], [-1, 0, height], [0, 0, 1]]),
     )
     for k in range(4):
-        yield np.rot90(view, k), to_image @ back[k]
+        yield f"{level}/{start + 90 * k}", np.rot90(view, k), to_image @ back[k]
 
 
-def _diagonals(view: np.ndarray, to_image: Affine) -> Iterator[tuple[np.ndarray, Affine]]:
+def _diagonals(view: np.ndarray, to_image: Affine) -> Iterator[tuple[str, np.ndarray, Affine]]:
     """The view turned by 45, 135, 225 and 315 degrees, shrunk to fit the side limit."""
     height, width = view.shape[:2]
     side = (width + height) / math.sqrt(2)
@@ -193,7 +201,7 @@ def _diagonals(view: np.ndarray, to_image: Affine) -> Iterator[tuple[np.ndarray,
     turn[:, 2] += size / 2 - np.array([width / 2, height / 2])
     turned = cv2.warpAffine(view, turn, (size, size), flags=cv2.INTER_LINEAR)
     back = np.vstack([cv2.invertAffineTransform(turn), [0.0, 0, 1]])
-    yield from _right_angles(turned, to_image @ back)
+    yield from _turned("diagonal", turned, to_image @ back, 45)
 
 
 def _shift(left: int, top: int) -> Affine:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -512,7 +512,7 @@ def verify_outputs(
     kept: Callable[[int, str], bool] | None = None,
     values: Mapping[str, str] | None = None,
     profile: Profile | None = None,
-    faces: bool = False,
+    faces: bool | Collection[str] = False,
 ) -> VerifyReport:
     """Check every file under `outputs`, against the values of the `originals` if given.
 
@@ -526,7 +526,8 @@ def verify_outputs(
     that does not exist and `OcrUnavailableError` when PNGs cannot be read. `values`,
     if given, are the originals' values already collected (`collect_originals`), used
     instead of reading `originals` again. With `faces`, a face found in an image is a
-    leak too (`deid share` bundles).
+    leak too: in every image if True, else in the images of those file names (`deid
+    share` looks for faces in photos only: the detector mistakes some scans for faces).
     """
     if values is None and originals is not None:
         profile = profile if profile is not None else load(DEFAULT_PROFILE)
@@ -539,7 +540,8 @@ def verify_outputs(
         work += [(path, root) for path in discover([output])]
 
     def check(item: tuple[Path, Path | None, FileType]) -> FileCheck:
-        return _check_file(*item, matcher, unchanged, policy, faces)
+        look = faces if isinstance(faces, bool) else item[0].name in faces
+        return _check_file(*item, matcher, unchanged, policy, look)
 
     typed = [(path, root, _file_type(path)) for path, root in work]
     if jobs <= 1:

@@ -745,6 +745,38 @@ def non_dicom(out: Path) -> None:
     path.write_bytes(note.encode("ascii"))
 
 
+# ---------------------------------------------------------------- 9. a phone photo
+
+
+def wristband_photo(out: Path) -> None:
+    """A phone photo of a hospital wristband: name, MRN and birth date printed on the
+    band, EXIF with GPS, camera and time, stored sideways with Orientation 6 (rotate 90
+    degrees clockwise to show), as phones write portrait shots."""
+    width, height = 900, 1200
+    yy, xx = np.mgrid[:height, :width]
+    shade = (200 - 40 * yy / height - 20 * xx / width).astype(np.uint8)
+    table = np.stack([shade, shade - 10, shade - 25], axis=-1)
+    upright = Image.fromarray(table)
+    draw = ImageDraw.Draw(upright)
+    draw.rounded_rectangle((60, 420, 840, 700), radius=60, fill=(214, 170, 140))  # a wrist
+    draw.rectangle((40, 500, 860, 620), fill=(246, 246, 240))  # the band
+    font = ImageFont.load_default(size=34)
+    draw.text((80, 512), f"{SMITH.display}  {SMITH.patient_id}", fill=(20, 20, 20), font=font)
+    draw.text((80, 560), "DOB 01/09/1957", fill=(20, 20, 20), font=font)
+    stored = upright.rotate(90, expand=True)  # Orientation 6 turns it back clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F], exif[0x0110] = "FAKEPHONE", "FAKEPHONE 12"
+    exif[0x0132] = "2022:11:03 14:45:10"
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (40.0, 26.0, 46.3), 3: "W", 4: (79.0, 58.0, 56.1)})
+    path = out / "PHOTOS/IMG_0412.JPG"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=88, exif=exif.tobytes())
+    path.write_bytes(buffer.getvalue())
+
+
 def build(out: Path) -> None:
     """Write every sample file under `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -756,6 +788,7 @@ def build(out: Path) -> None:
     cr_knee_jpeg(out)
     mr_private_nested(out)
     non_dicom(out)
+    wristband_photo(out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,7 +33,7 @@ XA = "DICOM/ST000001/SE000001/IM000001"
 DX_MONO1 = "DICOM/PATEL_ANIL/HAND_LEFT.DCM"
 JPEG = "DICOM/KOWALSKI_ANNA/KOWALSKI_ANNA_KNEE_R.dcm"
 MR_PRIVATE = "DICOM/MUELLER_KLAUS/1.2.826.0.1.3680043.8.498.77007.4.12.dcm"
-NON_DICOM = ["AUTORUN.INF", "DICOM/DOE_JANE/notes.txt"]
+NON_DICOM = ["AUTORUN.INF", "DICOM/DOE_JANE/notes.txt", "PHOTOS/IMG_0412.JPG"]
 
 # path -> (Modality, pixel_array shape, PhotometricInterpretation, TransferSyntaxUID)
 EXPECTED: dict[str, tuple[str, tuple[int, ...], str, str]] = {

@@ -4,6 +4,7 @@ command line in-process; what must not appear in the bundle or the output is ass
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,24 @@ def test_a_bad_window_is_a_usage_error(tmp_path: Path) -> None:
     assert code == ExitCode.USAGE
     assert "--window" in output
     assert not (tmp_path / "b").exists()
+
+
+def test_the_sample_disc_makes_a_clean_bundle(tmp_path: Path) -> None:
+    """The README's first example: every series and the wristband photo, nothing of the
+    patients' names in what is printed or written."""
+    samples = Path(__file__).resolve().parents[1] / "sample_dicom"
+    bundle = tmp_path / "bundle"
+    code, output = share(str(samples), "--out", str(bundle), "--review")
+    assert code == 0, output
+    assert "(7 series, 1 photo); nothing identifying found by the final check" in output
+    assert "IMG_0412.JPG -> " in output and "metadata dropped: EXIF, GPS" in output
+    page = re.sub(
+        r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "", (bundle / "review.html").read_text()
+    )
+    written = page + (bundle / "context.txt").read_text()
+    for value in ("SMITH", "DOE", "GARCIA", "MRN3390415", "FAKEPHONE", "RIVERBEND"):
+        assert value not in output
+        assert value not in written
+    photo = Image.open(bundle / "photo1.jpg")
+    assert photo.size == (900, 1200)  # upright: stored sideways with Orientation 6
+    assert not photo.getexif()

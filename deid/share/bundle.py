@@ -238,6 +238,7 @@ def _write(folder: Path, made: Made, options: ShareOptions) -> SharedImage:
         width=out_width,
         height=out_height,
         size=len(data),
+        faces_searched=made.faces_searched,
     )
 
 
@@ -247,8 +248,9 @@ def _final_check(bundle: Bundle, originals: list[Path], settings: Settings) -> N
         [bundle.folder],
         originals or None,
         settings.text_policy,
+        jobs=2,
         profile=settings.profile,
-        faces=True,
+        faces={i.name for i in bundle.images if i.faces_searched},
     )
     flagged = {Path(leak.file).name for leak in report.leaks}
     bundle.findings = [

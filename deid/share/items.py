@@ -24,7 +24,8 @@ class SharedImage:
 
     `label` names the source without its path ("series 2", "photo 1"); `facts` are the
     safe context lines of that image (modality, body part, view, age band, sex);
-    `window` is the display window of a DICOM image ("lung"), if one was chosen.
+    `window` is the display window of a DICOM image ("lung"), if one was chosen;
+    `faces_searched` says faces were looked for (photos), so the final check looks too.
     """
 
     name: str
@@ -36,3 +37,4 @@ class SharedImage:
     width: int = 0
     height: int = 0
     size: int = 0
+    faces_searched: bool = False

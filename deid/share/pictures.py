@@ -56,4 +56,5 @@ def photo_image(
         photo=True,
         covers=covers,
         dropped=list(photo.dropped),
+        faces_searched=True,
     )

@@ -31,7 +31,8 @@ class Made:
     """One image made for the bundle, before it is encoded: pixels, facts, covers.
 
     `covers` are in `image`'s pixels; `photo` says a camera made it (JPEG suits it);
-    `dropped` names the metadata blocks a photo carried, all left behind.
+    `dropped` names the metadata blocks a photo carried, all left behind;
+    `faces_searched` says the face detector looked at it (photographs only).
     """
 
     stem: str
@@ -43,6 +44,7 @@ class Made:
     window: str | None = None
     covers: list[Cover] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    faces_searched: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def series_images(
     windows = choose(series.modality, series.body_part, options.window)
     tiles: list[_Tile] = []
     facts: list[str] = []
+    searched = False
     place = {(p.slice.path, p.frame): i for i, p in enumerate(picks)}
     for path, frames in _by_file(picks):
         work = pipeline.look(path, replace(settings, frames=_spec(frames), detect_text=False))
@@ -103,17 +106,20 @@ def series_images(
                 covered = [r for r in [*fixed, *found[frame]] if r.decision == "redact"]
                 image = pixels.black_out(rendered[frame], [r.box for r in covered])
                 covers = [Cover(r.box, f"text: {r.reason}") for r in covered]
-                if image.ndim == 3 and series.modality in _PHOTOGRAPHIC:
+                if _photographic(image, series):
                     image, faces = _faces(image, options.faces)
                     covers += faces
                 pick_index = place[(path, frame)]
                 tiles.append(_Tile(image, window, covers, pick_index, windows.index(window)))
+                searched = searched or _photographic(image, series)
     _label(tiles, picks)
     stem = f"series{number}"
     label = f"series {number}"
     if options.montage:
         tiles.sort(key=lambda t: (t.order, t.pick))
-        return [_montage(tiles, windows, stem, label, facts)]
+        grid_image = _montage(tiles, windows, stem, label, facts)
+        grid_image.faces_searched = searched
+        return [grid_image]
     many = len(picks) > 1
     made = []
     for tile in sorted(tiles, key=lambda t: (t.pick, t.order)):
@@ -128,9 +134,15 @@ def series_images(
                 facts=facts,
                 window=tile.window.name,
                 covers=tile.covers,
+                faces_searched=searched,
             )
         )
     return made
+
+
+def _photographic(image: np.ndarray, series: Series) -> bool:
+    """A visible-light photograph stored as DICOM, where a face may show."""
+    return image.ndim == 3 and series.modality in _PHOTOGRAPHIC
 
 
 def _faces(image: np.ndarray, how: str) -> tuple[np.ndarray, list[Cover]]:
@@ -166,7 +178,8 @@ def _montage(
 ) -> Made:
     """One labelled grid: a row of slices per window (a CT chest shows lung and
     mediastinum), the covers mapped into the grid."""
-    image, placed = grid.montage_placed([(t.image, t.label) for t in tiles], rows=len(windows))
+    rows = len(windows) if len(windows) > 1 else None
+    image, placed = grid.montage_placed([(t.image, t.label) for t in tiles], rows=rows)
     covers = [
         Cover(place.map(cover.box), cover.why)
         for tile, place in zip(tiles, placed, strict=True)
