@@ -32,13 +32,13 @@ from pydicom import dcmread
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from real_negatives import real_images  # noqa: E402
-from test_share_photos import phone_jpeg  # noqa: E402
-from throughput import make_corpus  # noqa: E402
+from real_negatives import real_images
+from test_share_photos import phone_jpeg
+from throughput import make_corpus
 
-from deid import pixels  # noqa: E402
-from deid.faces import find_faces  # noqa: E402
-from deid.output import png_bytes  # noqa: E402
+from deid import pixels
+from deid.faces import find_faces
+from deid.output import png_bytes
 
 DEID = str(Path(sys.executable).with_name("deid"))
 
@@ -139,10 +139,12 @@ def main() -> None:
             rows["photo"].append(seconds(lambda n=n: share_run(photo, root / f"p{n}")))
         med = {k: statistics.median(v) for k, v in rows.items()}
         print(f"CT folder of {args.slices} slices -> bundle: {med['ct']:.1f} s")
-        print(f"  floor, read every header: {med['headers']:.2f} s ({med['ct'] / med['headers']:.0f}x)")
+        ratio = med["ct"] / med["headers"]
+        print(f"  floor, read every header: {med['headers']:.2f} s ({ratio:.0f}x)")
         print(f"  floor, render + PNG of one slice: {med['png']:.2f} s")
         print(f"12-MP phone photo -> bundle: {med['photo']:.1f} s")
-        print(f"  floor, decode + re-encode the JPEG: {med['jpeg']:.2f} s ({med['photo'] / med['jpeg']:.0f}x)")
+        ratio = med["photo"] / med["jpeg"]
+        print(f"  floor, decode + re-encode the JPEG: {med['jpeg']:.2f} s ({ratio:.0f}x)")
     faces_table()
 
 
