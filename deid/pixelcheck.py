@@ -31,7 +31,7 @@ from deid.text.decide import kept_token
 _SMALL_IMAGE = 1000  # long side (px) below which the image is enlarged before OCR
 _MIN_EDGE = 40  # grey levels between neighbouring pixels that a pen stroke reaches
 _EDGE_NOISE = 4.0  # ... or this many times the image's median step (grain), if more
-_OUTSIDE = "text that is not kept"
+OUTSIDE = "text that is not kept"
 UNUSED_BITS = "bits above BitsStored"
 
 
@@ -180,7 +180,7 @@ def pixel_findings(
             found, used = _read_line(line, matcher)
             identified += found
             other += [
-                (_OUTSIDE, word.box)
+                (OUTSIDE, word.box)
                 for i, word in enumerate(line)
                 if i not in used and _is_text(word, edges, floor, policy)
             ]

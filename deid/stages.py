@@ -84,7 +84,7 @@ def classify_object(work: FileWork) -> None:
     work.classification = classify.classify(work.ds, work.where, settings.profile)
     work.record.object = work.classification.kind
     work.originals = originals.original_values(work.ds, settings.profile)
-    if settings.context and work.writing:
+    if settings.context:
         work.note = context.build(work.ds).text()
 
 

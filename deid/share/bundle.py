@@ -2,18 +2,26 @@
 
 Each image is written whole or not at all; one bad input never stops the others. The
 final check is `deid verify` on the bundle (metadata, pixel text, faces), against the
-headers of the DICOM files shown: an image it flags is taken out of the bundle.
+headers of the DICOM files shown: an image it flags is taken out of the bundle. A word
+read on a scan that matches nothing identifying stands only where the text detector
+also sees a line.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from deid import verify
+from deid.boxes import Box
 from deid.errors import DeidError, ExitCode, OutputExistsError, UsageError
 from deid.output import Transaction
+from deid.pixelcheck import OUTSIDE
 from deid.settings import Settings
 from deid.share import note
 from deid.share.encode import encode, fit
@@ -23,6 +31,7 @@ from deid.share.pictures import photo_image
 from deid.share.review import write_review
 from deid.share.scans import Made, ScanOptions, series_images
 from deid.share.series import Series, gather
+from deid.text.detect import find_lines
 
 DEFAULT_FOLDER = "deid-share"
 
@@ -242,6 +251,23 @@ def _write(folder: Path, made: Made, options: ShareOptions) -> SharedImage:
     )
 
 
+_PLACE = re.compile(r"pixels x (\d+)-(\d+) y (\d+)-(\d+)")
+
+
+def _unconfirmed(path: str, where: str, kind: str) -> bool:
+    """A word Tesseract read on a scan that matches nothing identifying, where the text
+    detector sees no line: muscle beside bone reads as a word now and then. A finding
+    that names a value, a pattern, a face or metadata always stands."""
+    place = _PLACE.fullmatch(where)
+    if kind != OUTSIDE or place is None:
+        return False
+    left, right, top, bottom = (int(v) for v in place.groups())
+    with Image.open(path) as opened:
+        image = np.asarray(opened.convert("L"))
+    found = Box(left, top, right, bottom)
+    return not any(line.box.overlaps(found) for line in find_lines(image))
+
+
 def _final_check(bundle: Bundle, originals: list[Path], settings: Settings) -> None:
     """`deid verify` on the bundle; a flagged image leaves it, and the note is rewritten."""
     report = verify.verify_outputs(
@@ -252,10 +278,14 @@ def _final_check(bundle: Bundle, originals: list[Path], settings: Settings) -> N
         profile=settings.profile,
         faces={i.name for i in bundle.images if i.faces_searched},
     )
-    flagged = {Path(leak.file).name for leak in report.leaks}
-    bundle.findings = [
-        f"{Path(leak.file).name}: {leak.where}: {leak.kind}" for leak in report.leaks
+    scans = {i.name for i in bundle.images if i.source == "series"}
+    leaks = [
+        leak
+        for leak in report.leaks
+        if not (Path(leak.file).name in scans and _unconfirmed(leak.file, leak.where, leak.kind))
     ]
+    flagged = {Path(leak.file).name for leak in leaks}
+    bundle.findings = [f"{Path(leak.file).name}: {leak.where}: {leak.kind}" for leak in leaks]
     kept = [i for i in bundle.images if i.name not in flagged]
     if len(kept) == len(bundle.images):
         return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deid import context, pipeline, pixels
+from deid import pipeline, pixels
 from deid.faces import cover_faces, find_faces
 from deid.pixelwork import find_text
 from deid.settings import Settings
@@ -84,9 +84,10 @@ def series_images(
     searched = False
     place = {(p.slice.path, p.frame): i for i, p in enumerate(picks)}
     for path, frames in _by_file(picks):
-        work = pipeline.look(path, replace(settings, frames=_spec(frames), detect_text=False))
-        assert work.pixels is not None
-        facts = facts or context.build(work.ds).lines()[1:]
+        chosen = replace(settings, frames=_spec(frames), detect_text=False, context=True)
+        work = pipeline.look(path, chosen)
+        assert work.pixels is not None and work.note is not None
+        facts = facts or work.note.splitlines()[1:]
         fixed = work.pixels.fixed
         for window in windows:
             windowed = replace(settings, render=replace(settings.render, window=window.value))
