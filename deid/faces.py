@@ -32,7 +32,7 @@ import numpy as np
 from deid.boxes import Box
 from deid.errors import DetectorUnavailableError
 
-MIN_SCORE = 60.0  # detector confidence (0..100) from which a box is a face: see benchmarks
+MIN_SCORE = 70.0  # detector confidence (0..100) from which a box is a face: see below
 _SIDE = 960  # px: the longest side the detector is given
 _DIAGONAL_SIDE = 640  # px: the side of the overview turned by 45 degrees
 _THUMB_SIDE = 320  # px: the thumbnail, where a face filling the photo becomes small enough
@@ -239,7 +239,9 @@ def _merge(faces: list[Face]) -> list[Face]:
     A box joins the first (best) face whose seed box it overlaps by `_SAME_FACE` of the
     larger of the two: the covering box of a face found on a diagonal view is twice the
     upright one, yet a weak, huge box around a face is not that face. Comparing with the
-    seed, not the growing union, keeps two faces side by side apart.
+    seed, not the growing union, keeps two faces side by side apart. A weaker face that
+    holds a better one whole is that face seen with its surroundings on a coarse view: it
+    is dropped, as covering it would blur half the photo for nothing.
     """
     merged: list[tuple[Box, Face]] = []
     for face in sorted(faces, key=lambda f: -f.score):
@@ -249,4 +251,9 @@ def _merge(faces: list[Face]) -> list[Face]:
                 break
         else:
             merged.append((face.box, face))
-    return [kept for _, kept in merged]
+    found = [face for _, face in merged]
+    return [
+        face
+        for i, face in enumerate(found)
+        if not any(face.box.contains(better.box) for better in found[:i])
+    ]

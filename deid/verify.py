@@ -7,7 +7,8 @@ page (they are passed on with the outputs), and reports `Leak`s. It does not tru
 steps that wrote the outputs: it collects the original headers' identifying values
 (`deid.originals`) and looks for them everywhere, along with the shapes of identifying
 values (`deid.phitext`). Findings name the kind of value and where it was seen, never
-the value itself.
+the value itself. PNG, JPEG and WebP outputs are checked by `deid.imagecheck` (`check_png`
+and `check_jpeg` are re-exported here), and `Leak` is `deid.leak`'s.
 
 An original value is no finding in a DICOM value where `_` joins it to a longer token
 (`TOSHIBA_MEC` is a vendor, not the institution `TOSHIBA`), nor as the whole value of an
@@ -30,14 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from deid import jpegmeta, pixels
 from deid.errors import DeidError
+from deid.imagecheck import FORMATS, check_image, check_jpeg, check_png
 from deid.inputs import discover
+from deid.leak import Leak
 from deid.manifest import MANIFEST_NAME
 from deid.originals import (
     Finding,
@@ -49,14 +51,8 @@ from deid.originals import (
     scan_bytes,
 )
 from deid.phitext import Matcher, full_date, manifest_findings, over_90, page_findings, text_kinds
-from deid.pixelcheck import (
-    face_findings,
-    pixel_findings,
-    planes,
-    png_planes,
-    stored_bit_findings,
-)
-from deid.pngmeta import SIGNATURE, chunk_findings
+from deid.pixelcheck import pixel_findings, planes, stored_bit_findings
+from deid.pngmeta import SIGNATURE
 from deid.profiles import DEFAULT_PROFILE, Profile, dictionary_vr, load
 from deid.reader import sniff
 from deid.text import TextPolicy
@@ -76,27 +72,6 @@ __all__ = [
     "scan_bytes",
     "verify_outputs",
 ]
-
-
-@dataclass(frozen=True)
-class Leak:
-    """Something identifying in an output: which file, where in it, and what kind.
-
-    `where` is an attribute path (`ReferencedStudySequence[0] > PatientName`,
-    `(0029,1001) private`, `file meta > SourceApplicationEntityTitle`), a PNG chunk
-    (`PNG tEXt chunk`), a JPEG segment (`JPEG APP1 segment at byte 20`), a pixel box
-    (`pixels x 10-120 y 5-30`), a line of a note or report page (`line 3`), a place in
-    the manifest (`files record 2 > reason`) or `file name`. A leak never carries the
-    value it found, so reports can be printed, logged and kept.
-    """
-
-    file: str
-    where: str
-    kind: str
-
-    def line(self) -> str:
-        """`file: where: kind`, the line `deid verify` prints."""
-        return f"{self.file}: {self.where}: {self.kind}"
 
 
 # --- DICOM -----------------------------------------------------------------------------
@@ -307,64 +282,6 @@ def _name_leaks(path: Path, root: Path | None, matcher: Matcher) -> list[Leak]:
     return [Leak(str(path), "file name", kind) for kind in kinds]
 
 
-# --- PNG, JPEG and WebP ----------------------------------------------------------------
-
-ImageFormat = Literal["png", "jpeg", "webp"]
-# Per image format: its name in findings, what it holds besides its image (None if the
-# bytes are not one) and the grey planes its pixels are read from.
-_Metadata = Callable[[bytes, Matcher], list[tuple[str, str]] | None]
-_FORMATS: dict[ImageFormat, tuple[str, _Metadata, Callable[[bytes], list[np.ndarray]]]] = {
-    "png": ("PNG", chunk_findings, png_planes),
-    "jpeg": ("JPEG", jpegmeta.jpeg_findings, jpegmeta.image_planes),
-    "webp": ("WebP", jpegmeta.webp_findings, jpegmeta.image_planes),
-}
-
-
-def check_png(path: Path, originals: Mapping[str, str] | None, policy: TextPolicy) -> list[Leak]:
-    """Everything identifying in one PNG output: metadata chunks, then text in the pixels.
-
-    Any tEXt, zTXt, iTXt, eXIf or tIME chunk is a leak, and so is any chunk an image
-    does not need or data after the end. The pixels are read by Tesseract (enlarged if
-    small, and inverted, so dark text on light shows too); words that spell an original
-    value or an identifying pattern are reported by kind, and any other confident,
-    sharply drawn word of two letters or digits that is not kept text (`kept_token`) as
-    "text that is not kept". Locations only, never what was read. Raises
-    `OcrUnavailableError` when Tesseract cannot run.
-    """
-    return _check_image(path, Matcher(originals), policy, "png")
-
-
-def check_jpeg(path: Path, originals: Mapping[str, str] | None, policy: TextPolicy) -> list[Leak]:
-    """Everything identifying in one JPEG output, as `check_png` for a PNG: any segment
-    the image does not need (EXIF, XMP, ICC, IPTC, comments, other APPn, a thumbnail,
-    data after EOI; see `deid.jpegmeta`), then text in the pixels as a viewer shows them.
-    """
-    return _check_image(path, Matcher(originals), policy, "jpeg")
-
-
-def _check_image(
-    path: Path, matcher: Matcher, policy: TextPolicy, fmt: ImageFormat, faces: bool = False
-) -> list[Leak]:
-    name = str(path)
-    label, metadata, read_planes = _FORMATS[fmt]
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return [Leak(name, "file", "unreadable file")]
-    found = metadata(data, matcher)
-    try:
-        greys = read_planes(data) if found is not None else None
-    except Exception:  # Pillow raises many types on corrupt input; all mean "unreadable"
-        greys = None
-    leaks = [Leak(name, where, kind) for where, kind in found or []]
-    if found is None or greys is None:
-        return [*leaks, Leak(name, "file", f"unreadable {label}")]
-    leaks += [Leak(name, where, kind) for where, kind in pixel_findings(greys, matcher, policy)]
-    if faces:
-        leaks += [Leak(name, where, "face") for where in face_findings(data)]
-    return list(dict.fromkeys(leaks))
-
-
 # --- A set of outputs ------------------------------------------------------------------
 
 FileType = Literal["dicom", "png", "jpeg", "webp", "text", "manifest", "page", "other"]
@@ -492,8 +409,8 @@ def _check_file(
     leaks = _name_leaks(path, root, matcher)
     if kind == "dicom":
         leaks += _check_dicom(path, matcher, unchanged, policy)
-    elif kind in _FORMATS:
-        leaks += _check_image(path, matcher, policy, kind, faces)
+    elif kind in FORMATS:
+        leaks += check_image(path, matcher, policy, kind, faces)
     elif kind == "text":
         leaks += _check_text(path, matcher)
     elif kind == "manifest":
@@ -550,7 +467,7 @@ def verify_outputs(
     # silence pydicom's warnings, which cannot be done safely from several threads.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending = {
-            i: pool.submit(check, item) for i, item in enumerate(typed) if item[2] in _FORMATS
+            i: pool.submit(check, item) for i, item in enumerate(typed) if item[2] in FORMATS
         }
         checked = [None if i in pending else check(item) for i, item in enumerate(typed)]
         return VerifyReport(

@@ -18,6 +18,7 @@ from conftest import (
 )
 
 from deid.errors import UsageError
+from deid.share import dicomdir
 from deid.share import series as series_module
 from deid.share.series import Series, Slice, body_part, gather, pick
 
@@ -145,7 +146,7 @@ def test_series_of_multiframe_files_shows_each_middle_frame(tmp_path: Path) -> N
 def test_dicomdir_is_followed_not_only_walked(
     lower_disc_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(series_module, "_walk", lambda folder, found: [])
+    monkeypatch.setattr(series_module, "walk", lambda folder, ignored: [])
     found = gather([lower_disc_folder / "dicomdir"])
     assert sorted(len(s.slices) for s in found.series) == [DISC_MR_SLICES, DISC_CT_SLICES]
     names = [s.name for series in found.series for s in series.slices]
@@ -153,11 +154,11 @@ def test_dicomdir_is_followed_not_only_walked(
 
 
 def test_dicomdir_names_match_without_regard_to_case(lower_disc_folder: Path) -> None:
-    path = series_module._resolve(
+    path = dicomdir._resolve(
         lower_disc_folder, ["PT000000", "ST000000", "SE000000", "IM000000"], {}
     )
     assert path == lower_disc_folder / "pt000000" / "st000000" / "se000000" / "im000000"
-    assert series_module._resolve(lower_disc_folder, ["PT000000", "..", "dicomdir"], {}) is None
+    assert dicomdir._resolve(lower_disc_folder, ["PT000000", "..", "dicomdir"], {}) is None
 
 
 def test_a_disc_inside_the_folder_given_is_read_once(tmp_path: Path) -> None:

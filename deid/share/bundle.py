@@ -10,6 +10,7 @@ also sees a line.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,21 @@ def make_bundle(
 
     `shown` names an input in messages; `on_sent` hears of each input as it is done.
     Raises DeidError only for the folder itself; every input's trouble is a Problem.
+    Library warnings are silenced: they quote the values they complain about.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _make(inputs, folder, settings, options, shown, on_sent)
+
+
+def _make(
+    inputs: Sequence[Path],
+    folder: Path,
+    settings: Settings,
+    options: ShareOptions,
+    shown: Callable[[Path], str],
+    on_sent: Callable[[Sent], None] | None,
+) -> Bundle:
     _prepare(folder)
     bundle = Bundle(folder)
     gathered = gather(inputs)

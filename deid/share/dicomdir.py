@@ -55,9 +55,7 @@ def _disc_name(name: str) -> str:
     return name.split(";", 1)[0].rstrip(".").upper()
 
 
-def followed(
-    ds: Dataset, dicomdir: Candidate, problems: list[tuple[str, str]]
-) -> list[Candidate]:
+def followed(ds: Dataset, dicomdir: Candidate, problems: list[tuple[str, str]]) -> list[Candidate]:
     """The files a DICOMDIR references, resolved without regard to case below its
     folder; a missing or escaping reference is counted in `problems`, never read.
 

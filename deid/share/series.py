@@ -2,19 +2,18 @@
 slices.
 
 `gather` walks the inputs, follows any DICOMDIR (whose file names are matched without
-regard to case: a disc is written upper-case and often mounted lower-case), reads each
-DICOM header without its pixel data and groups the images by series, each in the order
-of its slices along the patient. `pick` chooses the slices to show: the middle one, or
-a few evenly spaced.
+regard to case: a disc is written upper-case and often mounted lower-case;
+`deid.share.dicomdir`), reads each DICOM header without its pixel data and groups the
+images by series, each in the order of its slices along the patient. `pick` chooses
+the slices to show: the middle one, or a few evenly spaced.
 
 Nothing here keeps a description, a name or a UID where it could be printed: a series is
-known by its number, its modality and a body part from a fixed vocabulary, and files by
-their names relative to the input given.
+known by its number, its modality and a body part from a fixed vocabulary
+(`deid.share.bodypart`), and files by their names relative to the input given.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,10 +26,12 @@ from pydicom.uid import UID
 
 from deid.classify import kind_of
 from deid.errors import DeidError, NotDicomError, TooLargeError, UsageError
-from deid.inputs import discover_named, shown
+from deid.inputs import shown
 from deid.limits import Declared, Limits, check_declared
 from deid.pixels import frame_count
 from deid.reader import read
+from deid.share.bodypart import body_part
+from deid.share.dicomdir import Candidate, followed, is_dicomdir_name, walk
 
 __all__ = [
     "Gathered",
@@ -147,14 +148,6 @@ class _Header:
     sop_uid: str
 
 
-@dataclass
-class _Candidate:
-    path: Path
-    name: str
-    root: Path  # the real path files must stay within
-    given: bool = False  # named on the command line, not found in a folder
-
-
 def gather(inputs: Sequence[Path], *, limits: Limits | None = None) -> Gathered:
     """The series, other files and problems of `inputs` (files or folders).
 
@@ -165,24 +158,24 @@ def gather(inputs: Sequence[Path], *, limits: Limits | None = None) -> Gathered:
     read without pixel data. Raises UsageError for an input that does not exist.
     """
     found = Gathered()
-    candidates: list[_Candidate] = []
+    candidates: list[Candidate] = []
     for item in inputs:
         if not item.exists():
             raise UsageError(f"input not found: {shown(item.name or str(item))}")
         if item.is_file():
-            if _is_dicomdir_name(item.name):
+            if is_dicomdir_name(item.name):
                 # The disc given by its index: the folder holding it is the input.
-                candidates.append(_Candidate(item, shown(item.name), item.parent.resolve()))
-                candidates.extend(_walk(item.parent, found))
+                candidates.append(Candidate(item, shown(item.name), item.parent.resolve()))
+                candidates.extend(walk(item.parent, found.ignored))
             else:
                 candidates.append(
-                    _Candidate(item, shown(item.name), item.resolve().parent, given=True)
+                    Candidate(item, shown(item.name), item.resolve().parent, given=True)
                 )
         else:
-            candidates.extend(_walk(item, found))
+            candidates.extend(walk(item, found.ignored))
 
     headers: list[_Header] = []
-    plain: list[_Candidate] = []  # not DICOM
+    plain: list[Candidate] = []  # not DICOM
     discs: list[Path] = []  # folders holding a DICOMDIR
     seen: set[Path] = set()
     queue = list(reversed(candidates))
@@ -202,7 +195,7 @@ def gather(inputs: Sequence[Path], *, limits: Limits | None = None) -> Gathered:
                     else _header(ds, candidate, found, limits or Limits())
                 )
         except NotDicomError:
-            if _is_dicomdir_name(candidate.path.name):
+            if is_dicomdir_name(candidate.path.name):
                 found.problems.append((candidate.name, "a DICOMDIR that is no DICOM file"))
             else:
                 plain.append(candidate)
@@ -217,14 +210,14 @@ def gather(inputs: Sequence[Path], *, limits: Limits | None = None) -> Gathered:
             discs.append(candidate.path.parent)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                refs = _followed(ds, candidate, found)
+                refs = followed(ds, candidate, found.problems)
             queue.extend(reversed(refs))
             continue
         if header is not None:
             headers.append(header)
 
     # A disc is the folder of a DICOMDIR, read or not (a damaged one is still a disc).
-    discs += [c.path.parent for c in candidates if _is_dicomdir_name(c.path.name)]
+    discs += [c.path.parent for c in candidates if is_dicomdir_name(c.path.name)]
     disc_roots = {d.resolve() for d in discs}
     given = {c.path.resolve() for c in candidates if c.given}
     for candidate in plain:
@@ -270,97 +263,6 @@ def _spread(total: int, count: int) -> list[int]:
     return [int((i + 0.5) * total / count) for i in range(count)]
 
 
-# --- walking and DICOMDIR --------------------------------------------------------------
-
-
-def _walk(folder: Path, found: Gathered) -> list[_Candidate]:
-    """Every file under `folder`, named relative to it; links out of it refused."""
-    refused: list[str] = []
-    named = discover_named([folder], refused=refused)
-    found.ignored.extend((name, "a link to a file outside the folder given") for name in refused)
-    root = folder.resolve()
-    return [_Candidate(path, name, root) for path, name in named]
-
-
-def _is_dicomdir_name(name: str) -> bool:
-    """DICOMDIR as a disc names it: any case, with an ISO 9660 version or a bare dot."""
-    return _disc_name(name) == "DICOMDIR"
-
-
-def _disc_name(name: str) -> str:
-    """A file name as ISO 9660 compares it: upper case, without `;1` and a final dot."""
-    return name.split(";", 1)[0].rstrip(".").upper()
-
-
-def _followed(ds: Dataset, dicomdir: _Candidate, found: Gathered) -> list[_Candidate]:
-    """The files a DICOMDIR references, resolved without regard to case below its
-    folder; a missing or escaping reference is counted, never read."""
-    folder = dicomdir.path.parent
-    base = dicomdir.name.rsplit("/", 1)[0] + "/" if "/" in dicomdir.name else ""
-    try:
-        records = list(ds.get("DirectoryRecordSequence") or [])
-    except Exception:  # pydicom parses the records lazily and fails on damaged items
-        records = None
-    if not records:
-        why = "cannot be read" if records is None else "are missing (a truncated file?)"
-        found.problems.append(
-            (dicomdir.name, f"the DICOMDIR's records {why}; its folder was searched instead")
-        )
-        return []
-    listing: dict[Path, dict[str, str]] = {}
-    out: list[_Candidate] = []
-    missing = 0
-    for record in records:
-        try:
-            raw = record.get("ReferencedFileID")
-        except Exception:
-            missing += 1
-            continue
-        if raw is None or raw == "":
-            continue
-        parts = [str(raw)] if isinstance(raw, str) else [str(p) for p in raw]
-        path = _resolve(folder, parts, listing)
-        if path is None or not path.resolve().is_relative_to(dicomdir.root):
-            missing += 1
-            continue
-        name = shown(base + path.relative_to(folder).as_posix())
-        out.append(_Candidate(path, name, dicomdir.root))
-    if missing:
-        files = "file" if missing == 1 else "files"
-        found.problems.append(
-            (dicomdir.name, f"the DICOMDIR lists {missing} {files} not found under its folder")
-        )
-    return out
-
-
-def _resolve(folder: Path, parts: list[str], listing: dict[Path, dict[str, str]]) -> Path | None:
-    """`folder`/parts..., each part matched as a disc names it, or None."""
-    here = folder
-    for i, part in enumerate(parts):
-        key = _disc_name(part.strip())
-        if not key or key in (".", "..") or "/" in key or "\\" in key or "\0" in key:
-            return None
-        names = listing.get(here)
-        if names is None:
-            names = {}
-            try:
-                for entry in sorted(os.listdir(here)):
-                    names.setdefault(_disc_name(entry), entry)
-            except OSError:
-                pass
-            listing[here] = names
-        actual = names.get(key)
-        if actual is None:
-            return None
-        here = here / actual
-        last = i == len(parts) - 1
-        if last and not here.is_file():
-            return None
-        if not last and (here.is_symlink() or not here.is_dir()):
-            return None
-    return here
-
-
 # --- headers ------------------------------------------------------------------------------
 
 
@@ -375,7 +277,7 @@ def _one_line(message: str) -> str:
     return " ".join(message.split()) or "unreadable"
 
 
-def _header(ds: Dataset, candidate: _Candidate, found: Gathered, limits: Limits) -> _Header | None:
+def _header(ds: Dataset, candidate: Candidate, found: Gathered, limits: Limits) -> _Header | None:
     """What `ds` says for grouping; None (and a note) for an object with no image."""
     kind = kind_of(_sop_class(ds))
     if kind is not None:
@@ -477,82 +379,6 @@ def _numbers(ds: Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
 def _triple(ds: Dataset, keyword: str) -> tuple[float, float, float] | None:
     numbers = _numbers(ds, keyword, 3)
     return None if numbers is None else (numbers[0], numbers[1], numbers[2])
-
-
-# --- body part --------------------------------------------------------------------------
-
-# BodyPartExamined values kept as they are (upper case, letters and digits only): the
-# defined terms of PS3.16 CID 4031 that a patient's disc commonly carries.
-_PARTS = frozenset(
-    [
-        "ABDOMEN", "ABDOMENPELVIS", "ANKLE", "ARM", "BRAIN", "BREAST", "CHEST",
-        "CHESTABDOMEN", "CHESTABDPELVIS", "CLAVICLE", "COCCYX", "CSPINE", "ELBOW",
-        "EXTREMITY", "FACE", "FEMUR", "FINGER", "FOOT", "FOREARM", "HAND", "HEAD",
-        "HEADNECK", "HEART", "HIP", "HUMERUS", "IAC", "JAW", "KIDNEY", "KNEE", "LEG",
-        "LIVER", "LOWEREXTREMITY", "LSPINE", "LUNG", "NECK", "ORBIT", "PANCREAS", "PELVIS",
-        "PROSTATE", "SACRUM", "SHOULDER", "SINUS", "SKULL", "SPINE", "SSPINE", "TSPINE",
-        "THORAX", "TIBIA", "TOE", "UPPEREXTREMITY", "WHOLEBODY", "WHOLESPINE", "WRIST",
-        "ZYGOMA",
-    ]
-)  # fmt: skip
-# Words of a description (or of a BodyPartExamined outside `_PARTS`) -> the body part.
-_WORDS = {
-    "CHEST": "CHEST", "THORAX": "CHEST", "THX": "CHEST", "LUNG": "CHEST", "LUNGS": "CHEST",
-    "PULMONARY": "CHEST", "HEAD": "HEAD", "CRANIAL": "HEAD", "CRANIUM": "HEAD",
-    "SKULL": "HEAD", "BRAIN": "BRAIN", "CEREBRAL": "BRAIN", "NEURO": "BRAIN",
-    "ABDOMEN": "ABDOMEN", "ABD": "ABDOMEN", "ABDO": "ABDOMEN", "ABDOMINAL": "ABDOMEN",
-    "PELVIS": "PELVIS", "PELVIC": "PELVIS", "NECK": "NECK", "SPINE": "SPINE",
-    "CSPINE": "CSPINE", "TSPINE": "TSPINE", "LSPINE": "LSPINE", "KNEE": "KNEE",
-    "HIP": "HIP", "SHOULDER": "SHOULDER", "ELBOW": "ELBOW", "WRIST": "WRIST",
-    "HAND": "HAND", "ANKLE": "ANKLE", "FOOT": "FOOT", "SINUS": "SINUS", "SINUSES": "SINUS",
-    "ORBIT": "ORBIT", "ORBITS": "ORBIT", "HEART": "HEART", "CARDIAC": "HEART",
-    "CORONARY": "HEART", "BREAST": "BREAST", "MAMMO": "BREAST", "LIVER": "LIVER",
-    "KIDNEY": "KIDNEY", "KIDNEYS": "KIDNEY", "RENAL": "KIDNEY", "PROSTATE": "PROSTATE",
-    "FEMUR": "FEMUR", "TIBIA": "TIBIA", "HUMERUS": "HUMERUS", "FOREARM": "FOREARM",
-    "LEG": "LEG", "ARM": "ARM",
-}  # fmt: skip
-_SPINE_LEVELS = {"CERVICAL": "CSPINE", "THORACIC": "TSPINE", "LUMBAR": "LSPINE"}
-_COMBINED = (
-    ({"CHEST", "ABDOMEN", "PELVIS"}, "CHESTABDPELVIS"),
-    ({"CHEST", "ABDOMEN"}, "CHESTABDOMEN"),
-    ({"ABDOMEN", "PELVIS"}, "ABDOMENPELVIS"),
-    ({"HEAD", "NECK"}, "HEADNECK"),
-)
-
-
-def body_part(ds: Dataset) -> str | None:
-    """The body part of `ds`, from a fixed vocabulary: BodyPartExamined when it is a
-    known term, else the part its words name, else the part the series description
-    names, else the study description's. No other word of any of them is kept."""
-    examined = _text(ds, "BodyPartExamined").upper()
-    if re.sub(r"[^A-Z0-9]", "", examined) in _PARTS:
-        return re.sub(r"[^A-Z0-9]", "", examined)
-    for text in (examined, _text(ds, "SeriesDescription"), _text(ds, "StudyDescription")):
-        part = _part_of(text)
-        if part is not None:
-            return part
-    return None
-
-
-def _part_of(text: str) -> str | None:
-    """The body part a free text names, or None."""
-    words = re.findall(r"[A-Z]+", text.upper().replace("-SPINE", "SPINE"))
-    parts: list[str] = []
-    for i, word in enumerate(words):
-        nearby = words[i + 1 : i + 3]
-        if word in _SPINE_LEVELS and "SPINE" in nearby:
-            parts.append(_SPINE_LEVELS[word])
-        elif word == "SPINE" and any(w in _SPINE_LEVELS for w in words[max(0, i - 2) : i]):
-            continue
-        elif word in _WORDS:
-            parts.append(_WORDS[word])
-    if not parts:
-        return None
-    present = set(parts)
-    for members, combined in _COMBINED:
-        if members <= present:
-            return combined
-    return parts[0]
 
 
 # --- grouping and ordering -----------------------------------------------------------------
