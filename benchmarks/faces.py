@@ -78,15 +78,21 @@ def paste(photo: np.ndarray, head: tuple[np.ndarray, Box], width: int, angle: fl
     turned = cv2.warpAffine(crop, turn, (side, side)).astype(np.float32)
     mask = cv2.warpAffine(np.ones((h, w), np.float32), turn, (side, side))[:, :, None]
     x0, y0 = int(centre[0] - side / 2), int(centre[1] - side / 2)
-    area = photo[y0 : y0 + side, x0 : x0 + side].astype(np.float32)
-    photo[y0 : y0 + side, x0 : x0 + side] = (area * (1 - mask) + turned * mask).astype(np.uint8)
+    left, top = max(0, x0), max(0, y0)  # a head reaching past the photo's edge is cut
+    right = min(photo.shape[1], x0 + side)
+    bottom = min(photo.shape[0], y0 + side)
+    inner = np.s_[top - y0 : bottom - y0, left - x0 : right - x0]
+    area = photo[top:bottom, left:right].astype(np.float32)
+    blend = area * (1 - mask[inner]) + turned[inner] * mask[inner]
+    photo[top:bottom, left:right] = blend.astype(np.uint8)
     corners = np.array(
         [[face.left, face.top], [face.right, face.top], [face.right, face.bottom],
          [face.left, face.bottom]], dtype=float
     ) * scale  # fmt: skip
     points = corners @ turn[:, :2].T + turn[:, 2] + [x0, y0]
-    low, high = points.min(axis=0), points.max(axis=0)
-    return Box(int(low[0]), int(low[1]), int(high[0]) + 1, int(high[1]) + 1)
+    low = np.maximum(points.min(axis=0), 0)
+    high = np.minimum(points.max(axis=0), [photo.shape[1], photo.shape[0]])
+    return Box(int(low[0]), int(low[1]), int(high[0]), int(high[1]))
 
 
 def backdrop(width: int, height: int, index: int) -> np.ndarray:

