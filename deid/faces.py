@@ -43,7 +43,7 @@ _SIDE = 960  # px: the longest side the detector is given
 _THUMB_SIDE = 320  # px: the thumbnail, where a face filling the photo becomes small enough
 _FINE_SIDE = 2 * _SIDE - 160  # px: the fine level's long side, two tiles across
 _FINE_GAIN = 1.3  # the fine level is searched when it is this much larger than the overview
-_LEAST_SIDE = 20  # px: a smaller box is texture (stars, gravel), save on a diagonal view
+_LEAST_SIDE = 20  # px: a smaller box is texture (stars), except on a diagonal view
 _OVERLAP = 160  # px shared by neighbouring tiles: faces this small lie whole in one tile
 _SAME_FACE = 0.3  # boxes overlapping by this much (of the larger one) are one face
 _PAD = 0.2  # covers grow by this share of the face's size on every side
@@ -64,6 +64,7 @@ class Face:
 def find_faces(image: np.ndarray, *, min_score: float = MIN_SCORE) -> list[Face]:
     """Every face in an RGB (H, W, 3) or grey (H, W) uint8 image, best score first.
 
+    A lower `min_score` finds more small and tilted faces and more faces in anatomy.
     Raises `DetectorUnavailableError` when the detector cannot be loaded.
     """
     detect = _detector()

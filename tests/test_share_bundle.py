@@ -20,6 +20,7 @@ from deid.errors import ExitCode
 from deid.faces import find_faces
 
 runner = CliRunner()
+_DATA_URI = r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+"
 
 
 def share(*args: str) -> tuple[int, str]:
@@ -111,6 +112,7 @@ def test_a_photo_loses_its_metadata_face_and_printed_name(tmp_path: Path) -> Non
     assert "1 image ready in" in output and "(0 series, 1 photo)" in output
     page = (bundle / "review.html").read_text()
     assert "face" in page and "data:image/jpeg;base64," in page
+    page = re.sub(_DATA_URI, "", page)  # random base64 spells a short name now and then
     for value in PLANTED:
         assert value.decode("latin-1", "replace") not in page
 
