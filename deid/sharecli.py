@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -16,24 +15,6 @@ from deid.inputs import shown
 from deid.share.bundle import Bundle, Sent, ShareOptions, default_folder, make_bundle
 from deid.share.scans import ScanOptions
 from deid.share.windows import WINDOW_CHOICES
-
-
-def _namer(inputs: list[Path], redact: bool) -> Callable[[Path], str]:
-    """How a message names an input: relative to the input it came from, escaped; or
-    by number under --redact-paths (folder names on discs are often patient names)."""
-    numbers: dict[Path, int] = {}
-
-    def name(path: Path) -> str:
-        if redact:
-            return f"input #{numbers.setdefault(path, len(numbers) + 1)}"
-        for root in inputs:
-            if path == root:
-                return shown(path.name)
-            if root.is_dir() and path.is_relative_to(root):
-                return shown(str(path.relative_to(root)))
-        return shown(path.name)
-
-    return name
 
 
 def share_command(
@@ -107,7 +88,7 @@ def share_command(
             folder,
             settings,
             options,
-            shown=_namer(inputs, redact_paths),
+            redact_paths=redact_paths,
             on_sent=heard,
         )
     except DeidError as exc:

@@ -55,10 +55,14 @@ def body_part(ds: Dataset) -> str | None:
     """The body part of `ds`, from a fixed vocabulary: BodyPartExamined when it is a
     known term, else the part its words name, else the part the series description
     names, else the study description's. No other word of any of them is kept."""
-    examined = _text(ds, "BodyPartExamined").upper()
+    examined = header_text(ds, "BodyPartExamined").upper()
     if re.sub(r"[^A-Z0-9]", "", examined) in _table().parts:
         return re.sub(r"[^A-Z0-9]", "", examined)
-    for text in (examined, _text(ds, "SeriesDescription"), _text(ds, "StudyDescription")):
+    for text in (
+        examined,
+        header_text(ds, "SeriesDescription"),
+        header_text(ds, "StudyDescription"),
+    ):
         part = _part_of(text)
         if part is not None:
             return part
@@ -88,15 +92,20 @@ def _part_of(text: str) -> str | None:
     return parts[0]
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    """The first value of `keyword` as stripped text, "" if absent or unreadable (as
-    `deid.share.series` reads the header: a damaged value is no part, not an error)."""
+def header_value(ds: Dataset, keyword: str) -> object:
+    """The value of `keyword`, None if absent or unreadable: a damaged value is no part
+    (nor any other fact), not an error."""
     try:
-        value = ds.get(keyword)
+        return ds.get(keyword)
     except Exception:  # a damaged value fails as it is converted, in many ways
-        return ""
+        return None
+
+
+def header_text(ds: Dataset, keyword: str) -> str:
+    """The first value of `keyword` as stripped text, "" if absent or unreadable."""
+    value = header_value(ds, keyword)
     if value is None:
         return ""
     if not isinstance(value, str | bytes) and hasattr(value, "__len__"):
-        value = value[0] if len(value) else ""
+        value = value[0] if len(value) else ""  # type: ignore[index]
     return str(value).strip()

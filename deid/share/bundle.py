@@ -21,11 +21,12 @@ from PIL import Image
 from deid import verify
 from deid.boxes import Box
 from deid.errors import DeidError, ExitCode, OutputExistsError, UsageError
+from deid.leak import Leak
 from deid.output import Transaction
 from deid.pixelcheck import OUTSIDE
 from deid.settings import Settings
 from deid.share import note
-from deid.share.encode import encode, fit
+from deid.share.encode import encode, encoded_size, fit
 from deid.share.items import Cover, SharedImage
 from deid.share.photos import sniff_photo
 from deid.share.pictures import photo_image
@@ -140,18 +141,19 @@ def make_bundle(
     settings: Settings,
     options: ShareOptions = ShareOptions(),
     *,
-    shown: Callable[[Path], str] = str,
+    redact_paths: bool = False,
     on_sent: Callable[[Sent], None] | None = None,
 ) -> Bundle:
     """Make the bundle in `folder` (new or empty) from files, folders and discs.
 
-    `shown` names an input in messages; `on_sent` hears of each input as it is done.
+    Messages name a photo relative to the input that held it, or by number with
+    `redact_paths`; `on_sent` hears of each input as it is done.
     Raises DeidError only for the folder itself; every input's trouble is a Problem.
     Library warnings are silenced: they quote the values they complain about.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _make(inputs, folder, settings, options, shown, on_sent)
+        return _make(inputs, folder, settings, options, redact_paths, on_sent)
 
 
 def _make(
@@ -159,7 +161,7 @@ def _make(
     folder: Path,
     settings: Settings,
     options: ShareOptions,
-    shown: Callable[[Path], str],
+    redact_paths: bool,
     on_sent: Callable[[Sent], None] | None,
 ) -> Bundle:
     _prepare(folder)
@@ -196,7 +198,7 @@ def _make(
             bundle.skipped += 1
             continue
         photos += 1
-        name = shown(path)
+        name = f"input #{photos}" if redact_paths else gathered.names[path]
         try:
             made_photo = photo_image(
                 path,
@@ -239,11 +241,11 @@ def _done(made: list[Made]) -> list[str]:
 
 
 def _write(folder: Path, made: Made, options: ShareOptions) -> SharedImage:
-    """Cap, encode and write one image, all or nothing; its covers follow the resize."""
+    """Cap, encode and write one image, all or nothing; its covers follow the resize
+    (`encode` itself shrinks an image that no quality fits under the size cap)."""
     width = made.image.shape[1]
-    image = fit(made.image, options.max_side)
-    data, ext = encode(image, options.max_bytes, photo=made.photo)
-    out_height, out_width = image.shape[:2]
+    data, ext = encode(fit(made.image, options.max_side), options.max_bytes, photo=made.photo)
+    out_width, out_height = encoded_size(data)
     factor = out_width / width if width else 1.0
     covers = [
         Cover(c.box.scaled(1 / factor) if factor != 1.0 else c.box, c.why) for c in made.covers
@@ -269,18 +271,23 @@ def _write(folder: Path, made: Made, options: ShareOptions) -> SharedImage:
 _PLACE = re.compile(r"pixels x (\d+)-(\d+) y (\d+)-(\d+)")
 
 
-def _unconfirmed(path: str, where: str, kind: str) -> bool:
-    """A word Tesseract read on a scan that matches nothing identifying, where the text
+def _unconfirmed(leaks: list[Leak]) -> set[Leak]:
+    """Words Tesseract read on a scan that match nothing identifying, where the text
     detector sees no line: muscle beside bone reads as a word now and then. A finding
-    that names a value, a pattern, a face or metadata always stands."""
-    place = _PLACE.fullmatch(where)
-    if kind != OUTSIDE or place is None:
-        return False
-    left, right, top, bottom = (int(v) for v in place.groups())
-    with Image.open(path) as opened:
-        image = np.asarray(opened.convert("L"))
-    found = Box(left, top, right, bottom)
-    return not any(line.box.overlaps(found) for line in find_lines(image))
+    that names a value, a pattern, a face or metadata always stands. Each image is
+    decoded and searched once, however many such words it holds."""
+    places: dict[str, list[tuple[Leak, Box]]] = {}
+    for leak in leaks:
+        place = _PLACE.fullmatch(leak.where)
+        if leak.kind == OUTSIDE and place is not None:
+            left, right, top, bottom = (int(v) for v in place.groups())
+            places.setdefault(leak.file, []).append((leak, Box(left, top, right, bottom)))
+    dismissed: set[Leak] = set()
+    for path, found in places.items():
+        with Image.open(path) as opened:
+            lines = find_lines(np.asarray(opened.convert("L")))
+        dismissed |= {leak for leak, box in found if not any(n.box.overlaps(box) for n in lines)}
+    return dismissed
 
 
 def _final_check(bundle: Bundle, originals: list[Path], settings: Settings) -> None:
@@ -294,11 +301,9 @@ def _final_check(bundle: Bundle, originals: list[Path], settings: Settings) -> N
         faces={i.name for i in bundle.images if i.faces_searched},
     )
     scans = {i.name for i in bundle.images if i.source == "series"}
-    leaks = [
-        leak
-        for leak in report.leaks
-        if not (Path(leak.file).name in scans and _unconfirmed(leak.file, leak.where, leak.kind))
-    ]
+    on_scans = [leak for leak in report.leaks if Path(leak.file).name in scans]
+    dismissed = _unconfirmed(on_scans)
+    leaks = [leak for leak in report.leaks if leak not in dismissed]
     flagged = {Path(leak.file).name for leak in leaks}
     bundle.findings = [f"{Path(leak.file).name}: {leak.where}: {leak.kind}" for leak in leaks]
     kept = [i for i in bundle.images if i.name not in flagged]

@@ -30,7 +30,7 @@ from deid.inputs import shown
 from deid.limits import Declared, Limits, check_declared
 from deid.pixels import frame_count
 from deid.reader import read
-from deid.share.bodypart import body_part
+from deid.share.bodypart import body_part, header_text, header_value
 from deid.share.dicomdir import Candidate, followed, is_dicomdir_name, walk
 
 __all__ = [
@@ -117,7 +117,8 @@ class Gathered:
     """What the inputs hold.
 
     `series`: the DICOM image series, numbered. `others`: files that are not DICOM, to
-    be tried as photos. `problems`: (shown name, one-line reason) for DICOM files that
+    be tried as photos, each shown by its `names` entry (relative to the input that
+    held it). `problems`: (shown name, one-line reason) for DICOM files that
     cannot be read, and for DICOMDIR indexes that cannot be read or list missing files.
     `ignored`: (shown name, reason) for files deliberately left out: DICOM objects that
     hold no image (reports, key-object notes), system files, and files on a disc beside
@@ -126,6 +127,7 @@ class Gathered:
 
     series: list[Series] = field(default_factory=list)
     others: list[Path] = field(default_factory=list)
+    names: dict[Path, str] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
 
@@ -223,6 +225,7 @@ def gather(inputs: Sequence[Path], *, limits: Limits | None = None) -> Gathered:
     for candidate in plain:
         if candidate.path.resolve() in given:  # a file named on its own is meant to be sent
             found.others.append(candidate.path)
+            found.names[candidate.path] = candidate.name
         elif candidate.path.name.startswith(".") or candidate.path.name.lower() in _SYSTEM_FILES:
             found.ignored.append((candidate.name, "a system file"))
         elif any(candidate.path.resolve().is_relative_to(d) for d in disc_roots):
@@ -231,6 +234,7 @@ def gather(inputs: Sequence[Path], *, limits: Limits | None = None) -> Gathered:
             )
         else:
             found.others.append(candidate.path)
+            found.names[candidate.path] = candidate.name
     found.series = _group(headers)
     return found
 
@@ -297,14 +301,14 @@ def _header(ds: Dataset, candidate: Candidate, found: Gathered, limits: Limits) 
     if problem:
         found.problems.append((candidate.name, problem))
         return None
-    modality = _text(ds, "Modality").upper() or None
+    modality = header_text(ds, "Modality").upper() or None
     if modality is not None and not re.fullmatch(r"[A-Z0-9_ ]{1,16}", modality):
         modality = None
     return _Header(
         path=candidate.path,
         name=candidate.name,
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=header_text(ds, "SeriesInstanceUID"),
+        study_uid=header_text(ds, "StudyInstanceUID"),
         modality=modality,
         body_part=body_part(ds),
         frames=frame_count(ds),
@@ -312,7 +316,7 @@ def _header(ds: Dataset, candidate: Candidate, found: Gathered, limits: Limits) 
         series_number=_integer(ds, "SeriesNumber"),
         position=_triple(ds, "ImagePositionPatient"),
         orientation=_numbers(ds, "ImageOrientationPatient", 6),
-        sop_uid=_text(ds, "SOPInstanceUID"),
+        sop_uid=header_text(ds, "SOPInstanceUID"),
     )
 
 
@@ -339,34 +343,18 @@ def _pixel_problem(ds: Dataset, path: Path, limits: Limits) -> str | None:
     return None
 
 
-def _value(ds: Dataset, keyword: str) -> object:
-    try:
-        return ds.get(keyword)
-    except Exception:  # a damaged value fails as it is converted, in many ways
-        return None
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    value = _value(ds, keyword)
-    if value is None:
-        return ""
-    if not isinstance(value, str | bytes) and hasattr(value, "__len__"):
-        value = value[0] if len(value) else ""  # type: ignore[index]
-    return str(value).strip()
-
-
 def _integer(ds: Dataset, keyword: str) -> int | None:
     try:
-        return int(_text(ds, keyword))
+        return int(header_text(ds, keyword))
     except ValueError:
         try:
-            return int(float(_text(ds, keyword)))
+            return int(float(header_text(ds, keyword)))
         except (ValueError, OverflowError):
             return None
 
 
 def _numbers(ds: Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
-    value = _value(ds, keyword)
+    value = header_value(ds, keyword)
     try:
         numbers = tuple(float(v) for v in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
