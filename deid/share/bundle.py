@@ -222,8 +222,8 @@ def _make(
 
 def _series_source(series: Series, number: int) -> str:
     what = " ".join(w for w in (series.modality, series.body_part or "") if w)
-    count = series.images
-    return f"series {number} ({what}, {count} image{'' if count == 1 else 's'})"
+    count = f"{series.images} image{'' if series.images == 1 else 's'}"
+    return f"series {number} ({', '.join(w for w in (what, count) if w)})"
 
 
 def _done(made: list[Made]) -> list[str]:
