@@ -11,6 +11,7 @@ import typer
 from deid import (
     __version__,
     batch,
+    keys,
     leaktest,
     outfolder,
     pipeline,
@@ -64,8 +65,17 @@ def anonymize(
         str | None,
         typer.Option(
             envvar="DEID_KEY",
-            help="Secret for keyed pseudonyms: same key, same pseudonyms on any machine. "
-            "Without one, a random key per run (runs cannot be linked).",
+            help="A passphrase for keyed pseudonyms (--key-file is safer: a passphrase "
+            "can be guessed). Without a key, a random one per run (runs cannot be linked).",
+            show_envvar=True,
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="DEID_KEY_FILE",
+            help="Key file made by `deid keygen`: same key, same pseudonyms on any "
+            "machine, in any order, resumed or not. Must be readable by you alone.",
             show_envvar=True,
         ),
     ] = None,
@@ -133,10 +143,11 @@ def anonymize(
     resolved = _load_profile(profile)
     tree = layout == "tree" or (layout == "auto" and any(p.is_dir() for p in inputs))
     try:
+        file_key = keys.read_key_file(key_file, [*inputs, out_dir]) if key_file else None
         outside: list[str] = []
         named = inputs_mod.discover_named(inputs, out_dir, outside)
         outfolder.prepare(out_dir, inputs)
-        pseudo, manifest = outfolder.open_run(out_dir, resolved, key)
+        pseudo, manifest = outfolder.open_run(out_dir, resolved, key, file_key)
     except DeidError as exc:
         raise _fail(exc) from None
     try:
@@ -198,6 +209,23 @@ def anonymize(
     if nothing and not summary.counts["duplicate"]:
         err.print("error: no DICOM file found in the input", markup=False)
     raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def keygen(
+    key_file: Annotated[Path, typer.Argument(help="Where to write the new key file.")],
+) -> None:
+    """Write a new 256-bit pseudonym key, readable by you alone (mode 0600).
+
+    Give it to every run that must link its pseudonyms (`--key-file`), on every machine.
+    Keep it outside the folders of images and outputs, and keep a copy: without it,
+    later runs cannot give a patient the same pseudonym again.
+    """
+    try:
+        made = keys.write_key_file(key_file)
+    except DeidError as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote key {made} to {key_file} (mode 0600); keep it secret", markup=False)
 
 
 @app.command()

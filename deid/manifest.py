@@ -55,7 +55,7 @@ class RunInfo:
     profile: str
     profile_digest: str
     key_id: str
-    key_kind: str  # "given" (--key / DEID_KEY) or "random" (a fresh key for this folder)
+    key_kind: str  # "file" (--key-file), "given" (--key), "random" (a fresh key per folder)
     run_id: str = ""
     version: str = __version__
 
@@ -154,7 +154,8 @@ class Manifest:
         if before.key_id != now.key_id:
             raise UsageError(
                 f"the output folder was made with key {before.key_id}, not {now.key_id}: "
-                "its pseudonyms would not match; give the same --key, or a new --out folder"
+                "its pseudonyms would not match; give the same --key-file (or --key), "
+                "or a new --out folder"
             )
         self.info = before
 

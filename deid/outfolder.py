@@ -58,30 +58,38 @@ def profile_digest(profile: Profile) -> str:
 
 
 def open_run(
-    out_dir: Path, profile: Profile, passphrase: str | None
+    out_dir: Path,
+    profile: Profile,
+    passphrase: str | None,
+    file_key: bytes | None = None,
 ) -> tuple[Pseudonymizer, Manifest]:
     """The key and the manifest of a run into `out_dir`.
 
-    With a passphrase the key is derived from it. Without one, a folder made by an
-    earlier keyless run gets that run's kept key back (so a resumed run names its
-    outputs the same way); a new folder gets a fresh random key, kept for resuming.
+    A key read from a key file (`keys.read_key_file`) or a passphrase gives the key.
+    Without either, a folder made by an earlier keyless run gets that run's kept key back
+    (so a resumed run names its outputs the same way); a new folder gets a fresh random
+    key, kept for resuming.
     """
-    given = passphrase is not None
-    if given:
+    if file_key is not None and passphrase is not None:
+        raise UsageError("give --key-file or --key, not both")
+    if file_key is not None:
+        pseudo, kind = Pseudonymizer(file_key), "file"
+    elif passphrase is not None:
         try:
-            pseudo = Pseudonymizer.from_passphrase(passphrase)
+            pseudo, kind = Pseudonymizer.from_passphrase(passphrase), "given"
         except ValueError as exc:
             raise UsageError(f"--key: {exc}") from None
     else:
         pseudo = Pseudonymizer(_earlier_random_key(out_dir) or secrets.token_bytes(32))
+        kind = "random"
     info = RunInfo(
         profile=profile.name,
         profile_digest=profile_digest(profile),
         key_id=keys.key_id(pseudo.key),
-        key_kind="given" if given else "random",
+        key_kind=kind,
     )
     manifest = Manifest.open(out_dir, info)
-    if not given:
+    if kind == "random":
         keys.save_run_key(manifest.info.run_id, pseudo.key)
     return pseudo, manifest
 
@@ -93,14 +101,14 @@ def _earlier_random_key(out_dir: Path) -> bytes | None:
         info = manifest.info
     if info.key_kind != "random":
         raise UsageError(
-            f"the output folder was made with the given key {info.key_id}: "
-            "give the same --key (or DEID_KEY) to resume, or a new --out folder"
+            f"the output folder was made with the key {info.key_id}: "
+            "give the same --key-file (or --key) to resume, or a new --out folder"
         )
     key = keys.load_run_key(info.run_id)
     if key is None:
         raise UsageError(
             "the output folder was made with a random key that this machine no longer "
-            "keeps: give a new --out folder (use --key to make runs resumable anywhere)"
+            "keeps: give a new --out folder (use --key-file to make runs resumable anywhere)"
         )
     return key
 

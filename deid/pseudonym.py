@@ -1,5 +1,8 @@
-"""Keyed pseudonyms: HMAC-SHA256(key, original) for UIDs, IDs and output names.
+"""Keyed pseudonyms: HMAC-SHA256 under named domains, for UIDs, IDs, dates and names.
 
+The run's key is never used directly: each kind of pseudonym has a domain (`uid`,
+`patient`, `date-offset` ...) whose own key is HMAC(run key, domain name), so a value
+hashed for one purpose can never be matched against the same value hashed for another.
 The same key gives the same pseudonym on any machine, in any order and in any worker,
 with no shared state; without a key each run draws a fresh random one, so two runs
 cannot be linked. New UIDs live under the `2.25.` root (a UUID-derived integer).
@@ -16,6 +19,14 @@ from dataclasses import dataclass
 
 from pydicom._uid_dict import UID_dictionary
 
+DOMAINS: dict[str, str] = {
+    "uid": "new UIDs for original ones (study, series, instance, frame of reference ...)",
+    "patient": "the patient pseudonym in names, IDs and output folders",
+    "date-offset": "each patient's date shift, in days",
+    "id": "other identifiers (accession number, study ID ...), one sub-domain per attribute",
+    "output-name": "the study, series and instance parts of output file names",
+    "input": "the manifest's id of an input path",
+}
 _UID_MAX_DIGITS = 39
 _DIGIT_RUN = re.compile(r"\d{7}")  # 2.25. + 39 digits stays under the 64-character UI limit
 
@@ -36,6 +47,7 @@ class Pseudonymizer:
         return cls(hashlib.sha256(b"deid-key\0" + passphrase.encode("utf-8")).digest())
 
     def digest(self, kind: str, value: str) -> bytes:
+        """HMAC of `value` under `kind`: a domain of `DOMAINS`, or `domain:sub`."""
         return _digest(self.key, kind, value)
 
     def code(self, kind: str, value: str, length: int = 10) -> str:
@@ -60,13 +72,22 @@ class Pseudonymizer:
 
     def identifier(self, kind: str, value: str) -> str:
         """A pseudonymous ID (accession number, study ID ...) of at most 16 characters."""
-        return self.code(kind, value, 12)
+        return self.code(f"id:{kind}", value, 12)
+
+
+@functools.lru_cache(maxsize=64)
+def domain_key(key: bytes, domain: str) -> bytes:
+    """The key of one named domain, derived from the run's key."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown pseudonym domain {domain!r}")
+    return hmac.digest(key, f"deid-domain\0{domain}".encode(), "sha256")
 
 
 # The slices of a series share their study, series and patient values: each is hashed once.
 @functools.lru_cache(maxsize=4096)
 def _digest(key: bytes, kind: str, value: str) -> bytes:
-    return hmac.digest(key, f"{kind}\0{value}".encode(), "sha256")
+    domain, _, sub = kind.partition(":")
+    return hmac.digest(domain_key(key, domain), f"{sub}\0{value}".encode(), "sha256")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -108,7 +108,7 @@ def _safe_private(ds: Dataset, tag: int, safe: dict[str, frozenset[int]]) -> boo
 
 def _shift_days(pseudo: Pseudonymizer, identity: str, limit: int) -> int:
     """A keyed per-patient offset in [-limit, -1] or [1, limit]: never zero."""
-    number = int.from_bytes(pseudo.digest("date-shift", identity)[:8], "big")
+    number = int.from_bytes(pseudo.digest("date-offset", identity)[:8], "big")
     days = number % limit + 1
     return -days if number >> 63 else days
 
@@ -270,9 +270,9 @@ def deidentify(
     reference_year = year_of(text_of(ds, "StudyDate") or text_of(ds, "ContentDate"))
     report = TagReport(
         patient=pseudo.patient(identity),
-        study="ST" + pseudo.code("study", study_uid or identity, 8),
-        series="SE" + pseudo.code("series", series_uid or study_uid or identity, 8),
-        instance="IM" + pseudo.code("instance", original_sop or identity, 10),
+        study="ST" + pseudo.code("output-name:study", study_uid or identity, 8),
+        series="SE" + pseudo.code("output-name:series", series_uid or study_uid or identity, 8),
+        instance="IM" + pseudo.code("output-name:instance", original_sop or identity, 10),
     )
     walker = _Walker(profile, pseudo, report, identity)
     walker.walk(ds, "")
