@@ -5,7 +5,10 @@ Corpus: CT slices 512x512 with full PHI headers (generated into a temporary fold
 - tags-only (DICOM -> DICOM, no OCR) against the floor "pydicom read + write back
   unchanged", with 1 and 2 worker processes;
 - DICOM -> PNG (no OCR, then with OCR) against the floor "read + render + PNG write";
-- PNG deflate levels of our writer: encode time and size on the same slices.
+- PNG deflate levels of our writer: encode time and size on the same slices;
+- with --scheduler (local:N or tcp://HOST:PORT), the same tags-only and PNG runs on Dask,
+  timed as a CLI run with --scheduler is (connecting, or starting the local cluster,
+  included).
 
 Every run is timed inside a new interpreter, around the work alone, as a CLI run
 starts it, and writes into a new, empty folder that is removed and synced afterwards,
@@ -13,6 +16,7 @@ outside the timings; one warm-up run of each measure comes first, uncounted. The
 machine is noisy: measures are taken in interleaved rounds (each floor beside the runs
 compared with it), each figure is the median over the rounds, and the ratios compare
 against a floor timed in the same run. Run: python benchmarks/throughput.py
+[--scheduler local:2]
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from deid import batch, outfolder, output, pixels, profiles
+from deid import batch, cluster, outfolder, output, pixels, profiles
 from deid import settings as settings_mod
 
 
@@ -132,8 +136,13 @@ def floor_png(paths: list[Path], out: Path, level: int = 1) -> None:
         Image.fromarray(image).save(out / f"{i}.png", compress_level=level)
 
 
+# The scheduler of the Dask measures, handed to each measure's own interpreter.
+SCHEDULER_ENV = "DEID_BENCH_SCHEDULER"
+
+
 def ours(paths: list[Path], out: Path, formats: str, jobs: int, ocr: bool) -> None:
-    """The path `deid anonymize` takes: output folder, manifest, plan (hashes), batch."""
+    """The path `deid anonymize` takes: output folder, manifest, plan (hashes), batch;
+    on Dask when `jobs` is 0 (the scheduler from `SCHEDULER_ENV`)."""
     profile = profiles.load("safe-harbor")
     outfolder.prepare(out, [paths[0].parent])
     pseudo, manifest = outfolder.open_run(out, profile, "bench")
@@ -147,9 +156,10 @@ def ours(paths: list[Path], out: Path, formats: str, jobs: int, ocr: bool) -> No
         overwrite=False,
     )
     items = [batch.Input(p, p.name, pseudo.digest("input", p.name).hex()[:20]) for p in paths]
-    with manifest:
+    scheduler = cluster.parse(os.environ[SCHEDULER_ENV], 2) if jobs == 0 else None
+    with manifest, cluster.open_engine(scheduler, out, [paths[0].parent]) as engine:
         work = batch.plan(items, manifest)
-        summary = batch.run(work, settings, jobs=jobs, manifest=manifest)
+        summary = batch.run(work, settings, jobs=jobs, manifest=manifest, engine=engine)
     if summary.counts["written"] != len(paths):
         sys.exit(f"benchmark run failed: {summary.line()}")
 
@@ -181,6 +191,12 @@ MEASURES: dict[str, tuple[str, str, int, bool]] = {
     "DICOM->PNG with OCR, 1 worker": ("ours", "png", 1, True),
     "floor for OCR: read + render + PNG": ("floor_png", "", 1, False),
 }
+# With --scheduler, beside the others (0 jobs: on Dask).
+DASK_MEASURES: dict[str, tuple[str, str, int, bool]] = {
+    "tags-only, on Dask": ("ours", "dicom", 0, False),
+    "DICOM->PNG no OCR, on Dask": ("ours", "png", 0, False),
+}
+MEASURES.update(DASK_MEASURES)
 
 
 def run_measure(name: str, inputs: list[Path], out: Path) -> float:
@@ -214,6 +230,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--ocr-files", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--scheduler", help="also run on Dask: local:N or tcp://HOST:PORT (deid[dask] needed)"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -244,7 +263,11 @@ def main() -> None:
             os.sync()
 
         ocr = ("DICOM->PNG with OCR, 1 worker", "floor for OCR: read + render + PNG")
-        names = [name for name in MEASURES if name not in ocr]
+        if args.scheduler:
+            cluster.parse(args.scheduler, 2)  # a bad one stops here, not in a child
+            os.environ[SCHEDULER_ENV] = args.scheduler
+        skipped = set(ocr) | (set() if args.scheduler else set(DASK_MEASURES))
+        names = [name for name in MEASURES if name not in skipped]
         # Interleaved rounds: a floor and the runs it is compared with see the same noise.
         rounds: dict[str, list[float]] = {name: [] for name in names}
         for name in names:  # warm-up, not counted: the first writes of a fresh machine
@@ -260,6 +283,8 @@ def main() -> None:
         ocr_ours = measure(ocr[0], few)
 
         print(f"corpus: {n} CT slices 512x512 with full PHI headers; medians of {args.repeats}")
+        if args.scheduler:
+            print(f"on Dask: --scheduler {args.scheduler}, starting or connecting included")
         print(f"{'measure':42} {'files/s':>9} {'x floor':>8}")
         floors = {
             "tags": results["floor: read + write unchanged"],

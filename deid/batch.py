@@ -49,6 +49,12 @@ class Input:
     input_id: str = ""
 
 
+# What runs the files of a plan: given the inputs to do and the settings, a generator of
+# their records in the order they end. Closing it stops the work still in flight. The
+# local process pool is one (`local_engine`); `deid.cluster` has one for Dask.
+Engine = Callable[[list[tuple[Input, Seen]], Settings], Generator[FileRecord, None, None]]
+
+
 @dataclass
 class Summary:
     """Counts of a run and the results that need the user's attention."""
@@ -234,11 +240,14 @@ def run(
     total: int | None = None,
     manifest: Manifest | None = None,
     on_result: Callable[[FileRecord], None] | None = None,
+    engine: Engine | None = None,
 ) -> Summary:
-    """Process the plan with `jobs` worker processes; one bad file never stops the rest.
+    """Process the plan with `jobs` worker processes, or with `engine` when one is given;
+    one bad file never stops the rest.
 
-    Each record goes to the manifest as its file ends. Ctrl-C ends the run early with
-    `Summary.interrupted` set; what was finished stays finished.
+    Each record goes to the manifest as its file ends, here in the calling process
+    whatever the engine. Ctrl-C ends the run early with `Summary.interrupted` set; what
+    was finished stays finished.
     """
     summary = Summary(total=total if total is not None else _count(work))
     summary.done_before = work.done_before
@@ -250,7 +259,7 @@ def run(
         if on_result:
             on_result(record)
 
-    results = _results(work.todo, settings, jobs)
+    results = (engine or local_engine(jobs))(work.todo, settings)
     try:
         for record in work.duplicates:
             finish(record)
@@ -264,6 +273,17 @@ def run(
     finally:
         results.close()  # stops the workers of a run that ends early
     return summary
+
+
+def local_engine(jobs: int) -> Engine:
+    """The engine of worker processes on this machine, `jobs` of them."""
+
+    def engine(
+        todo: list[tuple[Input, Seen]], settings: Settings
+    ) -> Generator[FileRecord, None, None]:
+        return _results(todo, settings, jobs)
+
+    return engine
 
 
 def _count(work: Plan) -> int:
@@ -363,10 +383,11 @@ def run_paths(
     *,
     jobs: int = 1,
     on_result: Callable[[FileRecord], None] | None = None,
+    engine: Engine | None = None,
 ) -> Summary:
     """Process paths without a manifest (tests, benchmarks, `profiles test`)."""
     work = plan([Input(p, str(p), "") for p in paths])
-    return run(work, settings, jobs=jobs, on_result=on_result, total=len(paths))
+    return run(work, settings, jobs=jobs, on_result=on_result, total=len(paths), engine=engine)
 
 
 def worker_count(jobs: int) -> int:

@@ -11,6 +11,7 @@ import typer
 from deid import (
     __version__,
     batch,
+    cluster,
     keys,
     leaktest,
     outfolder,
@@ -82,6 +83,14 @@ def anonymize(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
     ] = 0,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the files on Dask: tcp://HOST:PORT of a running scheduler (--jobs is "
+            "ignored), or local:N for N worker processes here. Inputs and outputs must be "
+            "on a filesystem every worker sees. Needs pip install 'deid[dask]'."
+        ),
+    ] = None,
     frames: FramesOpt = None,
     context: Annotated[
         bool, typer.Option(help="Write a .txt note with safe facts beside each image.")
@@ -138,6 +147,7 @@ def anonymize(
         raise _fail(UsageError(f"--frames {frames!r}: use all, middle or a frame number"))
     try:
         limits = limit_overrides(limit or [])
+        dask = cluster.parse(scheduler, batch.worker_count(jobs)) if scheduler else None
     except DeidError as exc:
         raise _fail(exc) from None
     resolved = _load_profile(profile)
@@ -186,9 +196,22 @@ def anonymize(
     if manifest.unfinished():
         outfolder.sweep_partials(out_dir)
     with manifest:
-        summary = runview.run_with_progress(
-            items, settings, manifest, batch.worker_count(jobs), quiet, verbose, as_json, out, err
-        )
+        try:
+            with cluster.open_engine(dask, out_dir, inputs) as engine:
+                summary = runview.run_with_progress(
+                    items,
+                    settings,
+                    manifest,
+                    batch.worker_count(jobs),
+                    quiet,
+                    verbose,
+                    as_json,
+                    out,
+                    err,
+                    engine=engine,
+                )
+        except DeidError as exc:  # the cluster cannot be reached or cannot see the files
+            raise _fail(exc) from None
     if summary.interrupted:
         outfolder.sweep_partials(out_dir)
         err.print(f"{summary.done} of {summary.total} done; run again to resume", markup=False)

@@ -40,8 +40,10 @@ def run_with_progress(
     as_json: bool,
     out: Console,
     err: Console,
+    engine: batch.Engine | None = None,
 ) -> batch.Summary:
-    """Plan against the manifest, then process with a progress bar on stderr."""
+    """Plan against the manifest, then process with a progress bar on stderr, in `workers`
+    local processes or with `engine` (a Dask cluster): the bar and the lines look the same."""
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -96,7 +98,13 @@ def run_with_progress(
 
         manifest.begin(len(items))
         summary = batch.run(
-            work, settings, jobs=workers, total=len(items), manifest=manifest, on_result=on_result
+            work,
+            settings,
+            jobs=workers,
+            total=len(items),
+            manifest=manifest,
+            on_result=on_result,
+            engine=engine,
         )
         manifest.end("interrupted" if summary.interrupted else "finished")
     return summary
