@@ -108,58 +108,64 @@ class Summary:
 
 @dataclass
 class Plan:
-    """What a run will do: inputs to process, duplicates to record, inputs done before."""
+    """What a run will do: inputs to process, records settled without processing them
+    (inputs that cannot even be looked at), and the number of inputs done before."""
 
     todo: list[tuple[Input, Seen]] = field(default_factory=list)
-    duplicates: list[FileRecord] = field(default_factory=list)
+    settled: list[FileRecord] = field(default_factory=list)
     done_before: int = 0
 
 
 def plan(
     inputs: Sequence[Input],
     manifest: Manifest | None = None,
-    on_hashed: Callable[[], None] | None = None,
+    on_seen: Callable[[], None] | None = None,
     *,
     resume: bool = True,
 ) -> Plan:
-    """Hash every input (no decoding) and sort it: done before, duplicate, or to do.
+    """Look at every input and sort it: done before, or to do. Nothing is decoded, and
+    nothing is read but the inputs a finished run saw with another size or time.
 
-    An input is done before when the manifest has its id with the same content; an input
-    whose content equals one written earlier, or one earlier in this run, is a duplicate.
-    Without `resume` (`--overwrite`) every input is done again.
+    An input is done before when the manifest has its id with the same size and time,
+    or, when those changed, the same content. The digest of an input to do is taken by
+    the worker that reads it, so the client of a cluster never reads the inputs; copies
+    of one content are told apart as their records arrive (`run`). Without `resume`
+    (`--overwrite`) every input is done again.
     """
-    finished: dict[str, str] = {}
-    first: dict[str, str] = {}
-    if manifest is not None and resume:
-        finished, first = manifest.finished(), manifest.written()
     result = Plan()
     for item in inputs:
         try:
-            seen = Seen.of(item.path)
-            digest = seen.digest
+            seen = Seen.stat_of(item.path)
+            before = manifest.done(item.input_id) if manifest and resume and item.input_id else None
+            if before is not None and before[1] != seen.signature:
+                seen = Seen.of(item.path)
+                before = before if before[0] == seen.digest else None
         except OSError as exc:
-            result.duplicates.append(_unreadable(item, exc))
+            result.settled.append(_unreadable(item, exc))
             continue
         finally:
-            if on_hashed:
-                on_hashed()
-        if item.input_id and finished.get(item.input_id) == digest:
+            if on_seen:
+                on_seen()
+        if before is not None:
             result.done_before += 1
-        elif digest in first:
-            result.duplicates.append(
-                FileRecord(
-                    item.name,
-                    "duplicate",
-                    item.input_id,
-                    digest,
-                    reason="same content as an earlier input; processed once",
-                    duplicate_of=first[digest],
-                )
-            )
         else:
-            first[digest] = item.input_id or digest
             result.todo.append((item, seen))
     return result
+
+
+def _as_duplicate(record: FileRecord, first: str) -> FileRecord:
+    """The record of an input whose content equals one written before: its outputs are
+    that input's (the same bytes under the same names), so none are its own."""
+    return FileRecord(
+        record.path,
+        "duplicate",
+        record.input_id,
+        record.digest,
+        object=record.object,
+        reason="same content as an earlier input",
+        duplicate_of=first,
+        seen=record.seen,
+    )
 
 
 def _failed(item: Input, digest: str, error: DeidError) -> FileRecord:
@@ -229,6 +235,7 @@ def _process_in_worker(item: Input, seen: Seen) -> FileRecord:
 def _processed(item: Input, seen: Seen, settings: Settings) -> FileRecord:
     record = process(item.path, settings, seen=seen, name=item.name)
     record.input_id = item.input_id
+    record.seen = seen.signature
     return record
 
 
@@ -251,8 +258,17 @@ def run(
     """
     summary = Summary(total=total if total is not None else _count(work))
     summary.done_before = work.done_before
+    firsts: dict[str, str] = {}  # without a manifest: digest -> the first input written
 
     def finish(record: FileRecord) -> None:
+        if record.status == "written" and record.digest:
+            own = record.input_id or record.path
+            if manifest is not None:
+                first = manifest.first_written(record.digest) or own
+            else:
+                first = firsts.setdefault(record.digest, own)
+            if first != own:
+                record = _as_duplicate(record, first)
         summary.add(record)
         if manifest is not None:
             manifest.add(record, settings.out_dir)
@@ -261,7 +277,7 @@ def run(
 
     results = (engine or local_engine(jobs))(work.todo, settings)
     try:
-        for record in work.duplicates:
+        for record in work.settled:
             finish(record)
         for record in results:
             finish(record)
@@ -287,7 +303,7 @@ def local_engine(jobs: int) -> Engine:
 
 
 def _count(work: Plan) -> int:
-    return work.done_before + len(work.duplicates) + len(work.todo)
+    return work.done_before + len(work.settled) + len(work.todo)
 
 
 def _results(

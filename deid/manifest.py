@@ -7,9 +7,12 @@ also says how the folder was made: deid version, profile name and digest, and a 
 profile or key is refused, since its pseudonyms would not match the ones already there.
 
 An input is known by a keyed id of its path relative to the input folder (an HMAC, as
-paths on patient discs often carry names and the manifest stays in the output folder)
-and by the digest of its content: a rerun skips an input whose id and content are
-already done, and records a new input with the content of a written one as a duplicate.
+paths on patient discs often carry names and the manifest stays in the output folder),
+by the size and time it had when it was processed, and by the digest of its content: a
+rerun skips an input whose id is done with the same size and time (or, when those
+changed, the same content), and records an input with the content of a written one as
+a duplicate. Lookups go to the database, not to tables in memory, so a run of millions
+of files holds no more than a run of a hundred.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ CREATE TABLE IF NOT EXISTS files (
     digest TEXT NOT NULL,
     status TEXT NOT NULL,
     finished REAL NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    seen TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS files_by_digest ON files (digest, status);
 CREATE TABLE IF NOT EXISTS sessions (
     started REAL NOT NULL,
     ended REAL,
@@ -72,8 +77,15 @@ class Manifest:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._upgrade()
         self._db.executescript(_SCHEMA)
         self._session: int | None = None
+
+    def _upgrade(self) -> None:
+        """Give a manifest from an earlier version the columns this one reads."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        if columns and "seen" not in columns:
+            self._db.execute("ALTER TABLE files ADD COLUMN seen TEXT NOT NULL DEFAULT ''")
 
     @classmethod
     def open(cls, out_dir: Path, info: RunInfo) -> Manifest:
@@ -165,17 +177,35 @@ class Manifest:
         query = f"SELECT input_id, digest FROM files WHERE status IN ({marks})"
         return {str(i): str(d) for i, d in self._db.execute(query, tuple(FINISHED))}
 
-    def written(self) -> dict[str, str]:
-        """Content digest -> input id of every input written: later copies are duplicates."""
-        query = "SELECT digest, input_id FROM files WHERE status = 'written'"
-        return {str(d): str(i) for d, i in self._db.execute(query)}
+    def done(self, input_id: str) -> tuple[str, str] | None:
+        """(digest, seen) of an input finished before, or None."""
+        marks = ",".join("?" * len(FINISHED))
+        row = self._db.execute(
+            f"SELECT digest, seen FROM files WHERE input_id = ? AND status IN ({marks})",
+            (input_id, *FINISHED),
+        ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def finished_count(self) -> int:
+        marks = ",".join("?" * len(FINISHED))
+        query = f"SELECT COUNT(*) FROM files WHERE status IN ({marks})"
+        return int(self._db.execute(query, tuple(FINISHED)).fetchone()[0])
+
+    def first_written(self, digest: str) -> str | None:
+        """The id of the input written first with this content, or None."""
+        row = self._db.execute(
+            "SELECT input_id FROM files WHERE digest = ? AND status = 'written' "
+            "ORDER BY finished LIMIT 1",
+            (digest,),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def add(self, record: FileRecord, out_dir: Path) -> None:
         """Store one input's record; a later record of the same input replaces it."""
         data = json.dumps(record.stored(out_dir), sort_keys=True)
         self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-            (record.input_id, record.digest, record.status, time.time(), data),
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            (record.input_id, record.digest, record.status, time.time(), data, record.seen),
         )
 
     def records(self) -> Iterator[FileRecord]:

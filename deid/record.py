@@ -63,6 +63,7 @@ class FileRecord:
     seconds: dict[str, float] = field(default_factory=dict)
     duplicate_of: str = ""
     warnings: list[str] = field(default_factory=list)
+    seen: str = ""  # the input's size and time when processed: how a rerun knows it
 
     @property
     def regions(self) -> int:
@@ -127,6 +128,16 @@ class Seen:
     def of(cls, path: Path) -> Seen:
         before = path.stat()
         return cls(file_digest(path), before.st_size, before.st_mtime_ns)
+
+    @classmethod
+    def stat_of(cls, path: Path) -> Seen:
+        """The input's size and time only; its digest is taken where it is read."""
+        before = path.stat()
+        return cls("", before.st_size, before.st_mtime_ns)
+
+    @property
+    def signature(self) -> str:
+        return f"{self.size}:{self.mtime_ns}"
 
     def changed(self, path: Path) -> bool:
         now = path.stat()

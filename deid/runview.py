@@ -56,26 +56,26 @@ def run_with_progress(
         disable=quiet,
     )
     with progress:
-        hashing = progress.add_task("reading inputs", total=len(items), rate="")
+        looking = progress.add_task("reading inputs", total=len(items), rate="")
         try:
             work = batch.plan(
                 items,
                 manifest,
-                on_hashed=lambda: progress.advance(hashing),
+                on_seen=lambda: progress.advance(looking),
                 resume=not settings.overwrite,
             )
         except KeyboardInterrupt:
             summary = batch.Summary(total=len(items), interrupted=True)
-            summary.done_before = len(manifest.finished())
+            summary.done_before = manifest.finished_count()
             return summary
-        progress.remove_task(hashing)
+        progress.remove_task(looking)
         if work.done_before:
             progress.console.print(
                 f"resuming: {work.done_before} of {len(items)} inputs were done before",
                 markup=False,
             )
         task = progress.add_task(
-            "de-identifying", total=len(work.todo) + len(work.duplicates), rate=""
+            "de-identifying", total=len(work.todo) + len(work.settled), rate=""
         )
         started = time.monotonic()
         done = 0

@@ -133,12 +133,41 @@ def test_copies_of_an_input_are_duplicates_not_failures(tmp_path: Path, study: l
         records = {r.input_id: r for r in manifest.records()}
     assert records["id-COPY_OF_IM0"].status == "duplicate"
     assert records["id-COPY_OF_IM0"].duplicate_of == "id-IM0"
+    written = _outputs(out)
     with _manifest(out) as manifest:
         third = first.with_name("THIRD_COPY")
         third.write_bytes(first.read_bytes())
         work = batch.plan(_inputs([first, copy, third]), manifest)
-    assert work.done_before == 2 and not work.todo
-    assert [r.duplicate_of for r in work.duplicates] == ["id-IM0"]
+        assert work.done_before == 2 and [i.name for i, _ in work.todo] == ["THIRD_COPY"]
+        again = batch.run(work, _settings(out), manifest=manifest)
+        records = {r.input_id: r for r in manifest.records()}
+    assert again.counts["duplicate"] == 1 and again.exit_code == ExitCode.OK
+    assert records["id-THIRD_COPY"].duplicate_of == "id-IM0"
+    assert not records["id-THIRD_COPY"].outputs and _outputs(out) == written
+
+
+def test_a_rerun_reads_only_the_inputs_whose_size_or_time_changed(
+    tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    with _manifest(out) as manifest:
+        batch.run(batch.plan(_inputs(study), manifest), _settings(out), manifest=manifest)
+    touched, edited = (next(p for p in study if p.name == name) for name in ("IM0", "IM1"))
+    os.utime(touched, ns=(1, 1))
+    edited.write_bytes(edited.read_bytes() + b"\0\0")
+    read: list[str] = []
+    real_digest = batch.Seen.of
+
+    def counting(path: Path) -> batch.Seen:
+        read.append(path.name)
+        return real_digest(path)
+
+    monkeypatch.setattr(batch.Seen, "of", counting)
+    with _manifest(out) as manifest:
+        work = batch.plan(_inputs(study), manifest)
+    assert sorted(read) == ["IM0", "IM1"]
+    assert sorted(item.name for item, _ in work.todo) == ["BROKEN", "IM1"]
+    assert work.done_before == 6
 
 
 def test_records_time_every_stage_and_name_actions_not_values(
@@ -197,7 +226,7 @@ def test_a_panic_in_a_codec_fails_the_file_not_the_batch(
     def panic(ds: object, path: str) -> None:
         raise Panic("index out of bounds")
 
-    monkeypatch.setattr(pixelwork.pixels, "decode", panic)
+    monkeypatch.setattr(pixelwork.pixels, "Frames", panic)
     summary = batch.run_paths(study, _settings(tmp_path / "out", text=True), jobs=2)
     failed = [r for r in summary.problems if r.status == "failed"]
     assert {r.kind for r in failed} == {"crashed", "unreadable"}
@@ -230,7 +259,7 @@ def test_an_input_that_vanishes_is_a_failure_not_a_skip(tmp_path: Path, study: l
     third = next(p for p in study if p.name == "IM2")
     third.unlink()
     again = batch.plan(_inputs([third]))
-    assert again.duplicates[0].kind == "input-changed" and not again.todo
+    assert again.settled[0].kind == "input-changed" and not again.todo
 
 
 def test_library_warnings_are_recorded_by_kind_without_values(
