@@ -13,12 +13,11 @@ import os
 import secrets
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO, NoReturn, cast
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -31,7 +30,8 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
-from deid.errors import OutputExistsError, UnreadableError
+from deid.chunks import Chunk, FileRange, Source
+from deid.errors import OutputExistsError
 from deid.reader import deferred
 
 isal_zlib: ModuleType | None
@@ -112,66 +112,6 @@ def dicom_bytes(ds: Dataset) -> bytes:
     return serialize(ds).joined()
 
 
-@dataclass(frozen=True)
-class FileRange:
-    """Bytes still in an input file: a pixel data value that was never read.
-
-    `mtime` is the file's modification time when its header was read; a file changed
-    since then is refused rather than copied.
-    """
-
-    path: str
-    offset: int
-    length: int
-    mtime: float | None = None
-
-    def read(self) -> bytes:
-        with self._source() as source:
-            data = os.pread(source, self.length, self.offset)
-        self._whole(len(data))
-        return data
-
-    def copy_to(self, out: BinaryIO) -> None:
-        """Append the range to `out`, kernel to kernel where the system allows."""
-        out.flush()
-        done = 0
-        with self._source() as source:
-            while done < self.length:
-                try:
-                    step = os.copy_file_range(
-                        source, out.fileno(), self.length - done, self.offset + done
-                    )
-                except (AttributeError, OSError):  # no kernel copy here: read and write
-                    step = out.write(os.pread(source, self.length - done, self.offset + done))
-                    out.flush()
-                if step <= 0:
-                    break
-                done += step
-        self._whole(done)
-        out.seek(0, os.SEEK_END)
-
-    @contextmanager
-    def _source(self) -> Iterator[int]:
-        """The input, open, once it is known to be the file that was read."""
-        source = os.open(self.path, os.O_RDONLY)
-        try:
-            if self.mtime is not None and os.fstat(source).st_mtime != self.mtime:
-                self._refuse()
-            yield source
-        finally:
-            os.close(source)
-
-    def _whole(self, count: int) -> None:
-        if count != self.length:
-            self._refuse()
-
-    def _refuse(self) -> NoReturn:
-        raise UnreadableError("the file changed while it was read; nothing written", self.path)
-
-
-Chunk = bytes | FileRange
-
-
 @dataclass
 class Serialized:
     """A DICOM file as pieces: the pixel data value stays one uncopied piece."""
@@ -187,7 +127,7 @@ class Serialized:
 
     def joined(self) -> bytes:
         """The whole file in memory."""
-        return b"".join(c.read() if isinstance(c, FileRange) else c for c in self.chunks)
+        return b"".join(c if isinstance(c, bytes) else c.read() for c in self.chunks)
 
 
 def serialize(ds: Dataset) -> Serialized:
@@ -275,8 +215,13 @@ _SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 def _pixel_pieces(ds: Dataset, elem: object, implicit: bool) -> tuple[bytes, Chunk, bytes] | None:
     """Pixel data as (tag and length, value, end): native or encapsulated, raw or not.
 
-    A value still in the input file becomes a `FileRange`, copied when written.
+    A value still in the input file becomes a `FileRange`, copied when written; a
+    `Source` value is written as it makes itself.
     """
+    value = getattr(elem, "value", None)
+    if isinstance(elem, DataElement) and isinstance(value, Source):
+        head = _header(0x7FE00010, elem.VR, value.length, implicit)
+        return None if head is None else (head, value, b"")
     filename = getattr(ds, "filename", None)
     if deferred(elem) and isinstance(filename, str):
         raw = cast(RawDataElement, elem)
@@ -389,10 +334,10 @@ class Transaction:
                     f.write(data)
                 else:
                     for chunk in data:
-                        if isinstance(chunk, FileRange):
-                            chunk.copy_to(f)
-                        else:
+                        if isinstance(chunk, bytes):
                             f.write(chunk)
+                        else:
+                            chunk.copy_to(f)
         except BaseException:
             temp.unlink(missing_ok=True)
             self.abort()

@@ -1,6 +1,8 @@
-"""The decoded frames of one image and the text regions found on each.
+"""The frames of one image and the text regions found on each.
 
 Text found on one frame is never stamped onto another; identical frames are read once.
+Frames are decoded one at a time and let go: only the renders of frames shown in a
+picture are kept, so a long cine costs the memory of a frame, not of the cine.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from deid.settings import Settings
 
 @dataclass
 class PixelWork:
-    """The decoded frames of one image, the regions found on each, and kept renders.
+    """The frames of one image (decoded when read), the regions found on each, and
+    kept renders.
 
     `fixed` regions apply to every frame; `found[i]` holds the text regions of frame i
     only, so text found on one frame is never stamped onto another.
     """
 
-    frames: np.ndarray
+    frames: pixels.Frames
     fixed: list[text.Region]
     found: dict[int, list[text.Region]] = field(default_factory=dict)
     rendered: dict[int, np.ndarray] = field(default_factory=dict)
@@ -43,7 +46,7 @@ class PixelWork:
 
 def find_text(
     ds: Dataset,
-    frames: np.ndarray,
+    frames: Sequence[np.ndarray],
     settings: Settings,
     phi: Mapping[str, str],
     where: str,
@@ -54,8 +57,9 @@ def find_text(
 ) -> dict[int, list[text.Region]]:
     """Text regions of each frame in `search` (the `fixed` ones not included).
 
-    Identical frames are read once. Renders of the frames in `keep` are stored in
-    `rendered`. Raises `LeakError` when text stays readable after redaction.
+    Frames are taken one at a time, in order; identical frames are read once. Renders
+    of the frames in `keep` are stored in `rendered`. Raises `LeakError` when text
+    stays readable after redaction.
     """
     policy = settings.text_policy
     protected = text.ultrasound_image_regions(ds)
@@ -92,8 +96,9 @@ def prepare_pixels(
     keep: Collection[int] = (),
     search: Collection[int] | None = None,
 ) -> PixelWork:
-    """Decode the frames; find text, if asked, on the frames in `search` (default all)."""
-    frames = pixels.decode(ds, path)
+    """Check the pixel data; find text, if asked, on the frames in `search` (default
+    all), decoding each in turn."""
+    frames = pixels.Frames(ds, path)
     work = PixelWork(frames, list(fixed))
     if settings.detect_text:
         wanted = range(len(frames)) if search is None else search

@@ -439,7 +439,7 @@ def _png_thumbnail(
 
 def _dicom_thumbnail(record: FileRecord, name: str, path: Path, frame: str, size: int) -> Thumbnail:
     ds = reader.read(path)
-    frames = pixels.decode(ds, str(path))
+    frames = pixels.Frames(ds, str(path))
     try:
         index = pixels.select_frames(len(frames), frame)[0]
     except UsageError:

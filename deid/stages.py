@@ -13,15 +13,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from deid import classify, context, originals, output, pixels, reader, tags, text
+from deid.boxes import Box
+from deid.chunks import Spill, Spilled
 from deid.errors import InputChangedError, LeakError, UnreadableError
+from deid.pixels import Rewritten
 from deid.pixelwork import PixelWork, prepare_pixels
 from deid.record import ActionRecord, BoxRecord, FileRecord, Seen, file_digest
 from deid.settings import Settings
+
+# Renders and PNGs of up to this many shown frames are held in memory; past it, each is
+# made in turn and its PNG kept in a temporary file until written (`--frames all`).
+HELD_FRAMES = 8
 
 
 @dataclass
@@ -44,8 +50,8 @@ class FileWork:
     note: str | None = None
     selected: list[int] = field(default_factory=list)
     pixels: PixelWork | None = None
-    images: list[bytes] = field(default_factory=list)
-    redacted: np.ndarray | None = None
+    images: list[bytes | Spilled] = field(default_factory=list)
+    rewrite: Rewritten | None = None
     report: tags.TagReport | None = None
     serialized: output.Serialized | None = None
     seen: Seen | None = None
@@ -99,9 +105,8 @@ def find_pixels(work: FileWork) -> None:
     fixed = text.fixed_regions(ds, settings.profile.section("regions"))
     if work.want_png or settings.detect_text or fixed:
         search = None if work.want_dicom else work.selected
-        work.pixels = prepare_pixels(
-            ds, work.where, settings, work.originals, fixed, work.selected, search
-        )
+        keep = work.selected if len(work.selected) <= HELD_FRAMES else []
+        work.pixels = prepare_pixels(ds, work.where, settings, work.originals, fixed, keep, search)
         work.record.boxes = _box_records(work.pixels)
     elif work.want_dicom:
         pixels.check_pixel_data(ds, work.where)
@@ -124,47 +129,49 @@ def render(work: FileWork) -> None:
     found, settings = work.pixels, work.settings
     if found is None or not work.writing or "png" not in settings.formats:
         return
-    work.images = [
-        output.png_bytes(
+    spill = None if len(work.selected) <= HELD_FRAMES else Spill()
+    for index in work.selected:
+        png = output.png_bytes(
             pixels.black_out(found.shown(work.ds, index, settings.render), found.boxes(index)),
             compress_level=settings.compress_level,
             max_size=settings.max_size,
         )
-        for index in work.selected
-    ]
+        work.images.append(png if spill is None else spill.keep(png))
 
 
 def redact(work: FileWork) -> None:
-    """Black out the boxes in the stored pixel data of every frame of a DICOM output,
-    and clear the bits above Bits Stored there, where legacy overlays hide."""
+    """Plan the DICOM output's new pixel data: every frame with its boxes blacked out,
+    and the bits above Bits Stored cleared, where legacy overlays hide. Nothing is
+    decoded whole: the frames are rewritten one at a time as the output is written."""
     if not work.want_dicom:
         return
-    if pixels.clear_unused_bits(work.ds, work.where) or _rle_bits_cleared(work):
+    ds, found = work.ds, work.pixels
+    fixed_boxes: list[Box] = []
+    per_frame: list[list[Box]] = []
+    if found is not None:
+        fixed_boxes = text.redaction_boxes(found.fixed)
+        per_frame = [text.redaction_boxes(found.found.get(i, [])) for i in range(len(found.frames))]
+    if fixed_boxes or any(per_frame):
+        assert found is not None
+        if pixels.unused_bits_set(ds, work.where) or _rle_bits_set(work):
+            work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
+        work.rewrite = pixels.plan(ds, found.frames, fixed_boxes, per_frame, work.settings.render)
+    elif pixels.clear_unused_bits(ds, work.where):
         work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
-    found = work.pixels
-    if found is None:
-        return
-    fixed_boxes = text.redaction_boxes(found.fixed)
-    per_frame = [text.redaction_boxes(found.found.get(i, [])) for i in range(len(found.frames))]
-    if not fixed_boxes and not any(per_frame):
-        return
-    work.redacted = pixels.redact(
-        work.ds, found.frames, fixed_boxes, work.settings.render, per_frame=per_frame
-    )
+    elif _rle_bits_set(work):
+        work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
+        frames = found.frames if found is not None else pixels.Frames(ds, work.where)
+        work.rewrite = pixels.plan(ds, frames, [], [])
 
 
-def _rle_bits_cleared(work: FileWork) -> bool:
+def _rle_bits_set(work: FileWork) -> bool:
     """RLE keeps every bit of every cell, so bits above Bits Stored survive it: when one
     is set, the frames go out decoded (values masked) as native data. Other codecs keep
     at most their precision, and verify reports what one left there."""
     ds = work.ds
     if ds.file_meta.get("TransferSyntaxUID") != RLELossless:
         return False
-    if not pixels.unused_bit_frames(ds, work.where):
-        return False
-    frames = work.pixels.frames if work.pixels is not None else pixels.decode(ds, work.where)
-    work.redacted = np.ascontiguousarray(frames)
-    return True
+    return bool(pixels.unused_bit_frames(ds, work.where))
 
 
 def deidentify_tags(work: FileWork) -> None:
@@ -175,15 +182,15 @@ def deidentify_tags(work: FileWork) -> None:
         settings.profile,
         settings.pseudonymizer,
         pixels_cleaned=settings.detect_text and work.writing,
-        pixels_changed=work.redacted is not None,
+        pixels_changed=work.rewrite is not None,
     )
     changed = [ActionRecord(c.path, c.rule.action.value) for c in work.report.changes]
     work.record.actions = changed + work.record.actions  # and what `redact` did
     if not work.writing:
         return
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
-    if work.redacted is not None:
-        pixels.store(ds, work.redacted)
+    if work.rewrite is not None:
+        pixels.store_streamed(ds, work.rewrite)
         transfer_syntax = ExplicitVRLittleEndian
     tags.rebuild_file_meta(ds, transfer_syntax)
 
@@ -218,7 +225,7 @@ def write(work: FileWork) -> None:
         if work.serialized is not None:
             txn.add(names.dicom, work.serialized.chunks)
         for data, png_path in zip(work.images, names.png, strict=True):
-            txn.add(png_path, data)
+            txn.add(png_path, data if isinstance(data, bytes) else [data])
         if work.note is not None:
             txn.add(names.context, work.note.encode("utf-8"))
         work.record.outputs = tuple(str(p) for p in txn.commit())

@@ -212,23 +212,23 @@ def _check_dicom(
 
 def _dicom_pixel_leaks(name: str, ds: Dataset, matcher: Matcher, policy: TextPolicy) -> list[Leak]:
     """Text in a DICOM output's pixels (`ds` as the header check read it, its pixel data
-    deferred until now): each distinct frame rendered, then read."""
+    deferred until now): each distinct frame decoded, rendered and read in turn."""
+    leaks: list[Leak] = []
+    seen: set[bytes] = set()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frames = pixels.decode(ds, name)
+            frames = pixels.Frames(ds, name)
+            for index, frame in enumerate(frames):
+                digest = pixels.frame_digest(frame)
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                where = f"{name} frame {index + 1}" if len(frames) > 1 else name
+                found = pixel_findings(planes(pixels.render(ds, frame)), matcher, policy)
+                leaks += [Leak(where, place, kind) for place, kind in found]
     except DeidError:
-        return [Leak(name, "pixels", "undecodable pixel data")]
-    leaks: list[Leak] = []
-    seen: set[bytes] = set()
-    for index, frame in enumerate(frames):
-        digest = pixels.frame_digest(frame)
-        if digest in seen:
-            continue
-        seen.add(digest)
-        where = f"{name} frame {index + 1}" if len(frames) > 1 else name
-        found = pixel_findings(planes(pixels.render(ds, frame)), matcher, policy)
-        leaks += [Leak(where, place, kind) for place, kind in found]
+        return [*leaks, Leak(name, "pixels", "undecodable pixel data")]
     return leaks
 
 

@@ -614,3 +614,35 @@ def dumped(browser: str, path: Path, page: str) -> Parsed:
     parsed = Parsed(dom)
     parsed.text.append("TITLE=" + "".join(re.findall(r"<title>(.*?)</title>", dom)))
     return parsed
+
+
+def write_long_cine(
+    path: Path, frames: int, *, size: int = 512, text: dict[int, str] | None = None
+) -> int:
+    """A native 16-bit (12 stored) multi-frame XA of `frames` frames written a frame at a
+    time, so a file of gigabytes never sits in memory; `text` burns a line into the
+    frames it names. Four pictures take turns; returns the file's size."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import dcmwrite
+
+    base = burned_in_pixels([], size=size)
+    pictures = [np.roll(base, shift * 7, axis=1) for shift in range(4)]
+    header = make_dataset(base, bits_stored=12, sop_class="1.2.840.10008.5.1.4.1.1.12.1")
+    header.Modality = "XA"
+    header.NumberOfFrames = frames
+    header.WindowCenter, header.WindowWidth = 2048, 4096
+    del header.PixelData
+    buffer = DicomBytesIO()
+    dcmwrite(buffer, header, enforce_file_format=True)
+    length = frames * size * size * 2
+    with path.open("wb") as f:
+        f.write(buffer.getvalue())
+        f.write(b"\xe0\x7f\x10\x00OW\x00\x00" + length.to_bytes(4, "little"))
+        for index in range(frames):
+            frame = pictures[index % 4]
+            line = (text or {}).get(index)
+            if line:
+                ink = draw_text(np.zeros((size, size), np.uint8), [(line, (20, 16), 30, 255)])[1]
+                frame = np.where(ink, 4095, frame).astype(np.uint16)
+            f.write(frame.astype("<u2").tobytes())
+    return path.stat().st_size

@@ -25,7 +25,7 @@ from pydicom.overlays import get_overlay_array
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 from typer.testing import CliRunner
 
-from deid import output, pipeline, stages
+from deid import chunks, output, pipeline, stages
 from deid.cli import app
 from deid.errors import OutputExistsError, UnreadableError
 from deid.record import FileRecord
@@ -398,3 +398,15 @@ def test_real_files_keep_every_stored_value(name: str, tmp_path: Path) -> None:
         assert clean.PixelData == original.PixelData
     else:
         assert np.array_equal(_cells(Path(written)).reshape(values.shape), values)
+
+
+def test_spilled_outputs_are_written_as_kept_and_cost_one_file(tmp_path: Path) -> None:
+    spill = chunks.Spill()
+    pieces = [os.urandom(n) for n in (0, 1, 3 << 20, 17)]
+    kept = [spill.keep(piece) for piece in pieces]
+    txn = output.Transaction()
+    for index, item in enumerate(kept):
+        txn.add(tmp_path / f"{index}.png", [item])
+    txn.commit()
+    assert [(tmp_path / f"{i}.png").read_bytes() for i in range(4)] == pieces
+    assert [item.read() for item in kept] == pieces

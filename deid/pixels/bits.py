@@ -21,10 +21,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
@@ -39,9 +40,10 @@ from deid.pixels.frames import (
     representable_range,
     transfer_syntax,
 )
+from deid.pixels.framewise import _InFile
 from deid.reader import PIXEL_DATA, deferred, pixel_length
 
-__all__ = ["clear_unused_bits", "unused_bit_frames"]
+__all__ = ["Cleaned", "clear_unused_bits", "unused_bit_frames", "unused_bits_set"]
 
 _PIECE = 16 * 1024 * 1024  # bytes of whole frames read and checked at a time
 _AS_STORED: dict[str, Any] = {"correct_unused_bits": False}
@@ -63,26 +65,37 @@ def clear_unused_bits(ds: Dataset, path: str) -> bool:
     """Clear the bits above Bits Stored in native pixel data; True if any was set.
 
     Only when some cell holds a value outside the declared range is the pixel data
-    read whole and replaced (same transfer syntax, length and attributes); otherwise
-    `ds` is left untouched, and pixel data still in the input file stays there to be
-    copied as it is. Bytes after the last frame (padding) are kept; a dataset without
-    pixel data has nothing to clear.
+    replaced (same transfer syntax, length and attributes): by a `Cleaned` value, read,
+    cleared and written a piece at a time, when it is still in a little-endian input
+    file; else read whole. Otherwise `ds` is left untouched, and pixel data still in
+    the input file stays there to be copied as it is. Bytes after the last frame
+    (padding) are kept; a dataset without pixel data has nothing to clear.
 
     Compressed data is left alone. Its codestream carries samples at its own declared
     precision, which is Bits Stored in the files that are not broken, and its decoded
     values are whatever the codec gives; checking means decoding every frame, which a
     header-only run never does, and clearing means storing the data uncompressed. When
-    the pixels are rewritten anyway (boxes covered), `decode` has masked them and
-    `store` writes them native, so nothing above Bits Stored survives there either.
+    the pixels are rewritten anyway (boxes covered), decoding masks them and they are
+    written native, so nothing above Bits Stored survives there either.
     """
-    if not pixel_length(ds):
+    cells = _dirty_cells(ds, path)
+    if cells is None:
         return False
-    uid = transfer_syntax(ds)
-    if not uid.is_transfer_syntax or uid.is_compressed:
-        return False
-    cells = _native_cells(image_geometry(ds, path), uid)
-    if cells is None or not _dirty_frames(ds, cells, path, first_only=True):
-        return False
+    uid = cells.syntax
+    elem = ds._dict.get(PIXEL_DATA)  # type: ignore[call-overload]
+    filename = getattr(ds, "filename", None)
+    if (
+        deferred(elem)
+        and isinstance(filename, str)
+        and uid.is_little_endian
+        and not uid.is_deflated
+        and not elem.length % 2
+    ):
+        where = _InFile(filename, elem.value_tell, getattr(ds, "timestamp", None))
+        later = Cleaned(cells, where, int(elem.length), path)
+        vr = elem.VR if elem.VR in ("OB", "OW") else ("OB" if cells.dtype.itemsize == 1 else "OW")
+        ds[PIXEL_DATA] = DataElement(PIXEL_DATA, vr, later, validation_mode=config.IGNORE)
+        return True
     with _source(ds, uid, path) as (read, total):
         data = read(0, total)
     length = cells.frames * cells.frame_bytes
@@ -94,6 +107,58 @@ def clear_unused_bits(ds: Dataset, path: str) -> bool:
         vr = "OB" if cells.dtype.itemsize == 1 else "OW"
     ds[PIXEL_DATA] = DataElement(PIXEL_DATA, vr, cleaned)
     return True
+
+
+def unused_bits_set(ds: Dataset, path: str) -> bool:
+    """Whether native pixel data holds a set bit above Bits Stored (compressed: False)."""
+    return _dirty_cells(ds, path) is not None
+
+
+def _dirty_cells(ds: Dataset, path: str) -> _Cells | None:
+    """The layout of native pixel data with some bit set above Bits Stored, else None."""
+    if not pixel_length(ds):
+        return None
+    uid = transfer_syntax(ds)
+    if not uid.is_transfer_syntax or uid.is_compressed:
+        return None
+    cells = _native_cells(image_geometry(ds, path), uid)
+    if cells is None or not _dirty_frames(ds, cells, path, first_only=True):
+        return None
+    return cells
+
+
+@dataclass
+class Cleaned:
+    """Native pixel data still in the input file, written with the bits above Bits
+    Stored cleared a piece of whole frames at a time; the bytes after the last frame
+    (padding) are copied as they are. What `clear_unused_bits` would hold in memory."""
+
+    cells: _Cells
+    where: _InFile
+    length: int
+    path: str
+
+    def pieces(self) -> Iterator[bytes]:
+        cells = self.cells
+        per_piece = max(1, _PIECE // max(cells.frame_bytes, 1))
+        with _file_source(
+            self.where.filename, self.where.offset, self.where.mtime, self.path
+        ) as read:
+            for first in range(0, cells.frames, per_piece):
+                count = min(per_piece, cells.frames - first)
+                data = read(first * cells.frame_bytes, count * cells.frame_bytes)
+                values = np.frombuffer(data, dtype=cells.dtype)
+                yield _in_range(values, cells.bits_stored).astype(cells.dtype, copy=False).tobytes()
+            end = cells.frames * cells.frame_bytes
+            if self.length > end:
+                yield bytes(read(end, self.length - end))
+
+    def copy_to(self, out: BinaryIO) -> None:
+        for data in self.pieces():
+            out.write(data)
+
+    def read(self) -> bytes:
+        return b"".join(self.pieces())
 
 
 def unused_bit_frames(ds: Dataset, path: str) -> list[int]:
@@ -111,17 +176,20 @@ def unused_bit_frames(ds: Dataset, path: str) -> list[int]:
         if cells is None:
             return []
         return _dirty_frames(ds, cells, path, first_only=False)
+    dirty: list[int] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr, _ = get_decoder(uid).as_array(ds, raw=True, **_AS_STORED)
-        frames = arr.reshape(-1, geometry.rows * geometry.columns * geometry.samples)
+            for index, (arr, _) in enumerate(
+                get_decoder(uid).iter_array(ds, raw=True, **_AS_STORED)
+            ):
+                if arr.dtype.kind not in "ui":
+                    return []
+                if _outside(arr.reshape(1, -1), geometry.bits_stored, geometry.signed)[0]:
+                    dirty.append(index)
     except Exception as exc:
         raise UnreadableError("pixel data cannot be decoded", path=path) from exc
-    if frames.dtype.kind not in "ui":
-        return []
-    outside = _outside(frames, geometry.bits_stored, geometry.signed)
-    return [int(i) for i in np.flatnonzero(outside)]
+    return dirty
 
 
 def _native_cells(geometry: Geometry, uid: UID) -> _Cells | None:
@@ -190,7 +258,8 @@ def _source(ds: Dataset, syntax: UID, path: str) -> Iterator[tuple[Reader, int]]
     elem = ds._dict.get(PIXEL_DATA)  # type: ignore[call-overload]
     filename = getattr(ds, "filename", None)
     if deferred(elem) and isinstance(filename, str) and not syntax.is_deflated:
-        with _file_source(filename, elem, getattr(ds, "timestamp", None), path) as read:
+        mtime = getattr(ds, "timestamp", None)
+        with _file_source(filename, elem.value_tell, mtime, path) as read:
             yield read, int(elem.length)
         return
     value = ds[PIXEL_DATA].value
@@ -208,9 +277,7 @@ def _source(ds: Dataset, syntax: UID, path: str) -> Iterator[tuple[Reader, int]]
 
 
 @contextmanager
-def _file_source(
-    filename: str, elem: RawDataElement, mtime: float | None, path: str
-) -> Iterator[Reader]:
+def _file_source(filename: str, start: int, mtime: float | None, path: str) -> Iterator[Reader]:
     try:
         source = os.open(filename, os.O_RDONLY)
     except OSError as exc:
@@ -220,7 +287,7 @@ def _file_source(
             raise UnreadableError("the file changed while it was read; nothing written", path)
 
         def from_file(offset: int, length: int) -> bytes | memoryview:
-            data = os.pread(source, length, elem.value_tell + offset)
+            data = os.pread(source, length, start + offset)
             if len(data) != length:
                 raise UnreadableError("pixel data is truncated", path=path)
             return data

@@ -20,7 +20,7 @@ from deid.errors import UnreadableError, UsageError
 from deid.pixels.frames import Array, check_frames, representable_range
 from deid.pixels.luts import Palette, first_lut, load_palette
 
-__all__ = ["RenderOptions", "Switch", "darkest_value", "render"]
+__all__ = ["RenderOptions", "Switch", "darkest_of", "darkest_value", "render"]
 
 Switch = Literal["on", "off", "if-present"]
 _SWITCHES = ("on", "off", "if-present")
@@ -125,20 +125,37 @@ def darkest_value(
     check_frames(frames)
     if frames.ndim == 4:
         return (0, 0, 0)
-    low, high = _representable(ds, frames.dtype)
+    if _palette(ds, options) is not None:
+        return darkest_of(ds, frames.dtype, (0, 0), frames[:0], options)
+    present = (int(frames.min()), int(frames.max()))
+    return darkest_of(ds, frames.dtype, present, _sample(frames), options)
+
+
+def darkest_of(
+    ds: Dataset,
+    dtype: np.dtype[Any],
+    present: tuple[int, int],
+    sample: Array,
+    options: RenderOptions = RenderOptions(),
+) -> int:
+    """`darkest_value` of grey or palette frames known only by their dtype, smallest
+    and largest stored value, and the strided sample of their values a percentile
+    window is measured on: frames seen one at a time give the same answer."""
+    low, high = _representable(ds, dtype)
     palette = _palette(ds, options)
     if palette is not None:
         luma = palette.table.astype(np.float64) @ _LUMA
         return int(np.clip(palette.first + int(np.argmin(luma)), low, high))
-    present = np.array([frames.min(), frames.max()], dtype=np.int64)
+    present_values = np.array(present, dtype=np.int64)
     if high - low <= _FULL_SEARCH_LIMIT:
         candidates = np.arange(low, high + 1, dtype=np.int64)
     else:
         candidates = np.array([low, high], dtype=np.int64)
-    shades = _render_grey(ds, np.concatenate([present, candidates]), frames, options)
+    values = np.concatenate([present_values, candidates])
+    shades = _shades(ds, values, sample, True, options)
     darkest = shades.min()
     if shades[0] == darkest or shades[1] == darkest:
-        return int(present[0] if shades[0] == darkest else present[1])
+        return int(present_values[0] if shades[0] == darkest else present_values[1])
     dark = candidates[shades[2:] == darkest]
     distance = np.maximum(present[0] - dark, 0) + np.maximum(dark - present[1], 0)
     return int(dark[int(np.argmin(distance))])
