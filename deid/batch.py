@@ -50,9 +50,37 @@ class Input:
 
 
 # What runs the files of a plan: given the inputs to do and the settings, a generator of
-# their records in the order they end. Closing it stops the work still in flight. The
-# local process pool is one (`local_engine`); `deid.cluster` has one for Dask.
-Engine = Callable[[list[tuple[Input, Seen]], Settings], Generator[FileRecord, None, None]]
+# their records as they end, those of one task together. Closing it stops the work
+# still in flight. The local process pool is one (`local_engine`); `deid.cluster` has
+# one for Dask.
+Records = Generator[list[FileRecord], None, None]
+Engine = Callable[[list[tuple[Input, Seen]], Settings], Records]
+
+
+@dataclass
+class Pacer:
+    """How many files go in one task: enough that a task lasts about `target` seconds,
+    so handing out a task (a pickle, a wake-up, a scheduler's bookkeeping) costs little
+    beside the work, and few enough that every worker still has work at the end.
+
+    One file a task until the first records tell how long a file takes here.
+    """
+
+    target: float
+    most: int = 64
+    seconds: float = 0.0
+    files: int = 0
+
+    def ended(self, record: FileRecord) -> None:
+        self.seconds += sum(record.seconds.values())
+        self.files += 1
+
+    def size(self, left: int, workers: int) -> int:
+        if not self.files:
+            return 1
+        mean = max(self.seconds / self.files, 1e-4)
+        fair = max(1, left // (2 * max(1, workers)))
+        return max(1, min(self.most, fair, int(self.target / mean)))
 
 
 @dataclass
@@ -252,37 +280,47 @@ def run(
     """Process the plan with `jobs` worker processes, or with `engine` when one is given;
     one bad file never stops the rest.
 
-    Each record goes to the manifest as its file ends, here in the calling process
-    whatever the engine. Ctrl-C ends the run early with `Summary.interrupted` set; what
-    was finished stays finished.
+    Records go to the manifest as their task ends (a file, or a few fast ones), here in
+    the calling process whatever the engine. Ctrl-C ends the run early with
+    `Summary.interrupted` set; what was finished stays finished.
     """
     summary = Summary(total=total if total is not None else _count(work))
     summary.done_before = work.done_before
-    firsts: dict[str, str] = {}  # without a manifest: digest -> the first input written
+    firsts: dict[str, str] = {}  # digest -> the first input written with it (no manifest)
 
-    def finish(record: FileRecord) -> None:
-        if record.status == "written" and record.digest:
-            own = record.input_id or record.path
-            if manifest is not None:
-                first = manifest.first_written(record.digest) or own
-            else:
-                first = firsts.setdefault(record.digest, own)
-            if first != own:
-                record = _as_duplicate(record, first)
-        summary.add(record)
+    def first_written(digest: str) -> str | None:
+        return manifest.first_written(digest) if manifest is not None else firsts.get(digest)
+
+    def finish(records: list[FileRecord]) -> None:
+        """Record what one task ended: in the manifest at once, then on the terminal."""
+        here: dict[str, str] = {}  # this task's, not yet in the manifest
+        ended = []
+        for record in records:
+            if record.status == "written" and record.digest:
+                own = record.input_id or record.path
+                first = here.get(record.digest) or first_written(record.digest) or own
+                here[record.digest] = first
+                if manifest is None:
+                    firsts[record.digest] = first
+                if first != own:
+                    record = _as_duplicate(record, first)
+            ended.append(record)
         if manifest is not None:
-            manifest.add(record, settings.out_dir)
-        if on_result:
-            on_result(record)
+            manifest.add_all(ended, settings.out_dir)
+        for record in ended:
+            summary.add(record)
+        for record in ended:
+            if on_result:
+                on_result(record)
+            if record.kind == DiskFullError.kind:
+                summary.stopped = record.reason
 
     results = (engine or local_engine(jobs))(work.todo, settings)
     try:
-        for record in work.settled:
-            finish(record)
-        for record in results:
-            finish(record)
-            if record.kind == DiskFullError.kind:
-                summary.stopped = record.reason
+        finish(work.settled)
+        for records in results:
+            finish(records)
+            if summary.stopped:
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -294,9 +332,7 @@ def run(
 def local_engine(jobs: int) -> Engine:
     """The engine of worker processes on this machine, `jobs` of them."""
 
-    def engine(
-        todo: list[tuple[Input, Seen]], settings: Settings
-    ) -> Generator[FileRecord, None, None]:
+    def engine(todo: list[tuple[Input, Seen]], settings: Settings) -> Records:
         return _results(todo, settings, jobs)
 
     return engine
@@ -306,41 +342,59 @@ def _count(work: Plan) -> int:
     return work.done_before + len(work.settled) + len(work.todo)
 
 
-def _results(
-    todo: list[tuple[Input, Seen]], settings: Settings, jobs: int
-) -> Generator[FileRecord, None, None]:
+# Seconds of work in one task of the local pool: a few hundredths keep the pool's own
+# cost per task (a pickle each way, two thread wake-ups) small beside tags-only files,
+# and Ctrl-C still stops within a moment.
+LOCAL_TASK_SECONDS = 0.05
+
+Work = list[tuple[Input, Seen]]
+
+
+def _results(todo: Work, settings: Settings, jobs: int) -> Records:
     """Records as files end, from worker processes: a crash costs the file that caused it.
 
-    When a worker dies (a codec crash, a signal), every file it might have held is run
-    again alone in a fresh worker; the one that kills that worker too is failed as
-    "decoder crashed", and the batch goes on with new workers.
+    Files go out a few at a time (`Pacer`). When a worker dies (a codec crash, a
+    signal), every file it might have held is run again alone in a fresh worker; the one
+    that kills that worker too is failed as "decoder crashed", and the batch goes on
+    with new workers.
     """
     workers = max(1, min(jobs, len(todo)))
     pool = _pool(settings, workers)
-    in_flight: dict[Future[FileRecord], tuple[Input, Seen]] = {}
+    pacer = Pacer(LOCAL_TASK_SECONDS)
+    in_flight: dict[Future[list[FileRecord]], Work] = {}
     queue = deque(todo)
     try:
         while queue or in_flight:
-            while queue and len(in_flight) < 4 * workers:
-                item, seen = queue.popleft()
-                in_flight[pool.submit(_process_in_worker, item, seen)] = (item, seen)
+            while queue and len(in_flight) < 2 * workers:
+                size = pacer.size(len(queue), workers)
+                task = [queue.popleft() for _ in range(min(size, len(queue)))]
+                in_flight[pool.submit(_process_many_in_worker, task)] = task
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            suspects = []
+            suspects: Work = []
             for future in finished:
-                item, seen = in_flight.pop(future)
+                task = in_flight.pop(future)
                 try:
-                    yield future.result()
+                    records = future.result()
                 except BrokenProcessPool:
-                    suspects.append((item, seen))
+                    suspects += task
+                    continue
+                for record in records:
+                    pacer.ended(record)
+                yield records
             if suspects:
-                suspects += in_flight.values()
+                for task in in_flight.values():
+                    suspects += task
                 in_flight.clear()
                 _stop(pool)
                 for item, seen in suspects:
-                    yield _alone(item, seen, settings)
+                    yield [_alone(item, seen, settings)]
                 pool = _pool(settings, workers)
     finally:
         _stop(pool)
+
+
+def _process_many_in_worker(task: Work) -> list[FileRecord]:
+    return [_process_in_worker(item, seen) for item, seen in task]
 
 
 def _pool(settings: Settings, workers: int) -> ProcessPoolExecutor:

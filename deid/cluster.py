@@ -23,7 +23,7 @@ import signal
 import time
 import warnings
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +45,12 @@ SCHEMES = ("tcp", "tls")
 # Seconds to reach a scheduler, and to wait for its first worker to join.
 CONNECT_TIMEOUT = 10.0
 WORKER_TIMEOUT = 60.0
-# Files in flight per worker thread: enough to keep every thread busy between results.
+# Tasks in flight per worker thread: enough to keep every thread busy between results.
 PER_THREAD = 4
+# Seconds of work in one task: Dask's cost per task (the scheduler's bookkeeping, a few
+# messages) is milliseconds, as much as a tags-only file; tasks of a fraction of a
+# second make it small, and a lost worker's task is soon done again.
+TASK_SECONDS = 0.25
 # Seconds between looks at how many worker threads the cluster has (workers come and go).
 RECOUNT = 5.0
 
@@ -281,14 +285,10 @@ class DaskEngine:
         self.probe = probe
         self.roots = roots  # absolute: what a worker that joins later is checked against
 
-    def __call__(
-        self, todo: list[tuple[batch.Input, Seen]], settings: Settings
-    ) -> Generator[FileRecord, None, None]:
+    def __call__(self, todo: list[tuple[batch.Input, Seen]], settings: Settings) -> batch.Records:
         return self._results(todo, settings)
 
-    def _results(
-        self, todo: list[tuple[batch.Input, Seen]], settings: Settings
-    ) -> Generator[FileRecord, None, None]:
+    def _results(self, todo: list[tuple[batch.Input, Seen]], settings: Settings) -> batch.Records:
         from deid import clusterwork
 
         dask = distributed()
@@ -303,28 +303,40 @@ class DaskEngine:
         queue = deque(
             (dataclasses.replace(item, path=_absolute(item.path)), seen) for item, seen in todo
         )
-        pending: dict[Future[FileRecord], tuple[batch.Input, Seen]] = {}
+        alone: deque[tuple[batch.Input, Seen]] = deque()  # the files of a task that killed
+        pending: dict[Future[list[FileRecord]], batch.Work] = {}
         ended = dask.as_completed(loop=self.client.loop)
         first = self._threads()
-        slots, counted = PER_THREAD * max(1, sum(first.values())), time.monotonic()
+        threads, counted = max(1, sum(first.values())), time.monotonic()
+        pacer = batch.Pacer(TASK_SECONDS)
 
         def submit() -> None:
-            while queue and len(pending) < slots:
-                item, seen = queue.popleft()
-                future = self.client.submit(clusterwork.process_file, item, seen, token, pure=False)
-                pending[future] = (item, seen)
+            while (queue or alone) and len(pending) < PER_THREAD * threads:
+                if alone:
+                    task = [alone.popleft()]
+                else:
+                    size = pacer.size(len(queue), threads)
+                    task = [queue.popleft() for _ in range(min(size, len(queue)))]
+                future = self.client.submit(clusterwork.process_files, task, token, pure=False)
+                pending[future] = task
                 ended.add(future)
 
         try:
             submit()
             for future in ended:
-                item, seen = pending.pop(future)
-                record = _outcome(dask, future, item, seen)
-                record.outputs = tuple(_back(Path(p), there, here) for p in record.outputs)
-                yield record
+                task = pending.pop(future)
+                records = _outcome(dask, future, task)
+                if records is None:  # a task of several files killed its workers
+                    alone.extend(task)
+                    records = []
+                for record in records:
+                    pacer.ended(record)
+                    record.outputs = tuple(_back(Path(p), there, here) for p in record.outputs)
+                yield records
                 if time.monotonic() - counted > RECOUNT:
-                    threads = self._threads() or {"": slots // PER_THREAD}
-                    slots, counted = PER_THREAD * max(1, sum(threads.values())), time.monotonic()
+                    now = self._threads()
+                    threads = max(1, sum(now.values())) if now else threads
+                    counted = time.monotonic()
                 submit()
         finally:
             if pending:
@@ -347,26 +359,30 @@ class DaskEngine:
 
 
 def _outcome(
-    dask: ModuleType, future: Future[FileRecord], item: batch.Input, seen: Seen
-) -> FileRecord:
-    """The record of an ended task; a task that failed in Dask fails its file.
+    dask: ModuleType, future: Future[list[FileRecord]], task: batch.Work
+) -> list[FileRecord] | None:
+    """The records of an ended task; a task that failed in Dask fails its files. None
+    when a task of several files killed every worker given it: its files are then run
+    one to a task, to find the one that does.
 
-    The record is fetched now, whatever the future's state says: a result held by a
+    The records are fetched now, whatever the future's state says: a result held by a
     worker that died since is computed again, and this waits for it.
     """
     try:
-        record: FileRecord = future.result()
+        records: list[FileRecord] = future.result()
     except dask.KilledWorker:
+        if len(task) > 1:
+            return None
         reason = "decoder crashed (every Dask worker given the file died); no output written"
-        return batch._failed(item, seen.digest, CrashedError(reason))
+        return [batch._failed(item, seen.digest, CrashedError(reason)) for item, seen in task]
     except CancelledError:
         error = DeidError("the Dask scheduler dropped the file's task; run again to resume")
     except Exception as exc:  # the per-file function raises none: this is Dask's own
         error = DeidError(f"unexpected {type(exc).__name__} in Dask; no output written")
     else:
-        return record
+        return records
     error.kind = "internal"
-    return batch._failed(item, seen.digest, error)
+    return [batch._failed(item, seen.digest, error) for item, seen in task]
 
 
 def _back(path: Path, there: Path, here: Path) -> str:

@@ -70,6 +70,11 @@ class DeafToCtrlC(WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def process_files(task: batch.Work, token: str) -> list[FileRecord]:
+    """The files of one task, in turn (`batch.Pacer` sizes tasks); never raises."""
+    return [process_file(item, seen, token) for item, seen in task]
+
+
 def process_file(item: batch.Input, seen: Seen, token: str) -> FileRecord:
     """One file, as a local worker process runs it; never raises.
 

@@ -1,7 +1,8 @@
 """The run's manifest: one SQLite file in the output folder, a row per input as it ends.
 
-SQLite (from the standard library) commits each row atomically, so a run killed at any
-moment leaves a manifest that holds exactly the inputs that were finished. The manifest
+SQLite (from the standard library) commits the rows of each task of files atomically
+as it ends, so a run killed at any moment leaves a manifest that holds exactly the
+inputs that were finished. The manifest
 also says how the folder was made: deid version, profile name and digest, and a key id
 (never the key). A rerun into the same folder resumes from it; a run with another
 profile or key is refused, since its pseudonyms would not match the ones already there.
@@ -202,11 +203,27 @@ class Manifest:
 
     def add(self, record: FileRecord, out_dir: Path) -> None:
         """Store one input's record; a later record of the same input replaces it."""
-        data = json.dumps(record.stored(out_dir), sort_keys=True)
-        self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            (record.input_id, record.digest, record.status, time.time(), data, record.seen),
-        )
+        self.add_all([record], out_dir)
+
+    def add_all(self, records: list[FileRecord], out_dir: Path) -> None:
+        """Store the records of one task in one transaction (one commit per file would
+        cost the client of a fast run as much as a file costs a worker)."""
+        if not records:
+            return
+        rows = [
+            (
+                r.input_id,
+                r.digest,
+                r.status,
+                time.time(),
+                json.dumps(r.stored(out_dir), sort_keys=True),
+                r.seen,
+            )
+            for r in records
+        ]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def records(self) -> Iterator[FileRecord]:
         """Every stored record, in the order the inputs finished."""

@@ -172,13 +172,18 @@ def test_a_file_that_kills_every_worker_fails_as_crashed(tmp_path: Path) -> None
             raise self.error
 
     item, seen = batch.Input(tmp_path / "IM1", "IM1", "id-1"), Seen("sha256:1", 1, 1)
+    other = (batch.Input(tmp_path / "IM2", "IM2", "id-2"), Seen("sha256:2", 1, 1))
     killed = Ended(distributed.KilledWorker("task", None, 3))
-    record = cluster._outcome(distributed, killed, item, seen)  # type: ignore[arg-type]
+    assert cluster._outcome(distributed, killed, [(item, seen), other]) is None  # type: ignore[arg-type]
+    (record,) = cluster._outcome(distributed, killed, [(item, seen)]) or []  # type: ignore[arg-type]
     assert (record.status, record.kind, record.exit_code) == ("failed", "crashed", 4)
     assert record.reason.startswith("decoder crashed") and "no output written" in record.reason
     dropped = Ended(distributed.client.FutureCancelledError("task", "scheduler-lost"))
-    record = cluster._outcome(distributed, dropped, item, seen)  # type: ignore[arg-type]
-    assert (record.status, record.kind, record.input_id) == ("failed", "internal", "id-1")
+    records = cluster._outcome(distributed, dropped, [(item, seen), other]) or []  # type: ignore[arg-type]
+    assert [(r.status, r.kind, r.input_id) for r in records] == [
+        ("failed", "internal", "id-1"),
+        ("failed", "internal", "id-2"),
+    ]
 
 
 class Panic(BaseException):
