@@ -51,6 +51,19 @@ PER_THREAD = 4
 # messages) is milliseconds, as much as a tags-only file; tasks of a fraction of a
 # second make it small, and a lost worker's task is soon done again.
 TASK_SECONDS = 0.25
+# How a local cluster's workers run, beside Dask's defaults: the environment of a local
+# worker (Dask's MALLOC_TRIM_THRESHOLD_ ends glibc's adaptive mmap threshold, so every
+# frame-sized array is mapped and unmapped anew, and its one thread per numeric library
+# slowed the text search on a CT slice by a quarter), and no sampling of the work (a
+# profiler thread every 10 ms, the system and memory every 100-500 ms), which takes the
+# cores the files need. The README gives the same settings for workers started by hand.
+WORKER_CONFIG: dict[str, object] = {
+    "distributed.nanny.pre-spawn-environ": {},
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 # Seconds between looks at how many worker threads the cluster has (workers come and go).
 RECOUNT = 5.0
 
@@ -131,11 +144,14 @@ def start(scheduler: Scheduler) -> Iterator[Client]:
     """A client of the scheduler, or of a local cluster started for the run, with at
     least one worker; the cluster a local run started is closed on leaving."""
     dask = distributed()
+    from dask import config as dask_config
+
     from deid import clusterwork
 
     _silence()
     with contextlib.ExitStack() as stack:
         if scheduler.local:
+            stack.enter_context(dask_config.set(WORKER_CONFIG))
             # Ctrl-C reaches every process of the terminal's group: the workers started
             # here are born deaf to it (they inherit the ignored signal), and the client
             # alone decides what it stops, as with the local pool
