@@ -288,17 +288,16 @@ def run(
     summary.done_before = work.done_before
     firsts: dict[str, str] = {}  # digest -> the first input written with it (no manifest)
 
-    def first_written(digest: str) -> str | None:
-        return manifest.first_written(digest) if manifest is not None else firsts.get(digest)
-
     def finish(records: list[FileRecord]) -> None:
         """Record what one task ended: in the manifest at once, then on the terminal."""
+        digests = [r.digest for r in records if r.status == "written" and r.digest]
+        known = manifest.first_written(digests) if manifest is not None else firsts
         here: dict[str, str] = {}  # this task's, not yet in the manifest
         ended = []
         for record in records:
             if record.status == "written" and record.digest:
                 own = record.input_id or record.path
-                first = here.get(record.digest) or first_written(record.digest) or own
+                first = here.get(record.digest) or known.get(record.digest) or own
                 here[record.digest] = first
                 if manifest is None:
                     firsts[record.digest] = first

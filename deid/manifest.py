@@ -23,7 +23,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,14 +192,19 @@ class Manifest:
         query = f"SELECT COUNT(*) FROM files WHERE status IN ({marks})"
         return int(self._db.execute(query, tuple(FINISHED)).fetchone()[0])
 
-    def first_written(self, digest: str) -> str | None:
-        """The id of the input written first with this content, or None."""
-        row = self._db.execute(
-            "SELECT input_id FROM files WHERE digest = ? AND status = 'written' "
-            "ORDER BY finished LIMIT 1",
-            (digest,),
-        ).fetchone()
-        return str(row[0]) if row else None
+    def first_written(self, digests: Iterable[str]) -> dict[str, str]:
+        """Digest -> the id of the input written first with that content, for those of
+        `digests` written before (one query for a task's files)."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._db.execute(
+            "SELECT digest, input_id FROM files WHERE status = 'written' "
+            f"AND digest IN ({marks}) ORDER BY finished DESC",
+            wanted,
+        )
+        return {str(d): str(i) for d, i in rows}
 
     def add(self, record: FileRecord, out_dir: Path) -> None:
         """Store one input's record; a later record of the same input replaces it."""

@@ -49,8 +49,8 @@ def test_finished_inputs_are_those_a_rerun_skips(tmp_path: Path) -> None:
             manifest.add(record(input_id, status), tmp_path)
         manifest.add(record("d", "duplicate", digest="sha256:w"), tmp_path)
         assert set(manifest.finished()) == {"w", "s", "d"}
-        assert manifest.first_written("sha256:w") == "w"
-        assert manifest.first_written("sha256:s") is None
+        manifest.add(record("w2", "written", digest="sha256:w"), tmp_path)
+        assert manifest.first_written(["sha256:w", "sha256:s"]) == {"sha256:w": "w"}
 
 
 @pytest.mark.parametrize(
