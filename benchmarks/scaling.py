@@ -8,7 +8,7 @@ far this machine itself scales such work. Measures are taken in interleaved roun
 each figure is the median over the rounds. Peak RSS is the largest resident set of the
 parent process, and of any one worker (a pool worker, or a Dask worker or its nanny).
 
-Run: python benchmarks/scaling.py [--files 1000] [--text-files 60] [--rounds 3]
+Run: python benchmarks/scaling.py [--files 1000] [--text-files 200] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def measure(name: str, inputs: Path, out: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--text-files", type=int, default=60)
+    parser.add_argument("--text-files", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
