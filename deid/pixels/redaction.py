@@ -94,6 +94,19 @@ def store(ds: Dataset, frames: np.ndarray) -> None:
     if values.size and (int(values.min()) < low or int(values.max()) > high):
         bits_stored = width
 
+    as_native_little_endian(ds)
+    if bits_allocated != 1 and values.dtype.itemsize in (1, 2):
+        single = values if count > 1 else values[0]
+        ds.set_pixel_data(single, photometric, bits_stored, generate_instance_uid=False)
+    else:
+        _set_pixel_data(ds, values, photometric, bits_stored, packed=bits_allocated == 1)
+    if was_multiframe or count > 1:
+        ds.NumberOfFrames = count
+
+
+def as_native_little_endian(ds: Dataset) -> None:
+    """Ready `ds` for new native pixel data: Explicit VR Little Endian (a big-endian
+    dataset converted), without the elements only encapsulated data has."""
     if transfer_syntax(ds) == ExplicitVRBigEndian or ds.original_encoding[1] is False:
         _convert_to_little_endian(ds)
     if not hasattr(ds, "file_meta"):
@@ -102,14 +115,6 @@ def store(ds: Dataset, frames: np.ndarray) -> None:
     for tag in _OFFSET_TABLE_TAGS:
         if tag in ds:
             del ds[tag]
-
-    if bits_allocated != 1 and values.dtype.itemsize in (1, 2):
-        single = values if count > 1 else values[0]
-        ds.set_pixel_data(single, photometric, bits_stored, generate_instance_uid=False)
-    else:
-        _set_pixel_data(ds, values, photometric, bits_stored, packed=bits_allocated == 1)
-    if was_multiframe or count > 1:
-        ds.NumberOfFrames = count
 
 
 def _region(box: Box, rows: int, columns: int) -> tuple[slice, slice] | None:

@@ -17,14 +17,13 @@ from typing import Any, BinaryIO
 import numpy as np
 from pydicom import config
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from deid.boxes import Box
 from deid.errors import UnreadableError
-from deid.pixels.frames import Array, representable_range, transfer_syntax
+from deid.pixels.frames import Array, representable_range
 from deid.pixels.framewise import Frames
-from deid.pixels.redaction import _OFFSET_TABLE_TAGS, _convert_to_little_endian, _region
+from deid.pixels.redaction import _region, as_native_little_endian
 from deid.pixels.rendering import RenderOptions, darkest_of
 from deid.reader import PIXEL_DATA
 
@@ -162,15 +161,7 @@ def store_streamed(ds: Dataset, rewritten: Rewritten) -> None:
     if not packed and (dtype.itemsize in (1, 2)) and photometric not in _PHOTOMETRIC_SAMPLES:
         raise ValueError(f"Unsupported 'photometric_interpretation' value '{photometric}'")
 
-    if transfer_syntax(ds) == ExplicitVRBigEndian or ds.original_encoding[1] is False:
-        _convert_to_little_endian(ds)
-    if not hasattr(ds, "file_meta"):
-        ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    for tag in _OFFSET_TABLE_TAGS:
-        if tag in ds:
-            del ds[tag]
-
+    as_native_little_endian(ds)
     bits_allocated = 1 if packed else width
     if packed:
         bits_stored = 1
