@@ -30,13 +30,12 @@ from __future__ import annotations
 from deid.pixels.bits import clear_unused_bits, unused_bit_frames, unused_bits_set
 from deid.pixels.frames import (
     check_pixel_data,
-    decode,
     frame_count,
     frame_digest,
     is_compressed,
     select_frames,
 )
-from deid.pixels.framewise import Frames
+from deid.pixels.framewise import Frames, decode
 from deid.pixels.redaction import black_out, redact, store
 from deid.pixels.rendering import RenderOptions, Switch, darkest_value, render
 from deid.pixels.stream import Rewritten, plan, store_streamed

@@ -1,8 +1,7 @@
 """Frames of stored values: how many, which ones, and decoded how.
 
-`decode` turns a dataset's pixel data (native or compressed) into one numpy array of
-stored values with a frame axis, colour already converted to RGB; `check_pixel_data`
-makes the same checks without decoding. When no decoder is installed for a compressed
+`check_pixel_data` makes every check decoding depends on, without decoding (the frames
+themselves are decoded by `framewise`). When no decoder is installed for a compressed
 transfer syntax the error names the pip package that adds one (`data/codecs.toml`).
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-import warnings
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -29,7 +27,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from deid.errors import MissingCodecError, TooLargeError, UnreadableError, UsageError
+from deid.errors import MissingCodecError, UnreadableError, UsageError
 from deid.limits import Declared, check_codestreams, raw_value
 from deid.reader import pixel_length
 from deid.tags import text_of
@@ -39,7 +37,6 @@ __all__ = [
     "Geometry",
     "check_frames",
     "check_pixel_data",
-    "decode",
     "frame_count",
     "frame_digest",
     "image_geometry",
@@ -101,37 +98,6 @@ def is_compressed(ds: Dataset) -> bool:
     """
     uid = transfer_syntax(ds)
     return not uid.is_transfer_syntax or bool(uid.is_compressed)
-
-
-def decode(ds: Dataset, path: str) -> np.ndarray:
-    """All frames of stored values, shaped (frames, rows, cols) or (frames, rows, cols, 3).
-
-    Colour comes back as RGB (YBR_FULL, YBR_FULL_422 and the JPEG 2000 colour transforms
-    converted, planar configuration undone); PALETTE COLOR stays as indices. Bits above
-    Bits Stored are masked, or sign-extended from Bits Stored for signed data; pydicom
-    does this for native, RLE and JPEG data but not for JPEG-LS and JPEG 2000, so it is
-    repeated here, which is harmless where pydicom already did it: neither a PNG nor the
-    text search ever sees what those bits hold (a legacy overlay, a name). The dtype
-    follows Bits Allocated and Pixel Representation, in native byte order.
-    """
-    geometry, uid = check_pixel_data(ds, path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr, properties = get_decoder(uid).as_array(ds, **_DECODE_OPTIONS)
-    except MemoryError:
-        raise TooLargeError("the decoded pixels do not fit in the memory allowed", path) from None
-    except Exception as exc:
-        raise UnreadableError(f"pixel data cannot be decoded: {_one_line(exc)}", path=path) from exc
-    colour_space = properties.get("photometric_interpretation")
-    if geometry.samples == 3 and colour_space != "RGB":
-        raise UnreadableError(f"colour space {colour_space} cannot be converted to RGB", path=path)
-    shape = (geometry.rows, geometry.columns) + ((3,) if geometry.samples == 3 else ())
-    try:
-        arr = arr.reshape((-1, *shape))
-    except ValueError as exc:
-        raise UnreadableError(f"pixel data does not fit its shape: {exc}", path=path) from exc
-    return _normalise_values(arr, geometry)
 
 
 def check_pixel_data(ds: Dataset, path: str) -> tuple[Geometry, UID]:

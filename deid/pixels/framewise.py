@@ -36,7 +36,7 @@ from deid.pixels.frames import (
 )
 from deid.reader import PIXEL_DATA, deferred
 
-__all__ = ["Extent", "Frames"]
+__all__ = ["Extent", "Frames", "decode"]
 
 _SAMPLES = 1_000_000  # what `rendering._sample` keeps of all frames for a percentile window
 
@@ -202,6 +202,21 @@ class Frames(Sequence[np.ndarray]):
             raise UnreadableError("pixel data is truncated", path=self.path)
         bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
         return bits[first - start * 8 : end - start * 8]
+
+
+def decode(ds: Dataset, path: str) -> Array:
+    """All frames of stored values, shaped (frames, rows, cols) or (frames, rows, cols, 3),
+    as `Frames` gives them one at a time (for a caller that needs them all at once).
+
+    Colour comes back as RGB (YBR_FULL, YBR_FULL_422 and the JPEG 2000 colour transforms
+    converted, planar configuration undone); PALETTE COLOR stays as indices. Bits above
+    Bits Stored are masked, or sign-extended from Bits Stored for signed data; pydicom
+    does this for native, RLE and JPEG data but not for JPEG-LS and JPEG 2000, so it is
+    repeated here, which is harmless where pydicom already did it: neither a PNG nor the
+    text search ever sees what those bits hold (a legacy overlay, a name). The dtype
+    follows Bits Allocated and Pixel Representation, in native byte order.
+    """
+    return np.stack(list(Frames(ds, path)))
 
 
 @contextmanager
