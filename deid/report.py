@@ -383,7 +383,7 @@ def thumbnails(
         geometry = _frame_size(out_dir, dicoms[0])  # only PNG boxes need it
     for name in names:
         try:
-            path = _inside(out_dir, name)
+            path = inside(out_dir, name)
             if name.lower().endswith(".png"):
                 shown.append(_png_thumbnail(record, name, path, geometry, size))
             else:
@@ -397,12 +397,15 @@ def _reason(exc: Exception) -> str:
     return exc.message if isinstance(exc, DeidError) else type(exc).__name__
 
 
-def _inside(out_dir: Path, name: str) -> Path:
-    """The output's path, refused when the manifest points outside the output folder."""
-    root = out_dir.resolve()
+def inside(
+    folder: Path, name: str, outside: str = "the manifest names a file outside the output folder"
+) -> Path:
+    """The path of a file a record names, refused (`outside`) when the name leads out of
+    `folder`, or when no file is there: a page shows only what its own folder holds."""
+    root = folder.resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(root):
-        raise UsageError("the manifest names a file outside the output folder")
+        raise UsageError(outside)
     if not path.is_file():
         raise UsageError("the file is missing")
     return path
@@ -411,7 +414,7 @@ def _inside(out_dir: Path, name: str) -> Path:
 def _frame_size(out_dir: Path, name: str) -> tuple[int, int] | None:
     """(rows, columns) of the DICOM output: the size boxes are measured in."""
     try:
-        ds = reader.read(_inside(out_dir, name), stop_before_pixels=True)
+        ds = reader.read(inside(out_dir, name), stop_before_pixels=True)
         return int(ds.Rows), int(ds.Columns)
     except (DeidError, OSError, ValueError, AttributeError, TypeError):
         return None

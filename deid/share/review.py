@@ -20,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from deid.errors import DeidError
 from deid.output import Transaction
-from deid.report import OUTLINE, Html, escape
+from deid.report import OUTLINE, Html, escape, inside
 from deid.share.items import Cover, SharedImage
 
 __all__ = ["NOT_FINDINGS", "THUMB_SIZE", "TITLE", "page", "write_review"]
@@ -158,10 +159,10 @@ def _pictures(index: int, image: SharedImage, bundle: Path) -> _Shown | str:
             if mime is None:
                 return "the file is not a PNG, JPEG, WebP or GIF image"
             picture = opened.convert("RGB")
-    except FileNotFoundError:
-        return "the file is missing"
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return str(exc) if isinstance(exc, _Outside) else "the file could not be read"
+    except DeidError as exc:  # outside the bundle, or missing
+        return exc.message
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return "the file could not be read"
     uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     sent = (
         f'<figure class="sent"><img src="{uri}" alt="image {index} as it will be sent">'
@@ -177,18 +178,8 @@ def _pictures(index: int, image: SharedImage, bundle: Path) -> _Shown | str:
     return _Shown(sent, outlined, picture.size)
 
 
-class _Outside(ValueError):
-    """A name that leads out of the bundle's folder."""
-
-
 def _inside(bundle: Path, name: str) -> Path:
-    root = bundle.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise _Outside("the name leads outside the bundle's folder")
-    if not path.is_file():
-        raise FileNotFoundError(name)
-    return path
+    return inside(bundle, name, "the name leads outside the bundle's folder")
 
 
 def _outlined(picture: Image.Image, covers: Sequence[Cover]) -> str:
@@ -227,7 +218,7 @@ def _size(image: SharedImage, bundle: Path) -> int:
         return image.size
     try:
         return _inside(bundle, image.name).stat().st_size
-    except (OSError, ValueError):
+    except (DeidError, OSError):
         return 0
 
 
