@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deid.errors import UsageError
 from deid.manifest import MANIFEST_NAME
+from deid.reader import sniff
 
 KEY_BYTES = 32
 _FORMAT = "deid-key-v1"
@@ -149,15 +150,7 @@ def _holds_dicom(folder: Path, most: int = 200) -> bool:
     except OSError:
         return False
     for name in names:
-        path = os.path.join(folder, name)
-        if name.upper() == "DICOMDIR" or (os.path.isfile(path) and _is_dicom(path)):
+        path = folder / name
+        if name.upper() == "DICOMDIR" or (path.is_file() and sniff(path)):
             return True
     return False
-
-
-def _is_dicom(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
