@@ -15,11 +15,13 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -304,10 +306,11 @@ def run(
                 if first != own:
                     record = _as_duplicate(record, first)
             ended.append(record)
-        if manifest is not None:
-            manifest.add_all(ended, settings.out_dir)
-        for record in ended:
-            summary.add(record)
+        with _stops_held():  # the manifest and the count agree, whenever Ctrl-C comes
+            if manifest is not None:
+                manifest.add_all(ended, settings.out_dir)
+            for record in ended:
+                summary.add(record)
         for record in ended:
             if on_result:
                 on_result(record)
@@ -326,6 +329,32 @@ def run(
     finally:
         results.close()  # stops the workers of a run that ends early
     return summary
+
+
+@contextmanager
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back until the block ends, then acted on as they would
+    have been (in the main thread only: elsewhere no signal arrives)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[signal.Signals] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signal.Signals(signum))
+
+    before = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if held:
+            handler = before[held[0]]
+            if callable(handler):
+                handler(held[0], None)  # Ctrl-C's own handler, or the run's for SIGTERM
+            else:
+                raise KeyboardInterrupt
 
 
 def local_engine(jobs: int) -> Engine:
