@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -433,6 +435,50 @@ def test_ctrl_c_stops_soon_and_the_rerun_resumes(tmp_path: Path) -> None:
     counts = re.search(r"40 files: (\d+) written, (\d+) done before", text)
     assert counts and int(counts.group(2)) == int(match.group(1)), text
     assert len(list(out.rglob("*.png"))) == len(list(out.rglob("*.dcm"))) == 40
+
+
+def _manifest_rows(out: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(out / MANIFEST_NAME) as db:
+        return db.execute("SELECT input_id, status FROM files").fetchall()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_run_killed_at_a_random_point_resumes_with_every_input_once(
+    tmp_path: Path, seed: int
+) -> None:
+    """SIGKILL at a seeded moment, then a rerun: each input ends with one whole DICOM and
+    one whole PNG and one manifest row, and nothing the first run finished is done again."""
+    rng = random.Random(seed)
+    source, out, child = _run_in_background(tmp_path, pngs=rng.randrange(0, 36))
+    time.sleep(rng.uniform(0.0, 0.3))
+    child.kill()
+    child.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while _processes_writing_to(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    recorded = len(_manifest_rows(out)) if (out / MANIFEST_NAME).exists() else 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in {".dcm", ".png"}}
+
+    code, text = run("anonymize", source, "--out", out, "--format", "dicom,png", "--key", "k")
+    assert code == ExitCode.OK, text
+    counts = re.search(r"40 files: (\d+) written(?:, (\d+) done before)?", text)
+    assert counts, text
+    assert int(counts.group(2) or 0) == recorded, text
+    assert int(counts.group(1)) + recorded == 40, text
+
+    dicoms, pngs = sorted(out.rglob("*.dcm")), sorted(out.rglob("*.png"))
+    assert len(dicoms) == len(pngs) == 40
+    assert {p.with_suffix("") for p in dicoms} == {p.with_suffix("") for p in pngs}
+    assert not list(out.rglob(".deid-partial*"))
+    for path in dicoms:
+        assert dcmread(path).pixel_array.shape == (512, 512)
+    for path in pngs:
+        with Image.open(path) as image:
+            image.load()
+    rows = _manifest_rows(out)
+    assert len(rows) == len({input_id for input_id, _ in rows}) == 40
+    assert {status for _, status in rows} == {"written"}
+    assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
 def test_exit_code_table_matches_the_readme() -> None:
