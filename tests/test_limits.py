@@ -1,8 +1,6 @@
 """Files that ask for too much are refused before the work, in a moment and little memory.
 
-The bombs are made here: a 2 KB JPEG whose frame header claims 65500 x 65500 pixels, an
-RLE image whose header claims 65535 x 65535, deflated datasets that inflate far past
-what their header declares, and valid headers followed by megabytes of zeros.
+The bombs are made in `bombs`.
 """
 
 from __future__ import annotations
@@ -12,21 +10,18 @@ import struct
 import subprocess
 import sys
 import textwrap
-import zlib
 from collections.abc import Callable
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from bombs import BOMBS, big_private_value, ct, deflated, encapsulated, jpeg, rle_frame
 from conftest import make_dataset, safe_harbor_settings
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import FileDataset
 from pydicom.encaps import encapsulate
-from pydicom.sequence import Sequence
 from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSLossless,
@@ -42,153 +37,6 @@ from deid.settings import Settings
 from deid.validate import validate_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_dicom"
-
-
-# ---- making bombs ---------------------------------------------------------------------
-
-
-def jpeg(rows: int, columns: int, components: int = 1, precision: int = 8) -> bytes:
-    """A 2 KB baseline JPEG codestream whose frame header declares `rows` x `columns`."""
-    sof = struct.pack(">HBHHB", 8 + 3 * components, precision, rows, columns, components)
-    sof += b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
-    dqt = b"\xff\xdb" + struct.pack(">H", 67) + b"\x00" + bytes(range(1, 65))
-    dht = b"\xff\xc4" + struct.pack(">H", 31) + b"\x00" + bytes([0, 1] + [1] * 10 + [0] * 4)
-    dht += bytes(range(12))
-    sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00\x00\x3f\x00"
-    return b"\xff\xd8" + dqt + b"\xff\xc0" + sof + dht + sos + bytes(1900) + b"\xff\xd9"
-
-
-def encapsulated(frames: list[bytes], uid: str, rows: int, columns: int, **kw: Any) -> FileDataset:
-    """An 8-bit image of `rows` x `columns` whose pixel data is `frames`, as `uid`."""
-    ds = make_dataset(np.zeros((2, 2), np.uint8), **kw)
-    ds.Rows, ds.Columns = rows, columns
-    if len(frames) > 1:
-        ds.NumberOfFrames = len(frames)
-    ds.PixelData = encapsulate(frames)
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = uid
-    return ds
-
-
-def rle_frame(count: int, offsets: list[int], body: bytes = b"\x81\x00" * 200) -> bytes:
-    return struct.pack("<16I", count, *offsets, *[0] * (15 - len(offsets))) + body
-
-
-ITEM = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # the start of an item of undefined length
-
-
-def deflated(ds: FileDataset, *, tail: bytes = b"", cut_at: bytes = b"") -> bytes:
-    """`ds` as a Deflated Explicit VR Little Endian file, `tail` added to the dataset
-    (after the first `cut_at` in it, if given) before it is deflated, as a hostile
-    writer would."""
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    data = out.getvalue()
-    end = 144 + int.from_bytes(data[140:144], "little")  # after the file meta group
-    dataset = zlib.decompress(data[end:], -zlib.MAX_WBITS)
-    if cut_at:
-        dataset = dataset[: dataset.index(cut_at) + len(cut_at)]
-    dataset += tail
-    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return data[:end] + packer.compress(dataset) + packer.flush()
-
-
-def ct(rows: int = 512, columns: int = 512, **kw: Any) -> FileDataset:
-    return make_dataset(np.zeros((rows, columns), np.uint16), **kw)
-
-
-def with_zeros(ds: FileDataset, size: int) -> bytes:
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue() + bytes(size)
-
-
-def _saved(ds: FileDataset) -> bytes:
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
-def _headers_only() -> FileDataset:
-    ds = ct()
-    del ds.PixelData
-    return ds
-
-
-def _file_meta(data: bytes) -> bytes:
-    return data[: 144 + int.from_bytes(data[140:144], "little")]
-
-
-def _with_sequence() -> FileDataset:
-    ds = ct()
-    ds.ReferencedImageSequence = Sequence([Dataset()])
-    ds["ReferencedImageSequence"].is_undefined_length = True
-    ds.ReferencedImageSequence[0].is_undefined_length_sequence_item = True
-    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3"
-    return ds
-
-
-def _big_private_value(size: int) -> FileDataset:
-    ds = ct(16, 16)
-    ds.private_block(0x0029, "ACME BLOB", create=True).add_new(0x10, "OB", bytes(size))
-    return ds
-
-
-# Each bomb: its bytes, and the kind and words of its refusal with the default limits.
-BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
-    "jpeg-sof-65500-header-65500": (
-        lambda: _saved(encapsulated([jpeg(65500, 65500)], JPEGBaseline8Bit, 65500, 65500)),
-        "too-large",
-        "the header declares 65500 x 65500 pixels per frame; the limit is 100000000",
-    ),
-    "jpeg-sof-65500-header-512": (
-        lambda: _saved(encapsulated([jpeg(65500, 65500)], JPEGBaseline8Bit, 512, 512)),
-        "unreadable",
-        "frame 1: its JPEG codestream declares 65500 x 65500 pixels where the header "
-        "declares 512 x 512; the file is damaged",
-    ),
-    "rle-header-65535": (
-        lambda: _saved(encapsulated([rle_frame(1, [64])], RLELossless, 65535, 65535)),
-        "too-large",
-        "the header declares 65535 x 65535 pixels per frame",
-    ),
-    "rle-segments-wrong": (
-        lambda: _saved(encapsulated([rle_frame(15, [64] * 15)], RLELossless, 512, 512)),
-        "unreadable",
-        "frame 1: its RLE header declares 15 segments where the header's samples and bits make 1",
-    ),
-    "deflated-pixels-longer-than-declared": (
-        lambda: deflated(ct(extra={"PixelData": bytes(64 << 20)})),
-        "unreadable",
-        "pixel data holds 67108864 bytes where the header declares 524288",
-    ),
-    "deflated-zeros-after-the-pixels": (
-        lambda: deflated(ct(), tail=bytes(64 << 20)),
-        "unreadable",
-        "the deflated dataset inflates past the",
-    ),
-    "header-then-50-mb-of-zeros": (
-        lambda: with_zeros(_headers_only(), 50 << 20),
-        "unreadable",
-        "52428800 bytes of zeros or damage follow the last element",
-    ),
-    "file-meta-then-20-mb-of-zeros": (
-        lambda: _file_meta(_saved(ct())) + bytes(20 << 20),
-        "unreadable",
-        "20971520 bytes of zeros or damage follow the last element",
-    ),
-    "deflated-zeros-in-a-sequence": (
-        lambda: deflated(_with_sequence(), tail=bytes(64 << 20), cut_at=ITEM),
-        "unreadable",
-        "the deflated dataset inflates past the",
-    ),
-    "image-then-50-mb-of-zeros": (
-        lambda: with_zeros(ct(), 50 << 20),
-        "unreadable",
-        "52428800 bytes of zeros or damage follow the last element",
-    ),
-}
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +171,7 @@ def test_a_header_only_read_checks_no_pixel_limit(write_dicom: Callable[..., Pat
 def test_large_header_values_over_the_limit_are_refused_unread(
     write_dicom: Callable[..., Path],
 ) -> None:
-    path = write_dicom(_big_private_value(3 << 20))
+    path = write_dicom(big_private_value(3 << 20))
     with pytest.raises(TooLargeError, match=r"3145728 bytes of large values; the limit is 2 MiB"):
         _read(path, max_header_mib=2)
     assert len(_read(path, max_header_mib=4)[0x00291010].value) == 3 << 20
@@ -344,7 +192,7 @@ def test_the_defaults_pass_real_scan_sizes() -> None:
 
 def test_deflated_data_past_a_small_limit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "blob.dcm"
-    path.write_bytes(deflated(_big_private_value(6 << 20)))
+    path.write_bytes(deflated(big_private_value(6 << 20)))
     with pytest.raises(TooLargeError) as caught:
         _read(path, max_header_mib=2)
     assert caught.value.message == (
