@@ -70,7 +70,7 @@ from deid import output, pipeline, pixels, profiles, reader, verify
 from deid import settings as settings_mod
 from deid.boxes import Box
 from deid.ocr import read_words
-from deid.text import TextPolicy, redaction_boxes, search_image
+from deid.text import TextPolicy, first_look_scale, redaction_boxes, search_image
 
 ALLOW = (
     "L", "R", "PA", "AP", "LAT", "LATERAL", "LL", "RL", "OBL", "LAO", "RAO", "LPO", "RPO",
@@ -959,7 +959,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 floors.append(floor_seconds(path))
                 pipes.append(pipeline_seconds(path, settings))
                 start = time.perf_counter()
-                regions = search_image(sample.image, policy, phi=sample.phi)
+                first = first_look_scale(sample.ds)  # the triage `deid anonymize` makes
+                regions = search_image(sample.image, policy, phi=sample.phi, first_scale=first)
                 seconds = time.perf_counter() - start
                 boxes = redaction_boxes(regions)
                 result = score(sample, boxes, leaks=not args.no_leaks)

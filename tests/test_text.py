@@ -11,7 +11,10 @@ from pydicom.data import get_testdata_file
 
 from deid import pixels, reader
 from deid.boxes import Box
-from deid.text import TextPolicy, redaction_boxes, search_image
+from deid.errors import LeakError
+from deid.text import TextPolicy, decide, detect, redaction_boxes, search, search_image
+from deid.text import second_look as second_look_module
+from deid.text.policy import Region
 
 POLICY = TextPolicy(frozenset())
 ORIGINALS = {PHI["name"]: "patient name", PHI["patient_id"]: "patient ID"}
@@ -88,3 +91,42 @@ def test_large_coloured_words_on_a_real_file_are_covered_whole() -> None:
     assert all(word.sum() > 500 for word in words)  # red, green and blue are drawn
     mask = covered(image.shape, redaction_boxes(search_image(image, POLICY)))
     assert all(mask[word].all() for word in words)
+
+
+@pytest.mark.parametrize("size", [12, 14])
+def test_grey_text_beside_bone_found_in_part_is_covered_whole(size: int) -> None:
+    """Grey letters on noisy tissue beside a rib: the first look finds the digits only;
+    the second look finds the rest of the line and the cover takes it whole."""
+    image, ink = draw_text(ct_slice(), [("DOE JOHN 4471923", (220, 400), size, 190)])
+    matcher = decide.Matcher.build(ORIGINALS)
+    first = covered(image.shape, redaction_boxes(search.look(image, POLICY, matcher)))
+    assert 0 < first[ink].mean() < 1  # the case is real: a line found in part
+    assert covered(image.shape, redaction_boxes(search_image(image, POLICY, phi=ORIGINALS)))[
+        ink
+    ].all()
+
+
+def test_a_line_found_in_pieces_is_covered_whole() -> None:
+    image, ink = draw_text(ct_slice(), [("LIVER    MRN4471923", (60, 100), 16, 255)])
+    ys, _ = np.nonzero(ink)
+    pieces = [ln for ln in detect.find_lines(image) if ln.box.top <= ys.max() < ln.box.bottom]
+    assert len(pieces) >= 2  # the kept word and the identifier are found apart
+    regions = search_image(image, POLICY, phi=ORIGINALS)
+    assert covered(image.shape, redaction_boxes(regions))[ink].all()
+    assert not [r for r in regions if r.decision == "keep"]
+
+
+def test_text_still_found_after_the_last_look_fails_the_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image, _ = draw_text(ct_slice(), [("DOE, JOHN", (30, 20), 16, 255)])
+    calls: list[int] = []
+
+    def always_more(*args: object, **kwargs: object) -> list[Region]:
+        calls.append(1)
+        return [Region(Box(0, 0, 4 + len(calls), 4), "redact", "text")]
+
+    monkeypatch.setattr(second_look_module, "second_look", always_more)
+    with pytest.raises(LeakError, match="text stays readable after redaction"):
+        search_image(image, POLICY, phi=ORIGINALS, where="IM0001")
+    assert len(calls) == second_look_module.LOOKS + 1

@@ -53,3 +53,18 @@ def test_a_cheaper_first_look_only_where_text_is_rare(
 ) -> None:
     ds = make_dataset(np.zeros((512, 512), np.uint16), modality=modality, extra=extra)
     assert (first_look_scale(ds) is not None) is cheaper
+
+
+@pytest.mark.parametrize(("side", "scale"), [(512, 1.0), (256, 1.0), (1024, None)])
+def test_the_first_look_sees_every_pixel(side: int, scale: float | None) -> None:
+    """The first look is at the image's own size where the full search enlarges it,
+    and there is none where the full search already looks at that size."""
+    ds = make_dataset(np.zeros((side, side), np.uint16), modality="MR")
+    assert first_look_scale(ds) == scale
+
+
+@pytest.mark.parametrize("size", [9, 10, 12])
+def test_the_first_look_finds_small_annotations(size: int) -> None:
+    ds = make_dataset(np.zeros((512, 512), np.uint16), extra={"ImageType": ["ORIGINAL"]})
+    image, _ = draw_text(ct_slice(), [("DOE, JOHN 03/14/1952", (20, 470), size, 200)])
+    assert detect.find_lines(image, scale=first_look_scale(ds))

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import PHI, ct_slice, draw_text, make_dataset, safe_harbor_settings
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from deid import pipeline, verify
+from deid import pipeline, text, verify
 from deid.record import FileRecord
 from deid.settings import Settings
 from deid.text import TextPolicy
@@ -81,3 +82,74 @@ def test_verify_flags_readable_text_in_dicom_pixels(
     assert any(leak.where.startswith("pixels") for leak in leaks)
     clean = write_dicom(make_dataset(ct_slice()), "clean.dcm")
     assert not [x for x in verify.check_dicom(clean, None, policy) if x.where.startswith("pixels")]
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Every image the text search is run on, in order."""
+    searched: list[np.ndarray] = []
+    real = text.search_image
+
+    def counted(image: np.ndarray, *args: object, **kwargs: object) -> list[text.Region]:
+        searched.append(image)
+        return real(image, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(text, "search_image", counted)
+    return searched
+
+
+def test_identical_frames_are_read_once(
+    write_dicom: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marked, ink = draw_text(ct_slice(), [("DOE, JOHN", (30, 20), 18, 255)])
+    ds = make_dataset(np.stack([marked] * 4), sop_class="1.2.840.10008.5.1.4.1.1.12.1")
+    ds.NumberOfFrames = 4
+    searched = _counting(monkeypatch)
+    result = pipeline.process(write_dicom(ds, "xa.dcm"), settings(tmp_path / "out"))
+    assert result.status == "written", result.reason
+    assert len(searched) == 1
+    assert all((frame[ink] == 0).all() for frame in written_frames(result))
+
+
+def test_a_png_searches_only_the_frames_it_shows(
+    write_dicom: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = np.stack([ct_slice(seed=i) for i in range(5)])
+    ds = make_dataset(frames, sop_class="1.2.840.10008.5.1.4.1.1.12.1", modality="XA")
+    ds.NumberOfFrames = 5
+    searched = _counting(monkeypatch)
+    png_only = safe_harbor_settings(tmp_path / "png", "test-frames", formats=frozenset({"png"}))
+    result = pipeline.process(write_dicom(ds, "xa.dcm"), png_only)
+    assert result.status == "written", result.reason
+    shown = [p for p in result.outputs if p.endswith(".png")]
+    assert len(searched) == len(shown) < 5
+    searched.clear()
+    result = pipeline.process(write_dicom(ds, "xa2.dcm"), settings(tmp_path / "dicom"))
+    assert result.status == "written", result.reason
+    assert len(searched) == 5  # a DICOM output needs every frame clean
+
+
+def test_small_annotations_on_an_original_ct_are_covered(
+    write_dicom: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The cheaper first look of an original slice still finds a 10 px line."""
+    image, ink = draw_text(ct_slice(), [("DOE, JOHN 03/14/1952", (20, 470), 10, 255)])
+    ds = make_dataset(image, extra={"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]})
+    assert text.first_look_scale(ds) is not None
+    result = pipeline.process(write_dicom(ds, "ct.dcm"), settings(tmp_path / "out"))
+    assert result.status == "written", result.reason
+    assert (written_frames(result)[ink] == 0).all()
+
+
+def test_a_name_read_inside_an_ultrasound_region_is_covered(
+    write_dicom: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The image region's anatomy is never covered on suspicion, but text read there
+    as a name is covered like anywhere else."""
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    image[80:440, 100:540] = 70
+    marked, ink = draw_text(image, [("DOE, JOHN", (200, 300), 20, 255)])
+    result = pipeline.process(write_dicom(_ultrasound(marked), "us.dcm"), settings(tmp_path / "o"))
+    assert result.status == "written", result.reason
+    out = written_frames(result)
+    assert (out[ink] == 0).all()
+    assert (out[100:200, 120:520] == 70).all()

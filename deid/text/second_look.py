@@ -3,7 +3,8 @@
 Text next to a cover is often the rest of its line: grey digits on bright bone that
 the first look missed while it found their neighbours. Each cover's band (its rows,
 widened, and several line heights to each side) is searched again on a levelled view
-(local contrast evened out), where faint text stands out. A piece on the cover's band
+(local contrast evened out), where faint text stands out, and as it is at a finer
+scale, where small grey letters on noisy tissue do. A piece on the cover's band
 that touches it joins the cover whatever it reads; anything else found is decided as a
 line of its own. `search_image` repeats this until the covers hold.
 """
@@ -25,6 +26,7 @@ from deid.text.policy import Region, TextPolicy, redaction_boxes
 LOOKS = 2  # second looks after the first; text still found after them fails the file
 _SIDE = 6  # line heights searched to each side of a cover
 _TOUCH = 1.5  # line heights within which a piece on the band joins the cover
+_FINER = 1.5  # the band is also searched as it is, this much larger than the first look
 
 
 def search_image(
@@ -80,17 +82,17 @@ def second_look(
     known = [r.box for r in regions]
     pieces: list[search.Piece] = []
     for area in areas(covers, width, height):
-        view = levelled(image[area.top : area.bottom, area.left : area.right])
-        found = [
-            line
-            for line in detect.find_lines(view, scale=scale, tallest=tallest)
-            if not any(k.shared_area(line.box.shifted(area)) * 2 > line.box.area for k in known)
-        ]
-        readings = read.read_lines(view, [line.box for line in found])
-        pieces += [
-            search.Piece(ln.box.shifted(area), ln.height, r)
-            for ln, r in zip(found, readings, strict=True)
-        ]
+        crop = image[area.top : area.bottom, area.left : area.right]
+        for view, factor in ((levelled(crop), scale), (crop, scale * _FINER)):
+            found = [
+                line
+                for line in detect.find_lines(view, scale=factor, tallest=tallest)
+                if not any(k.shared_area(line.box.shifted(area)) * 2 > line.box.area for k in known)
+            ]
+            readings = read.read_lines(view, [line.box for line in found])
+            for ln, r in zip(found, readings, strict=True):
+                known.append(ln.box.shifted(area))
+                pieces.append(search.Piece(ln.box.shifted(area), ln.height, r))
     extra: list[Region] = []
     joined: list[search.Piece] = []
     for region in regions:
@@ -99,7 +101,9 @@ def second_look(
         joining = [p for p in pieces if _joins(region.box, p)]
         if joining:
             box = bounding([region.box, *(p.box for p in joining)])
-            extra.append(Region(box.padded(policy.padding, width, height), "redact", region.reason))
+            tallest = max(p.height for p in joining)
+            cover = search.cover_box(box, policy.padding, tallest, width, height)
+            extra.append(Region(cover, "redact", region.reason))
             joined += joining
     others = [p for p in pieces if p not in joined]
     # The levelled view brings out anatomy too: what it alone shows is covered only
