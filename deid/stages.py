@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pydicom.uid import ExplicitVRLittleEndian
 
 from deid import classify, context, originals, output, pixels, reader, tags, text
 from deid.boxes import Box
@@ -142,7 +142,13 @@ def render(work: FileWork) -> None:
 def redact(work: FileWork) -> None:
     """Plan the DICOM output's new pixel data: every frame with its boxes blacked out,
     and the bits above Bits Stored cleared, where legacy overlays hide. Nothing is
-    decoded whole: the frames are rewritten one at a time as the output is written."""
+    decoded whole: the frames are rewritten one at a time as the output is written.
+
+    Native data is cleared in place. A codestream cannot be cleared without re-encoding
+    it, and every codec here would keep the bits (RLE all of them, JPEG lossless, JPEG-LS
+    and JPEG 2000 as many as their precision): compressed data that holds one goes out
+    decoded, values masked, as native data; compressed data that holds none keeps its
+    codestream as it is."""
     if not work.want_dicom:
         return
     ds, found = work.ds, work.pixels
@@ -153,25 +159,15 @@ def redact(work: FileWork) -> None:
         per_frame = [text.redaction_boxes(found.found.get(i, [])) for i in range(len(found.frames))]
     if fixed_boxes or any(per_frame):
         assert found is not None
-        if pixels.unused_bits_set(ds, work.where) or _rle_bits_set(work):
+        if pixels.unused_bits_set(ds, work.where):
             work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
         work.rewrite = pixels.plan(ds, found.frames, fixed_boxes, per_frame, work.settings.render)
     elif pixels.clear_unused_bits(ds, work.where):
         work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
-    elif _rle_bits_set(work):
+    elif pixels.encoded_bits_set(ds, work.where):
         work.record.actions.append(ActionRecord("PixelData", "clear-unused-bits"))
         frames = found.frames if found is not None else pixels.Frames(ds, work.where)
         work.rewrite = pixels.plan(ds, frames, [], [])
-
-
-def _rle_bits_set(work: FileWork) -> bool:
-    """RLE keeps every bit of every cell, so bits above Bits Stored survive it: when one
-    is set, the frames go out decoded (values masked) as native data. Other codecs keep
-    at most their precision, and verify reports what one left there."""
-    ds = work.ds
-    if ds.file_meta.get("TransferSyntaxUID") != RLELossless:
-        return False
-    return bool(pixels.unused_bit_frames(ds, work.where))
 
 
 def deidentify_tags(work: FileWork) -> None:

@@ -15,9 +15,15 @@ import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    JPEG2000,
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
 )
 
 PHI = {
@@ -438,6 +444,40 @@ def signed_with_garbage(seed: int = 5) -> tuple[FileDataset, np.ndarray]:
     return ds, values
 
 
+# Compressed syntaxes whose codestreams keep every bit of a 16-bit cell when asked to,
+# so a name above Bits Stored survives them, and the lossless codec each is made with:
+# a reversible codestream is valid under the syntax that also allows lossy ones.
+KEEPING_SYNTAXES: dict[str, tuple[str, str]] = {
+    "rle": (RLELossless, RLELossless),
+    "j2k lossless": (JPEG2000Lossless, JPEG2000Lossless),
+    "j2k": (JPEG2000, JPEG2000Lossless),
+    "jpeg-ls lossless": (JPEGLSLossless, JPEGLSLossless),
+    "jpeg-ls near-lossless": (JPEGLSNearLossless, JPEGLSLossless),
+}
+
+
+def encoded_keeping_every_bit(ds: FileDataset, syntax: str) -> FileDataset:
+    """`ds` compressed by pydicom's encoder for `KEEPING_SYNTAXES[syntax]`, every bit of
+    every cell kept, those above Bits Stored included: encoded as if Bits Stored were
+    Bits Allocated (as a modality's encoder given the whole cell does), then declared as
+    before. Skips the test when this environment has no encoder for it."""
+    from pydicom.pixels import get_encoder
+
+    uid, codec = KEEPING_SYNTAXES[syntax]
+    if not get_encoder(codec).is_available:
+        pytest.skip(f"no {UID(codec).name} encoder is installed")
+    kind = "i" if ds.PixelRepresentation else "u"
+    cells = np.frombuffer(ds.PixelData, dtype=f"<{kind}{ds.BitsAllocated // 8}")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    shape = (frames, ds.Rows, ds.Columns) if frames > 1 else (ds.Rows, ds.Columns)
+    declared = ds.BitsStored, ds.HighBit
+    ds.BitsStored, ds.HighBit = ds.BitsAllocated, ds.BitsAllocated - 1
+    ds.compress(codec, cells.reshape(shape))
+    ds.BitsStored, ds.HighBit = declared
+    ds.file_meta.TransferSyntaxUID = uid
+    return ds
+
+
 # --- `deid share`: a patient's disc --------------------------------------------------------
 
 DISC_CT_SLICES = 9
@@ -646,3 +686,103 @@ def write_long_cine(
                 frame = np.where(ink, 4095, frame).astype(np.uint16)
             f.write(frame.astype("<u2").tobytes())
     return path.stat().st_size
+
+
+# --- `deid share`: CT chest slices in Hounsfield units, and a multi-frame cine --------------
+
+CT_CHEST_SERIES_UID = "1.2.826.0.1.3680043.8.498.5002"
+
+
+def ct_chest_dataset(hounsfield: np.ndarray, index: int = 0) -> FileDataset:
+    """Slice `index` of a CT chest whose pixels are `hounsfield` (HU, stored with the
+    usual -1024 intercept), with full fake PHI: windows of the chest apply to it."""
+    stored = np.clip(hounsfield + 1024, 0, 4095).astype(np.uint16)
+    ds = make_dataset(stored, bits_stored=12, sop_class=CTImageStorage, modality="CT")
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.BodyPartExamined = "CHEST"
+    ds.SeriesInstanceUID = CT_CHEST_SERIES_UID
+    ds.SOPInstanceUID = f"{CT_CHEST_SERIES_UID}.{index + 1}"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = index + 1
+    return ds
+
+
+LUNG_HU, SOFT_TISSUE_HU = -600, 50
+
+
+def lung_and_tissue_hu(size: int = 64) -> np.ndarray:
+    """Left half lung (-600 HU: mid-grey in the lung window, black in the mediastinum
+    one), right half soft tissue (50 HU: near white in the lung window, mid-grey in the
+    mediastinum one)."""
+    values = np.full((size, size), SOFT_TISSUE_HU, dtype=np.int32)
+    values[:, : size // 2] = LUNG_HU
+    return values
+
+
+@pytest.fixture
+def ct_chest_folder(tmp_path: Path) -> Path:
+    """Five slices of a CT chest, each `lung_and_tissue_hu()`, files without extensions."""
+    folder = tmp_path / "ct-chest"
+    folder.mkdir()
+    for index in range(5):
+        ct_chest_dataset(lung_and_tissue_hu(), index).save_as(
+            folder / f"IM{index}", enforce_file_format=True
+        )
+    return folder
+
+
+# Text that one chest window shows and the other does not: (window it shows in, HU of the
+# patch it is written on, HU of the letters). Grey letters on air (-1000) show in the lung
+# window only (the mediastinum window starts at -125 HU); bright letters on a 150 HU patch
+# show in the mediastinum window only (the lung window is white from 150 HU).
+ONE_WINDOW_TEXT = {"lung": (-1000, -300), "mediastinum": (150, 250)}
+ONE_WINDOW_NAME_AT = (24, 24)
+ONE_WINDOW_NAME_SIZE = 32
+
+
+def ct_chest_with_name(shows_in: str) -> FileDataset:
+    """A 512x512 CT chest (air, a soft-tissue body, two lungs) with the patient's name
+    written in its top-left corner in greys that only the `shows_in` window shows."""
+    patch, letters = ONE_WINDOW_TEXT[shows_in]
+    y, x = np.mgrid[0:512, 0:512].astype(np.float32)
+    body = ((y - 280) / 170) ** 2 + ((x - 256) / 210) ** 2 < 1
+    lungs = ((y - 280) / 110) ** 2 + ((np.abs(x - 256) - 100) / 70) ** 2 < 1
+    hounsfield = np.where(body, 40, -1000)
+    hounsfield = np.where(lungs, -850, hounsfield)
+    hounsfield += np.random.default_rng(4).integers(-8, 9, hounsfield.shape)
+    hounsfield[10:70, 10:330] = patch
+    ink = draw_text(
+        np.zeros((512, 512), np.uint8),
+        [(BURNED_NAME, ONE_WINDOW_NAME_AT, ONE_WINDOW_NAME_SIZE, 255)],
+    )[1]
+    return ct_chest_dataset(np.where(ink, letters, hounsfield))
+
+
+CINE_FRAMES = 12
+
+
+def cine_frame_value(frame: int) -> int:
+    """The stored value every pixel of frame `frame` (0-based) of `cine_dataset` holds."""
+    return 300 + 300 * frame
+
+
+def cine_dataset() -> FileDataset:
+    """A multi-frame XA cine of `CINE_FRAMES` 128x128 frames, each frame one grey
+    (`cine_frame_value`), shown in its own full-range window: a test tells the frame
+    from the grey."""
+    frames = np.stack(
+        [np.full((128, 128), cine_frame_value(i), np.uint16) for i in range(CINE_FRAMES)]
+    )
+    return make_dataset(
+        frames,
+        bits_stored=12,
+        sop_class="1.2.840.10008.5.1.4.1.1.12.1",
+        modality="XA",
+        extra={"WindowCenter": 2048, "WindowWidth": 4096},
+    )
+
+
+@pytest.fixture
+def cine_file(write_dicom: Callable[..., Path]) -> Path:
+    """`cine_dataset()` on disk."""
+    return write_dicom(cine_dataset(), "cine/XA0001")

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from conftest import (
     BURNED_LINES,
+    KEEPING_SYNTAXES,
     burned_in_pixels,
+    encoded_keeping_every_bit,
     make_dataset,
     overlay_in_bit_12,
     safe_harbor_settings,
@@ -21,14 +23,17 @@ from conftest import (
 from PIL import Image
 from pydicom import dcmread, dcmwrite
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.overlays import get_overlay_array
-from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from typer.testing import CliRunner
 
 from deid import chunks, output, pipeline, stages
 from deid.cli import app
 from deid.errors import OutputExistsError, UnreadableError
 from deid.record import FileRecord
+from deid.verify import check_dicom
 
 
 def test_png_has_no_text_or_exif_chunks() -> None:
@@ -251,10 +256,10 @@ def _anonymize(source: Path, out: Path, formats: str = "dicom", *more: str) -> l
     return sorted(p for p in out.rglob("*") if p.suffix in (".dcm", ".png"))
 
 
-def _cells(path: Path, dtype: str = "<u2") -> np.ndarray:
+def _cells(path: Path, dtype: str = "<u2", count: int | None = None) -> np.ndarray:
     ds = dcmread(path)
     assert ds.file_meta.TransferSyntaxUID.is_little_endian
-    return np.frombuffer(ds.PixelData, dtype=dtype, count=ds.Rows * ds.Columns)
+    return np.frombuffer(ds.PixelData, dtype=dtype, count=count or ds.Rows * ds.Columns)
 
 
 def test_the_overlay_in_bit_12_does_not_reach_the_dicom_output(
@@ -398,6 +403,131 @@ def test_real_files_keep_every_stored_value(name: str, tmp_path: Path) -> None:
         assert clean.PixelData == original.PixelData
     else:
         assert np.array_equal(_cells(Path(written)).reshape(values.shape), values)
+
+
+def _as_coded(path: Path) -> np.ndarray:
+    """The first frame as the codec gives it, nothing masked: what the codestream holds."""
+    ds = dcmread(path)
+    decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values, _ = decoder.as_array(ds, index=0, raw=True, correct_unused_bits=False)
+    return values
+
+
+def _bit_leaks(path: Path) -> list[str]:
+    return [leak.where for leak in check_dicom(path, None) if leak.kind == "bits above BitsStored"]
+
+
+def _saved(ds: Dataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _by_suffix(record: FileRecord, suffix: str) -> list[Path]:
+    return [Path(p) for p in record.outputs if p.endswith(suffix)]
+
+
+@pytest.mark.parametrize("syntax", list(KEEPING_SYNTAXES))
+def test_a_name_above_bits_stored_in_a_codestream_goes_out_native_and_clean(
+    syntax: str, tmp_path: Path
+) -> None:
+    """A lossless codec keeps every bit it was given, so the overlay drawn into bit 12
+    comes back from the codestream: the output holds the decoded values, masked."""
+    twin = overlay_in_bit_12(drawn=False)
+    anatomy = np.frombuffer(twin.PixelData, dtype="<u2").reshape(twin.Rows, twin.Columns)
+    source = _saved(
+        encoded_keeping_every_bit(overlay_in_bit_12(), syntax), tmp_path / "in" / "DOE.dcm"
+    )
+    twin_source = _saved(encoded_keeping_every_bit(twin, syntax), tmp_path / "twin" / "DOE.dcm")
+    coded = _as_coded(source)
+    name = (coded >> 12).astype(bool)
+    assert name.any() and np.array_equal(coded & 0x0FFF, anatomy)
+    assert _bit_leaks(source) == ["pixel data"]  # verify finds them where they were kept
+
+    both = frozenset({"dicom", "png"})
+    record = _process(source, tmp_path / "out", formats=both)
+    (written,) = _by_suffix(record, ".dcm")
+    clean = dcmread(written)
+    assert clean.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert (clean.BitsAllocated, clean.BitsStored, clean.HighBit) == (16, 12, 11)
+    stored = _cells(written).reshape(anatomy.shape)
+    assert not (stored >> 12).any()
+    assert np.array_equal(stored, anatomy)  # every anatomy value kept
+    assert np.array_equal(stored[name], anatomy[name])  # the name's pixels hold the anatomy
+    assert ("PixelData", "clear-unused-bits") in [(a.path, a.action) for a in record.actions]
+    assert _bit_leaks(written) == []
+
+    twin_record = _process(twin_source, tmp_path / "twin-out", formats=both)
+    png = [p.read_bytes() for p in _by_suffix(record, ".png")]
+    assert png and png == [p.read_bytes() for p in _by_suffix(twin_record, ".png")]
+
+
+@pytest.mark.parametrize("syntax", list(KEEPING_SYNTAXES))
+def test_a_codestream_without_them_is_kept_byte_for_byte(syntax: str, tmp_path: Path) -> None:
+    source = _saved(
+        encoded_keeping_every_bit(overlay_in_bit_12(drawn=False), syntax), tmp_path / "in.dcm"
+    )
+    record = _process(source, tmp_path / "out")
+    (written,) = record.outputs
+    clean, original = dcmread(written), dcmread(source)
+    assert clean.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert clean.PixelData == original.PixelData
+    assert ("PixelData", "clear-unused-bits") not in [(a.path, a.action) for a in record.actions]
+    assert _bit_leaks(Path(written)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "bits_stored"),
+    [("MR_small_jpeg_ls_lossless.dcm", 11), ("JPEGLSNearLossless_16.dcm", 12),
+     ("SC_rgb_jpeg_gdcm.dcm", 6), ("MR_small_jp2klossless.dcm", 11)],
+)  # fmt: skip
+def test_a_header_declaring_fewer_bits_than_its_codestream_holds(
+    name: str, bits_stored: int, tmp_path: Path
+) -> None:
+    """pydicom's JPEG-LS, JPEG lossless (process 14) and JPEG 2000 files, their Bits
+    Stored lowered as an attacker's header would: what the codestream holds above it
+    goes, every value within it stays, as every viewer shows it."""
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not installed with pydicom")
+    ds = dcmread(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = ds.pixel_array
+    ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    source = _saved(ds, tmp_path / name)
+    assert _bit_leaks(source) == ["pixel data"]
+    shift = full.dtype.itemsize * 8 - bits_stored
+    shown = (full << shift) >> shift if full.dtype.kind == "i" else full & ((1 << bits_stored) - 1)
+    assert not np.array_equal(shown, full)
+
+    record = _process(source, tmp_path / "out")
+    (written,) = record.outputs
+    clean = dcmread(written)
+    assert clean.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert clean.BitsStored == bits_stored
+    values = np.frombuffer(clean.PixelData, dtype=full.dtype.newbyteorder("<"))
+    assert np.array_equal(values.reshape(full.shape), shown)
+    assert ("PixelData", "clear-unused-bits") in [(a.path, a.action) for a in record.actions]
+    assert _bit_leaks(Path(written)) == []
+
+
+def test_every_frame_of_a_compressed_cine_is_masked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    anatomy = rng.integers(0, 4096, size=(4, 48, 40), dtype=np.uint16)
+    cells = anatomy.copy()
+    cells[2, 10:20, 5:30] |= 0x1000  # one frame carries the name
+    ds = make_dataset(cells, bits_stored=12)
+    source = _saved(encoded_keeping_every_bit(ds, "j2k lossless"), tmp_path / "cine.dcm")
+    assert _bit_leaks(source) == ["pixel data, 1 of 4 frames from frame 3"]
+    record = _process(source, tmp_path / "out")
+    (written,) = record.outputs
+    clean = dcmread(written)
+    assert clean.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert np.array_equal(_cells(Path(written), count=anatomy.size).reshape(anatomy.shape), anatomy)
+    assert _bit_leaks(Path(written)) == []
 
 
 def test_spilled_outputs_are_written_as_kept_and_cost_one_file(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_dataset, overlay_in_bit_12, safe_harbor_settings, signed_with_garbage
+from conftest import (
+    encoded_keeping_every_bit,
+    make_dataset,
+    overlay_in_bit_12,
+    safe_harbor_settings,
+    signed_with_garbage,
+)
 from pydicom import dcmread, dcmwrite
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
@@ -24,6 +30,7 @@ from deid.errors import ExitCode, MissingCodecError, UnreadableError, UsageError
 from deid.pixels import RenderOptions
 from deid.pixels import bits as px_bits
 from deid.pixels import frames as px_frames
+from deid.pixels import framewise as px_framewise
 from deid.pixels import rendering as px_rendering
 from deid.reader import PIXEL_DATA, deferred
 
@@ -886,6 +893,54 @@ def test_shipped_files_with_unused_bits_are_clean(name: str) -> None:
     assert px.unused_bit_frames(ds, path) == []
     assert not px.clear_unused_bits(ds, path)
     assert ds.PixelData == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MR_small_jp2klossless.dcm", "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+     "MR_small_RLE.dcm", "MR_small.dcm"],
+)  # fmt: skip
+def test_nothing_is_decoded_where_no_bit_can_be_set(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bits Stored equal to Bits Allocated (every 8-bit JPEG, most 16-bit data) leaves no
+    bit to set: those files cost nothing more than before."""
+    ds, path = read(name)
+    assert ds.BitsStored == ds.BitsAllocated
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(px_bits, "Frames", refused)
+    assert not px.encoded_bits_set(ds, path)
+    assert not px.unused_bits_set(ds, path)
+
+
+def test_compressed_frames_are_checked_one_at_a_time_as_coded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    anatomy = np.random.default_rng(3).integers(0, 4096, size=(5, 48, 40), dtype=np.uint16)
+    cells = anatomy.copy()
+    cells[1, 4, 4] |= 0x4000
+    cells[3, 9:12, 2:20] |= 0x1000
+    ds = encoded_keeping_every_bit(make_dataset(cells, bits_stored=12), "j2k lossless")
+    decoded: list[int] = []
+    original = px_framewise.Frames._raw_frame
+
+    def counted(self: px.Frames, index: int) -> Any:
+        decoded.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(px_framewise.Frames, "_raw_frame", counted)
+    assert px.encoded_bits_set(ds, "x.dcm")
+    assert decoded == [0, 1]  # stopped at the first frame holding one
+    decoded.clear()
+    assert px.unused_bit_frames(ds, "x.dcm") == [1, 3]
+    assert decoded == [0, 1, 2, 3, 4]
+    as_coded = px.Frames(ds, "x.dcm", as_stored=True)
+    assert np.array_equal(np.stack([as_coded[i].reshape(48, 40) for i in range(5)]), cells)
+    assert np.array_equal(px.decode(ds, "x.dcm"), anatomy)  # what is shown and rewritten
+    assert not px.clear_unused_bits(ds, "x.dcm")  # a codestream is not cleared in place
 
 
 @pytest.mark.parametrize("text_search", [False, True])

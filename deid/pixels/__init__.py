@@ -14,7 +14,8 @@ module does both halves:
 * `plan` and `store_streamed` do what `redact` and `store` do for a DICOM output, with
   the new pixel data made a frame at a time as it is written.
 * `clear_unused_bits` clears what native pixel data holds above Bits Stored (a legacy
-  overlay, a name), and `unused_bit_frames` finds it in an output.
+  overlay, a name), `encoded_bits_set` finds it in compressed data (which then goes out
+  native, masked), and `unused_bit_frames` finds it in an output.
 
 Rendering never resizes, so a box found on a rendered frame addresses the same pixels in
 the stored frames.
@@ -27,7 +28,12 @@ codec errors), `luts` (lookup tables and palettes), `rendering` (display pipelin
 
 from __future__ import annotations
 
-from deid.pixels.bits import clear_unused_bits, unused_bit_frames, unused_bits_set
+from deid.pixels.bits import (
+    clear_unused_bits,
+    encoded_bits_set,
+    unused_bit_frames,
+    unused_bits_set,
+)
 from deid.pixels.frames import (
     check_pixel_data,
     frame_count,
@@ -50,6 +56,7 @@ __all__ = [
     "clear_unused_bits",
     "darkest_value",
     "decode",
+    "encoded_bits_set",
     "frame_count",
     "frame_digest",
     "is_compressed",

@@ -12,12 +12,19 @@ whole.
 
 Native data is checked on its stored bytes with numpy, a piece at a time, straight from
 the input file when the value was left there, so a clean file is still copied as it is.
+
+Compressed data is checked on its decoded values, unmasked, a frame at a time. No codec
+here is bound to Bits Stored: RLE keeps every bit of a cell, and JPEG lossless, JPEG-LS
+and JPEG 2000 keep as many bits as their codestream declares, which can be all of Bits
+Allocated; so a name in bit 12 comes back from any of them. Data that holds such a bit
+is written native with its values masked (`deid.stages`); data that holds none keeps its
+codestream. Nothing is decoded where no such bit can exist: Bits Stored equal to Bits
+Allocated (every conformant 8-bit file, JPEG baseline among them) or 1-bit data.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +34,6 @@ import numpy as np
 from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
 from deid.errors import UnreadableError
@@ -40,13 +46,18 @@ from deid.pixels.frames import (
     representable_range,
     transfer_syntax,
 )
-from deid.pixels.framewise import _InFile
+from deid.pixels.framewise import Frames, _InFile
 from deid.reader import PIXEL_DATA, deferred, pixel_length
 
-__all__ = ["Cleaned", "clear_unused_bits", "unused_bit_frames", "unused_bits_set"]
+__all__ = [
+    "Cleaned",
+    "clear_unused_bits",
+    "encoded_bits_set",
+    "unused_bit_frames",
+    "unused_bits_set",
+]
 
 _PIECE = 16 * 1024 * 1024  # bytes of whole frames read and checked at a time
-_AS_STORED: dict[str, Any] = {"correct_unused_bits": False}
 Reader = Callable[[int, int], bytes | memoryview]
 
 
@@ -71,12 +82,8 @@ def clear_unused_bits(ds: Dataset, path: str) -> bool:
     the input file stays there to be copied as it is. Bytes after the last frame
     (padding) are kept; a dataset without pixel data has nothing to clear.
 
-    Compressed data is left alone. Its codestream carries samples at its own declared
-    precision, which is Bits Stored in the files that are not broken, and its decoded
-    values are whatever the codec gives; checking means decoding every frame, which a
-    header-only run never does, and clearing means storing the data uncompressed. When
-    the pixels are rewritten anyway (boxes covered), decoding masks them and they are
-    written native, so nothing above Bits Stored survives there either.
+    Compressed data is left alone here: clearing it means decoding it and storing it
+    uncompressed, which `encoded_bits_set` decides and the pixel rewrite does.
     """
     cells = _dirty_cells(ds, path)
     if cells is None:
@@ -110,8 +117,25 @@ def clear_unused_bits(ds: Dataset, path: str) -> bool:
 
 
 def unused_bits_set(ds: Dataset, path: str) -> bool:
-    """Whether native pixel data holds a set bit above Bits Stored (compressed: False)."""
-    return _dirty_cells(ds, path) is not None
+    """Whether the pixel data holds a set bit above Bits Stored, native or compressed."""
+    return _dirty_cells(ds, path) is not None or encoded_bits_set(ds, path)
+
+
+def encoded_bits_set(ds: Dataset, path: str) -> bool:
+    """Whether compressed pixel data decodes to a value with a bit set above Bits Stored.
+
+    The codestream would carry it into the output unchanged, where every viewer masks
+    it and anyone reading the bits finds it. Frames are decoded one at a time, stopping
+    at the first that holds one; where the cell has no bit above Bits Stored nothing is
+    decoded. Native data gives False: `clear_unused_bits` clears it in place. Raises
+    `UnreadableError` (or `MissingCodecError`) when the pixel data cannot be decoded.
+    """
+    if not pixel_length(ds) or not is_compressed(ds):
+        return False
+    geometry = image_geometry(ds, path)
+    if geometry.bits_allocated == 1 or geometry.bits_stored >= geometry.bits_allocated:
+        return False
+    return bool(_encoded_dirty_frames(ds, path, first_only=True))
 
 
 def _dirty_cells(ds: Dataset, path: str) -> _Cells | None:
@@ -176,19 +200,23 @@ def unused_bit_frames(ds: Dataset, path: str) -> list[int]:
         if cells is None:
             return []
         return _dirty_frames(ds, cells, path, first_only=False)
+    return _encoded_dirty_frames(ds, path, first_only=False)
+
+
+def _encoded_dirty_frames(ds: Dataset, path: str, *, first_only: bool) -> list[int]:
+    """Frames of compressed data whose decoded values, unmasked, leave the declared
+    range: decoded one at a time, so a long cine costs one frame of memory."""
+    frames = Frames(ds, path, as_stored=True)
+    geometry = frames.geometry
     dirty: list[int] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for index, (arr, _) in enumerate(
-                get_decoder(uid).iter_array(ds, raw=True, **_AS_STORED)
-            ):
-                if arr.dtype.kind not in "ui":
-                    return []
-                if _outside(arr.reshape(1, -1), geometry.bits_stored, geometry.signed)[0]:
-                    dirty.append(index)
-    except Exception as exc:
-        raise UnreadableError("pixel data cannot be decoded", path=path) from exc
+    for index in range(len(frames)):
+        arr = frames[index]
+        if arr.dtype.kind not in "ui":
+            return []
+        if _outside(arr.reshape(1, -1), geometry.bits_stored, geometry.signed)[0]:
+            dirty.append(index)
+            if first_only:
+                break
     return dirty
 
 

@@ -55,11 +55,16 @@ class Frames(Sequence[np.ndarray]):
 
     Raises what `decode` raises, in the same words: `check_pixel_data`'s errors (limits,
     missing codec, truncation) when made, decoding errors when a frame is read.
+
+    With `as_stored`, a frame is what the codec gives, unmasked and unconverted (its
+    dtype and shape as pydicom's raw decoding makes them): bits above Bits Stored can
+    only be found in values nothing has masked yet, and only judged, never shown.
     """
 
-    def __init__(self, ds: Dataset, path: str) -> None:
+    def __init__(self, ds: Dataset, path: str, *, as_stored: bool = False) -> None:
         self.geometry, self.syntax = check_pixel_data(ds, path)
         self.path = path
+        self.as_stored = as_stored
         self._decoder = get_decoder(self.syntax)
         elem = ds._dict.get(PIXEL_DATA)  # type: ignore[call-overload]
         filename = getattr(ds, "filename", None)
@@ -70,6 +75,8 @@ class Frames(Sequence[np.ndarray]):
             "pixel_vr": str(getattr(elem, "VR", None) or "OW"),
             **_DECODE_OPTIONS,
         }
+        if as_stored:
+            self._options.update(raw=True, correct_unused_bits=False)
         self._source: _InFile | bytes
         if deferred(elem) and isinstance(filename, str) and not self.syntax.is_deflated:
             raw: RawDataElement = elem
@@ -80,7 +87,8 @@ class Frames(Sequence[np.ndarray]):
                 raise UnreadableError("no pixel data", path=path)
             self._source = bytes(value) if isinstance(value, bytearray) else value
         self._last: tuple[int, Array] | None = None
-        self._noted = _Noting(self.geometry) if self.geometry.samples == 1 else None
+        grey = self.geometry.samples == 1 and not as_stored
+        self._noted = _Noting(self.geometry) if grey else None
         self._sequence: Iterator[tuple[Array, dict[str, Any]]] | None = None
         self._next = 0
 
@@ -146,6 +154,8 @@ class Frames(Sequence[np.ndarray]):
             raise UnreadableError(
                 f"pixel data cannot be decoded: {_one_line(exc)}", path=self.path
             ) from exc
+        if self.as_stored:
+            return arr
         colour_space = properties.get("photometric_interpretation")
         geometry = self.geometry
         if geometry.samples == 3 and colour_space != "RGB":
