@@ -81,6 +81,8 @@ def share_command(
         if not quiet:
             done = f" ({'; '.join(sent.done)})" if sent.done else ""
             out.print(f"{sent.source} -> {', '.join(sent.outputs)}{done}", markup=False)
+            for note in sent.notes:
+                err.print(f"note: {sent.source}: {note}", markup=False)
 
     try:
         bundle = make_bundle(
@@ -107,7 +109,12 @@ def _finish(bundle: Bundle, quiet: bool) -> None:
     if (bundle.images and not quiet) or bundle.findings:
         out.print(bundle.line(), markup=False)
     if not bundle.images:
-        err.print("error: nothing to share: no DICOM image or photo could be made", markup=False)
+        why = (
+            "the final check took every image out"
+            if bundle.findings
+            else "no DICOM image or photo could be made"
+        )
+        err.print(f"error: nothing to share: {why}", markup=False)
     elif not quiet:
         out.print(f"context to paste beside them: {bundle.folder / 'context.txt'}", markup=False)
         review = bundle.folder / "review.html"

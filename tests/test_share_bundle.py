@@ -9,22 +9,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DISC_CT_SLICES, PHI, make_dataset, make_disc
+from conftest import DISC_CT_SLICES, PHI, make_disc
 from PIL import Image, ImageDraw, ImageFont
-from test_share_documents import passport_page
+from test_share_documents import TD3, passport_page
 from test_share_photos import PLANTED, assert_nothing_sent, phone_jpeg
 from typer.testing import CliRunner
 
 from deid.cli import app
 from deid.errors import ExitCode
 from deid.faces import find_faces
+from deid.share.montage import montage_placed
+from deid.share.note import FACES
 
 runner = CliRunner()
 _DATA_URI = r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+"
+# The values printed on `passport_page()` below their labels: the holder's name,
+# nationality and birth date.
+HOLDER_LINES = ("ERIKSSON", "ANNA MARIA", "UTOPIAN", "12 AUG 1974")
 
 
 def share(*args: str) -> tuple[int, str]:
+    """`deid share ARGS` in-process: its exit code and everything it printed. An
+    exception the command did not turn into an exit code is raised, not read as one."""
     result = runner.invoke(app, ["share", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.output
 
 
@@ -60,6 +69,7 @@ def test_a_disc_gives_one_image_per_series(tmp_path: Path) -> None:
     note = (bundle / "context.txt").read_text()
     assert "Black boxes cover text that was removed for privacy; they are not findings." in note
     assert "Modality: CT" in note and "DOE" not in note
+    assert FACES not in note  # no face was covered
 
 
 def test_the_middle_slice_is_the_key_slice(tmp_path: Path) -> None:
@@ -74,27 +84,31 @@ def test_the_middle_slice_is_the_key_slice(tmp_path: Path) -> None:
     assert np.asarray(Image.open(ct)).min() == 255
 
 
-def test_a_ct_chest_montage_shows_lung_and_mediastinum(tmp_path: Path) -> None:
-    folder = tmp_path / "ct"
-    folder.mkdir()
-    for index in range(5):
-        values = np.full((64, 64), 1024 - 600, dtype=np.uint16)  # -600 HU: lung
-        ds = make_dataset(values, modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2")
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.BodyPartExamined = "CHEST"
-        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.7"
-        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.7.{index + 1}"
-        ds.InstanceNumber = index + 1
-        ds.save_as(folder / f"IM{index}", enforce_file_format=True)
+def test_a_ct_chest_montage_shows_lung_and_mediastinum(
+    ct_chest_folder: Path, tmp_path: Path
+) -> None:
+    """Each slice is half lung (-600 HU), half soft tissue (50 HU): the lung row shows
+    the lung mid-grey and the tissue near white, the mediastinum row the lung black and
+    the tissue mid-grey. A montage in one window only fails one of the rows."""
     bundle = tmp_path / "bundle"
-    code, output = share(str(folder), "--out", str(bundle), "--montage", "--slices", "3")
+    code, output = share(str(ct_chest_folder), "--out", str(bundle), "--montage", "--slices", "3")
     assert code == 0, output
+    assert sorted(p.name for p in bundle.iterdir()) == ["context.txt", "series1-montage.png"]
     montage = np.asarray(Image.open(bundle / "series1-montage.png"))
-    top, bottom = montage[: montage.shape[0] // 2], montage[montage.shape[0] // 2 :]
-    # -600 HU is mid-grey in the lung window (top row) and black in the mediastinum one
-    assert np.percentile(top[top > 0], 50) == pytest.approx(128, abs=3)
-    assert (bottom > 200).sum() < bottom.size * 0.05  # only labels are bright there
-    assert "lung" in (bundle / "context.txt").read_text()
+    assert montage.ndim == 2
+    labels = [f"{w} slice {n} of 5" for w in ("lung", "mediastinum") for n in (2, 3, 4)]
+    tiles = [(np.zeros((64, 64), np.uint8), label) for label in labels]
+    _, placed = montage_placed(tiles, rows=2)
+    # (lung half, tissue half) of each tile, by row: lung window, then mediastinum
+    expected = [(128, 238)] * 3 + [(0, 128)] * 3
+    for place, (lung, tissue) in zip(placed, expected, strict=True):
+        tile = montage[place.top : place.top + place.height, place.left : place.left + place.width]
+        half, margin = tile.shape[1] // 2, tile.shape[1] // 8
+        inner = tile[margin:-margin]
+        assert np.median(inner[:, margin : half - margin]) == pytest.approx(lung, abs=3)
+        assert np.median(inner[:, half + margin : -margin]) == pytest.approx(tissue, abs=3)
+    note = (bundle / "context.txt").read_text()
+    assert "series1-montage.png: series 1, lung+mediastinum window;" in note
 
 
 def test_a_photo_loses_its_metadata_face_and_printed_name(tmp_path: Path) -> None:
@@ -119,7 +133,8 @@ def test_a_photo_loses_its_metadata_face_and_printed_name(tmp_path: Path) -> Non
 
 def test_an_identity_document_is_refused_unless_allowed(tmp_path: Path) -> None:
     path = tmp_path / "scan.png"
-    Image.fromarray(passport_page()).save(path)
+    page = passport_page()
+    Image.fromarray(page).save(path)
     bundle = tmp_path / "bundle"
     code, output = share(str(path), "--out", str(bundle))
     assert code == ExitCode.REFUSED
@@ -127,7 +142,26 @@ def test_an_identity_document_is_refused_unless_allowed(tmp_path: Path) -> None:
     assert not list(bundle.glob("photo*"))
     allowed = tmp_path / "allowed"
     code, output = share(str(path), "--out", str(allowed), "--allow-documents")
-    assert list(allowed.glob("photo1.*")), output
+    assert code == ExitCode.OK, output
+    assert "1 image ready in" in output
+    assert "nothing identifying found by the final check" in output
+    assert "1 face covered" in output
+    assert sorted(p.name for p in allowed.iterdir()) == ["context.txt", "photo1.jpg"]
+    sent = np.asarray(Image.open(allowed / "photo1.jpg").convert("RGB"))
+    assert sent.shape == page.shape
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    printed = [(line, (40, 700 + 60 * i), 38) for i, line in enumerate(TD3)]
+    printed += [(value, (380, 202 + 68 * i), 30) for i, value in enumerate(HOLDER_LINES)]
+    for line, xy, size in printed:
+        left, top, right, bottom = measure.textbbox(xy, line, font=ImageFont.load_default(size))
+        assert page[top:bottom, left:right].mean() > 120, line  # light paper, dark letters
+        assert sent[top:bottom, left:right].mean() < 10, line  # one black box
+    (face,) = find_faces(page)
+    box = face.box
+    before = page[box.top : box.bottom, box.left : box.right].astype(int)
+    after = sent[box.top : box.bottom, box.left : box.right].astype(int)
+    assert np.abs(before - after).mean() > 20  # the portrait is blurred, not re-encoded
+    assert find_faces(sent) == []
 
 
 def test_a_bundle_folder_with_files_is_refused_before_any_work(tmp_path: Path) -> None:

@@ -51,11 +51,15 @@ class ShareOptions:
 
 @dataclass
 class Sent:
-    """Where one input went: its label, its outputs, and what was done to it."""
+    """Where one input went: its label, its outputs, and what was done to it.
+
+    `notes` say where an option could not apply to it (a CT window asked for an MR
+    series): one line each, naming no value of the input."""
 
     source: str
     outputs: list[str]
     done: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -179,6 +183,7 @@ def _make(
             bundle.images.append(image)
             sent.outputs.append(str(folder / image.name))
         sent.done = _done(made)
+        sent.notes = list(dict.fromkeys(n for m in made for n in m.notes))
         bundle.sent.append(sent)
         if on_sent is not None:
             on_sent(sent)

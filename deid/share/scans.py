@@ -32,7 +32,9 @@ class Made:
 
     `covers` are in `image`'s pixels; `photo` says a camera made it (JPEG suits it);
     `dropped` names the metadata blocks a photo carried, all left behind;
-    `faces_searched` says the face detector looked at it (photographs only).
+    `faces_searched` says the face detector looked at it (photographs only);
+    `notes` say where the image is shown otherwise than asked (a CT window asked for an
+    MR), so the command can tell the user instead of ignoring the option in silence.
     """
 
     stem: str
@@ -45,6 +47,7 @@ class Made:
     covers: list[Cover] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     faces_searched: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def series_images(
     count = options.slices if options.slices > 1 or not options.montage else 9
     picks = pick(series, count)
     windows = choose(series.modality, series.body_part, options.window)
+    notes = list(dict.fromkeys(w.note for w in windows if w.note))
     tiles: list[_Tile] = []
     facts: list[str] = []
     searched = False
@@ -120,6 +124,7 @@ def series_images(
         tiles.sort(key=lambda t: (t.order, t.pick))
         grid_image = _montage(tiles, windows, stem, label, facts)
         grid_image.faces_searched = searched
+        grid_image.notes = notes
         return [grid_image]
     many = len(picks) > 1
     made = []
@@ -136,6 +141,7 @@ def series_images(
                 window=tile.window.name,
                 covers=tile.covers,
                 faces_searched=searched,
+                notes=notes,
             )
         )
     return made
