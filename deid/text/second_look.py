@@ -27,6 +27,7 @@ LOOKS = 2  # second looks after the first; text still found after them fails the
 _SIDE = 6  # line heights searched to each side of a cover
 _TOUCH = 1.5  # line heights within which a piece on the band joins the cover
 _FINER = 1.5  # the band is also searched as it is, this much larger than the first look
+_READ = 2  # letters or digits a piece found at the finer scale must read as
 
 
 def search_image(
@@ -91,6 +92,10 @@ def second_look(
             ]
             readings = read.read_lines(view, [line.box for line in found])
             for ln, r in zip(found, readings, strict=True):
+                # At the finer scale grain of tissue looks like strokes: only what reads
+                # as letters there is a piece of the line.
+                if view is crop and r.alnum < _READ:
+                    continue
                 known.append(ln.box.shifted(area))
                 pieces.append(search.Piece(ln.box.shifted(area), ln.height, r))
     extra: list[Region] = []
