@@ -6,8 +6,10 @@ pixels, a deflated dataset that inflates a thousandfold, a valid header followed
 megabytes of zeros) and would cost gigabytes and minutes if taken at its word. So each
 claim is checked before the work it asks for: the image size the header declares against
 `Limits`, each codestream's size against the header, inflation against the header, and
-the file's tail. A refusal names what was declared and the limit, never a patient's
-value. The defaults are data in `profile_schema.toml`, beside the `[limits]` keys.
+the file's tail; deflated data is first inflated into nothing and counted, and refused
+if it grows far more than real images do. A refusal names what was declared and the
+limit, never a patient's value. The defaults are data in `profile_schema.toml`, beside
+the `[limits]` keys.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ __all__ = [
     "check_declared",
     "check_pixel_element",
     "check_tail",
+    "count_inflated",
     "inflate",
+    "out_of_memory",
     "raw_value",
     "zeros_error",
 ]
@@ -70,14 +74,16 @@ class Limits:
 
     `max_frame_pixels` bounds Rows x Columns, `max_frames` the Number of Frames,
     `max_pixel_mib` the decoded pixel data (and what deflated data may inflate to),
-    `max_header_mib` everything but the pixel data, and `memory_cap_mib` the address
-    space of a worker process (0: no cap).
+    `max_header_mib` everything but the pixel data, `max_inflate_ratio` how many times
+    its deflated size a deflated dataset may inflate to (beyond `INFLATE_ALLOWANCE`),
+    and `memory_cap_mib` the address space of a worker process (0: no cap).
     """
 
     max_frame_pixels: int = _default("max_frame_pixels")
     max_frames: int = _default("max_frames")
     max_pixel_mib: int = _default("max_pixel_mib")
     max_header_mib: int = _default("max_header_mib")
+    max_inflate_ratio: int = _default("max_inflate_ratio")
     memory_cap_mib: int = _default("memory_cap_mib")
 
     @classmethod
@@ -265,6 +271,65 @@ def zeros_error(rest: int, path: str) -> UnreadableError:
 
 _INPUT_STEP = 64 * 1024
 _OUTPUT_STEP = 1 * MIB
+# What a deflated dataset may inflate to whatever its ratio: a small image of zeros
+# deflates a thousandfold and is no bomb. Counting this much costs about a tenth of a
+# second and no memory.
+INFLATE_ALLOWANCE = 32 * MIB
+
+
+def count_inflated(fp: BinaryIO, limits: Limits, path: str) -> int:
+    """Inflate the rest of `fp` into nothing and return how many bytes it makes; `fp` is
+    left where it was.
+
+    A deflated file can say truthfully that it holds gigabytes of pixels and hold them
+    in a few megabytes of zeros: every check of the header passes, and reading it would
+    take gigabytes and a minute. Real images inflate to well under a hundred times their
+    deflated size, zeros to a thousand times, so the inflated bytes may be at most
+    `limits.max_inflate_ratio` times the deflated bytes read so far, plus
+    `INFLATE_ALLOWANCE`, and never more than `limits.max_header_mib +
+    limits.max_pixel_mib`; past either the file is refused (TooLargeError) at once.
+    Each step's output is dropped, so memory stays constant.
+    """
+    start = fp.tell()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    cap = limits.header_bytes + limits.pixel_bytes
+    read = inflated = 0
+    while not inflater.eof:
+        data = inflater.unconsumed_tail
+        if not data:
+            data = fp.read(_INPUT_STEP)
+            read += len(data)
+            if not data:
+                break
+        try:
+            inflated += len(inflater.decompress(data, _OUTPUT_STEP))
+        except zlib.error:
+            raise UnreadableError("the deflated dataset is corrupt", path) from None
+        deflated = read - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+        if inflated > limits.max_inflate_ratio * deflated + INFLATE_ALLOWANCE:
+            raise TooLargeError(
+                f"the deflated dataset inflates past {_mib(inflated)} MiB from "
+                f"{_kib(deflated)} KiB ({inflated // max(deflated, 1)} times); the limit is "
+                f"{limits.max_inflate_ratio} times plus {INFLATE_ALLOWANCE // MIB} MiB "
+                "([limits] max_inflate_ratio)",
+                path,
+            )
+        if inflated > cap:
+            raise _past_cap(cap, path)
+    fp.seek(start)
+    return inflated
+
+
+def _past_cap(cap: int, path: str) -> TooLargeError:
+    return TooLargeError(
+        f"the deflated dataset inflates past {_mib(cap)} MiB; the limit is "
+        "[limits] max_header_mib + max_pixel_mib",
+        path,
+    )
+
+
+def _kib(size: int) -> int:
+    return -(-size // 1024)
 
 
 def inflate(
@@ -277,12 +342,30 @@ def inflate(
     """Inflate the rest of `fp` into `out` (left at its start), refused as soon as it
     grows past what is allowed.
 
-    Inflation goes in steps of at most a megabyte. `header_end(prefix)` tells, from the
-    inflated bytes so far, the length the whole dataset may have (its header's declared
-    pixel data, which it checks against `limits`), or None while it cannot tell yet;
-    until it can, the header may grow to `limits.max_header_mib`. Nothing may exceed
-    `limits.max_header_mib + limits.max_pixel_mib`.
+    `count_inflated` goes over the stream first, holding nothing, so a bomb is refused
+    before any of it is kept. Inflation then goes in steps of at most a megabyte.
+    `header_end(prefix)` tells, from the inflated bytes so far, the length the whole
+    dataset may have (its header's declared pixel data, which it checks against
+    `limits`), or None while it cannot tell yet; until it can, the header may grow to
+    `limits.max_header_mib`. Nothing may exceed `limits.max_header_mib +
+    limits.max_pixel_mib`. A dataset that does not fit in the memory a worker may use
+    is refused as too large, not as an unexpected error.
     """
+    count_inflated(fp, limits, path)
+    try:
+        _inflate(fp, limits, path, header_end, out)
+    except MemoryError:
+        raise out_of_memory("the inflated dataset", path) from None
+    out.seek(0)
+
+
+def _inflate(
+    fp: BinaryIO,
+    limits: Limits,
+    path: str,
+    header_end: Callable[[bytes], int | None],
+    out: io.BytesIO,
+) -> None:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     cap = limits.header_bytes + limits.pixel_bytes
     allowed: int | None = None
@@ -313,12 +396,7 @@ def inflate(
                 path,
             )
         if size > cap:
-            raise TooLargeError(
-                f"the deflated dataset inflates past {_mib(cap)} MiB; the limit is "
-                "[limits] max_header_mib + max_pixel_mib",
-                path,
-            )
-    out.seek(0)
+            raise _past_cap(cap, path)
 
 
 # ---- codestreams inside encapsulated pixel data -----------------------------------------
@@ -505,8 +583,9 @@ def apply_memory_cap(limits: Limits) -> bool:
 
     Meant for a batch worker's initializer: an allocation past the cap fails in that
     worker (numpy raises MemoryError; a native codec may abort) instead of driving the
-    machine into swap. The hard limit is left as it is. Returns whether a cap was set;
-    False also where the platform has no such limit.
+    machine into swap, and the batch goes on with the next file. The hard limit is left
+    as it is. Returns whether a cap was set; False also where the platform has no such
+    limit.
     """
     if limits.memory_cap_mib <= 0:
         return False
@@ -520,3 +599,26 @@ def apply_memory_cap(limits: Limits) -> bool:
         cap = min(cap, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     return True
+
+
+def _memory_cap() -> int | None:
+    """The address-space cap of this process in bytes, or None where there is none."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def out_of_memory(what: str, path: str) -> TooLargeError:
+    """The refusal of a file whose `what` did not fit in memory: it names the worker's
+    cap and the limit to raise where a cap is set (a MemoryError alone says neither)."""
+    cap = _memory_cap()
+    if cap is None:
+        return TooLargeError(f"{what} does not fit in this machine's memory", path)
+    return TooLargeError(
+        f"{what} does not fit in the {cap // MIB} MiB a worker may use; "
+        "the limit is [limits] memory_cap_mib",
+        path,
+    )

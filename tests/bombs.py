@@ -1,7 +1,8 @@
 """Bombs and damaged files, made in memory: a 2 KB JPEG whose frame header claims
 65500 x 65500 pixels, an RLE image whose header claims 65535 x 65535, deflated datasets
-that inflate far past what their header declares, and valid headers followed by
-megabytes of zeros. The tests of `deid.limits` and `benchmarks/limits.py` use them.
+that inflate far past what their header declares, a 2 MB deflated file whose header
+truthfully declares 2 GiB of pixels, and valid headers followed by megabytes of zeros.
+The tests of `deid.limits` and `benchmarks/limits.py` use them.
 """
 
 from __future__ import annotations
@@ -58,17 +59,65 @@ def deflated(ds: FileDataset, *, tail: bytes = b"", cut_at: bytes = b"") -> byte
     """`ds` as a Deflated Explicit VR Little Endian file, `tail` added to the dataset
     (after the first `cut_at` in it, if given) before it is deflated, as a hostile
     writer would."""
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    data = out.getvalue()
-    end = 144 + int.from_bytes(data[140:144], "little")  # after the file meta group
-    dataset = zlib.decompress(data[end:], -zlib.MAX_WBITS)
+    meta, dataset = _meta_and_dataset(ds)
     if cut_at:
         dataset = dataset[: dataset.index(cut_at) + len(cut_at)]
     dataset += tail
     packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return data[:end] + packer.compress(dataset) + packer.flush()
+    return meta + packer.compress(dataset) + packer.flush()
+
+
+def _meta_and_dataset(ds: FileDataset) -> tuple[bytes, bytes]:
+    """The file meta of `ds` saved as Deflated Explicit VR Little Endian, and its
+    dataset inflated again."""
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    data = _saved(ds)
+    end = 144 + int.from_bytes(data[140:144], "little")  # after the file meta group
+    return data[:end], zlib.decompress(data[end:], -zlib.MAX_WBITS)
+
+
+def _pixel_element(length: int) -> bytes:
+    return b"\xe0\x7f\x10\x00OW\x00\x00" + length.to_bytes(4, "little")
+
+
+def deflated_pixels(ds: FileDataset, pixel_data: bytes) -> bytes:
+    """`ds` (without pixel data) as a Deflated Explicit VR Little Endian file holding
+    `pixel_data`, deflated at level 1: tens of megabytes in a fraction of a second."""
+    meta, dataset = _meta_and_dataset(ds)
+    packer = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = packer.compress(dataset + _pixel_element(len(pixel_data)))
+    return meta + body + packer.compress(pixel_data) + packer.flush()
+
+
+_ZEROS_PIECE = 16 << 20
+
+
+def deflated_zeros(ds: FileDataset, pixel_bytes: int) -> bytes:
+    """`ds` (without pixel data) as a Deflated Explicit VR Little Endian file whose Pixel
+    Data holds `pixel_bytes` zeros (a multiple of 16 MiB), as deflate packs them: about
+    a thousandfold.
+
+    The zeros are never made whole: after a full flush the deflater starts afresh, so one
+    16 MiB piece is deflated once and its bytes repeated, and a 2 GiB bomb takes a tenth
+    of a second and 2 MB to build.
+    """
+    assert pixel_bytes % _ZEROS_PIECE == 0
+    meta, dataset = _meta_and_dataset(ds)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    head = packer.compress(dataset + _pixel_element(pixel_bytes))
+    head += packer.flush(zlib.Z_FULL_FLUSH)
+    piece = packer.compress(bytes(_ZEROS_PIECE)) + packer.flush(zlib.Z_FULL_FLUSH)
+    return meta + head + piece * (pixel_bytes // _ZEROS_PIECE) + packer.flush()
+
+
+def truthful_cine(frames: int, rows: int, columns: int) -> FileDataset:
+    """The header of a 16-bit multi-frame image of `frames` x `rows` x `columns`, no
+    pixel data: what it declares is what `deflated_zeros` then holds."""
+    xa = "1.2.840.10008.5.1.4.1.1.12.1"
+    ds = make_dataset(np.zeros((2, 4, 4), np.uint16), modality="XA", sop_class=xa)
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    del ds.PixelData
+    return ds
 
 
 def ct(rows: int = 512, columns: int = 512, **kw: Any) -> FileDataset:
@@ -135,15 +184,22 @@ BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
         "unreadable",
         "frame 1: its RLE header declares 15 segments where the header's samples and bits make 1",
     ),
+    # 24 MiB of zeros: under the 32 MiB any deflated data may inflate to whatever its
+    # ratio, so the header is what refuses these three.
     "deflated-pixels-longer-than-declared": (
-        lambda: deflated(ct(extra={"PixelData": bytes(64 << 20)})),
+        lambda: deflated(ct(extra={"PixelData": bytes(24 << 20)})),
         "unreadable",
-        "pixel data holds 67108864 bytes where the header declares 524288",
+        "pixel data holds 25165824 bytes where the header declares 524288",
     ),
     "deflated-zeros-after-the-pixels": (
-        lambda: deflated(ct(), tail=bytes(64 << 20)),
+        lambda: deflated(ct(), tail=bytes(24 << 20)),
         "unreadable",
         "the deflated dataset inflates past the",
+    ),
+    "deflated-2-gib-as-declared": (
+        lambda: deflated_zeros(truthful_cine(1024, 1024, 1024), 2 << 30),
+        "too-large",
+        "times); the limit is 100 times plus 32 MiB ([limits] max_inflate_ratio)",
     ),
     "header-then-50-mb-of-zeros": (
         lambda: with_zeros(_headers_only(), 50 << 20),
@@ -156,7 +212,7 @@ BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
         "20971520 bytes of zeros or damage follow the last element",
     ),
     "deflated-zeros-in-a-sequence": (
-        lambda: deflated(_with_sequence(), tail=bytes(64 << 20), cut_at=ITEM),
+        lambda: deflated(_with_sequence(), tail=bytes(24 << 20), cut_at=ITEM),
         "unreadable",
         "the deflated dataset inflates past the",
     ),

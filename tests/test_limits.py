@@ -5,18 +5,31 @@ The bombs are made in `bombs`.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from bombs import BOMBS, big_private_value, ct, deflated, encapsulated, jpeg, rle_frame
+from bombs import (
+    BOMBS,
+    big_private_value,
+    ct,
+    deflated,
+    deflated_pixels,
+    deflated_zeros,
+    encapsulated,
+    jpeg,
+    rle_frame,
+    truthful_cine,
+)
 from conftest import make_dataset, safe_harbor_settings
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileDataset
@@ -218,6 +231,69 @@ def test_a_deflated_file_with_a_corrupt_stream_is_unreadable(tmp_path: Path) -> 
         pixels.decode(reader.read(path), str(path))
 
 
+def test_a_truthful_deflate_bomb_is_refused_by_its_ratio(tmp_path: Path) -> None:
+    """48 MiB of zeros in 48 KiB: the header declares exactly what the file holds, so
+    only the ratio tells it from an image."""
+    path = tmp_path / "zeros.dcm"
+    path.write_bytes(deflated_zeros(truthful_cine(24, 1024, 1024), 48 << 20))
+    assert path.stat().st_size < 64 << 10
+    with pytest.raises(TooLargeError) as caught:
+        _read(path)
+    assert caught.value.kind == "too-large" and caught.value.exit_code == 12
+    assert caught.value.message.startswith("the deflated dataset inflates past 36 MiB from ")
+    assert caught.value.message.endswith(
+        " times); the limit is 100 times plus 32 MiB ([limits] max_inflate_ratio)"
+    )
+    assert str(caught.value).startswith(f"{path}: ")
+    assert reader.pixel_length(_read(path, max_inflate_ratio=1100)) == 48 << 20
+
+
+def test_the_inflate_ratio_is_set_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "in" / "zeros.dcm"
+    path.parent.mkdir()
+    path.write_bytes(deflated_zeros(truthful_cine(24, 1024, 1024), 48 << 20))
+    command = ["anonymize", str(path.parent), "--no-ocr", "-f", "dicom", "-j", "1"]
+    refused = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == ExitCode.TOO_LARGE, refused.output
+    assert "FAILED zeros.dcm: the deflated dataset inflates past 36 MiB from" in refused.output
+    raised = ["--limit", "max_inflate_ratio=1100", "--out", str(tmp_path / "b")]
+    let_in = CliRunner().invoke(app, [*command, *raised])
+    assert let_in.exit_code == ExitCode.OK, let_in.output
+    assert len(list((tmp_path / "b").rglob("*.dcm"))) == 1
+
+
+def test_count_inflated_holds_nothing_and_leaves_the_file_where_it_was(tmp_path: Path) -> None:
+    data = deflated_zeros(truthful_cine(8, 1024, 1024), 16 << 20)
+    start = 144 + int.from_bytes(data[140:144], "little")  # after the file meta group
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    inflated = limits.count_inflated(stream, Limits(), "x.dcm")
+    assert stream.tell() == start
+    assert inflated == len(zlib.decompress(data[start:], -zlib.MAX_WBITS)) > 16 << 20
+    small = Limits(max_pixel_mib=1, max_header_mib=1)
+    with pytest.raises(TooLargeError, match=r"inflates past 2 MiB; the limit is \[limits\] max_h"):
+        limits.count_inflated(io.BytesIO(data[start:]), small, "x.dcm")
+
+
+def test_real_deflated_pixels_past_the_allowance_pass_the_ratio(tmp_path: Path) -> None:
+    """48 MiB of a radiograph-like cine (a body with noise, black around it) deflates
+    about 4 to 1: far from the ratio, and read whole; the ratio is still checked."""
+    size = 1024
+    yy, xx = np.mgrid[:size, :size]
+    body = ((xx - size / 2) / (size * 0.35)) ** 2 + ((yy - size / 2) / (size * 0.45)) ** 2 < 1
+    noise = np.random.default_rng(5).integers(0, 64, (size, size))
+    frame = np.where(body, 1800 + noise, 0).astype("<u2")
+    frames = 24
+    path = tmp_path / "cine.dcm"
+    path.write_bytes(deflated_pixels(truthful_cine(frames, size, size), frame.tobytes() * frames))
+    assert path.stat().st_size < (48 << 20) // 3
+    ds = reader.read(path)
+    decoded = pixels.Frames(ds, str(path))
+    assert len(decoded) == frames and np.array_equal(decoded[frames - 1], frame)
+    with pytest.raises(TooLargeError, match=r"\(\d times\); the limit is 1 times plus 32 MiB"):
+        _read(path, max_inflate_ratio=1)
+
+
 def test_deflated_padding_is_let_pass(tmp_path: Path) -> None:
     path = tmp_path / "padded.dcm"
     path.write_bytes(deflated(ct(64, 64), tail=bytes(100)))
@@ -346,10 +422,17 @@ def test_the_samples_pass_every_check() -> None:
 def test_settings_take_the_limits_from_the_profile_then_the_options(tmp_path: Path) -> None:
     (tmp_path / "p.toml").write_text(
         'extends = "safe-harbor"\n\n[limits]\nmax_frames = 20\nmemory_cap_mib = 4096\n'
+        "max_inflate_ratio = 500\n"
     )
     profile = profiles.load(str(tmp_path / "p.toml"))
-    settings = Settings.for_profile(profile, b"k" * 32, tmp_path, max_pixel_mib=64, max_frames=None)
-    assert settings.limits == Limits(max_frames=20, max_pixel_mib=64, memory_cap_mib=4096)
+    settings = Settings.for_profile(
+        profile, b"k" * 32, tmp_path, max_pixel_mib=64, max_frames=None, max_inflate_ratio=600
+    )
+    assert settings.limits == Limits(
+        max_frames=20, max_pixel_mib=64, memory_cap_mib=4096, max_inflate_ratio=600
+    )
+    settings = Settings.for_profile(profile, b"k" * 32, tmp_path)
+    assert settings.limits.max_inflate_ratio == 500
     assert Settings.for_profile(profiles.load(), b"k" * 32, tmp_path).limits == Limits()
 
 
@@ -369,7 +452,8 @@ def test_the_defaults_are_the_schema_s() -> None:
         max_frames=10_000,
         max_pixel_mib=4096,
         max_header_mib=256,
-        memory_cap_mib=0,
+        max_inflate_ratio=100,
+        memory_cap_mib=8192,
     )
 
 
@@ -380,7 +464,9 @@ _CAPPED = textwrap.dedent(
     import resource, sys
     from pathlib import Path
     from deid.limits import Limits, apply_memory_cap
-    assert not apply_memory_cap(Limits())
+    assert not apply_memory_cap(Limits(memory_cap_mib=0))
+    assert apply_memory_cap(Limits())
+    print(resource.getrlimit(resource.RLIMIT_AS)[0] >> 20)
     assert apply_memory_cap(Limits(memory_cap_mib=int(sys.argv[1])))
     print(resource.getrlimit(resource.RLIMIT_AS)[0] >> 20)
     import numpy as np
@@ -407,4 +493,103 @@ def test_a_capped_worker_still_runs_the_text_search(burned_in_file: Path, tmp_pa
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[:3] == ["2048", "MemoryError", "written boxes"]
+    assert done.stdout.split("\n")[:4] == ["8192", "2048", "MemoryError", "written boxes"]
+
+
+_BATCH_OVER_THE_CAP = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from deid import batch, pipeline, profiles
+    from deid.settings import Settings
+
+    out, *paths = map(Path, sys.argv[1:])
+    def settings(folder, **limits):
+        return Settings.for_profile(
+            profiles.load("safe-harbor"), b"k" * 32, out / folder,
+            formats=frozenset({"png", "dicom"}), detect_text=False, **limits,
+        )
+    # A first file in this process, so that what the worker inherits is all there.
+    assert pipeline.process(paths[-1], settings("warm")).status == "written"
+    size = next(int(line.split()[1]) >> 10 for line in open("/proc/self/status")
+                if line.startswith("VmSize:"))
+    capped = settings("out", memory_cap_mib=size + 64, max_inflate_ratio=2000)
+    summary = batch.run_paths(paths, capped, jobs=1, on_result=lambda r: print(json.dumps(
+        {"name": Path(r.path).name, "status": r.status, "kind": r.kind,
+         "exit_code": r.exit_code, "reason": r.reason})))
+    print(json.dumps({"exit_code": summary.exit_code, "cap": size + 64}))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is Linux's")
+def test_a_worker_over_its_memory_cap_fails_that_file_and_the_batch_goes_on(
+    ct_file: Path, tmp_path: Path
+) -> None:
+    """A batch with one worker capped 64 MiB above what it starts with: a deflated file
+    of 128 MiB (let through the ratio) cannot be held, a native frame of 128 MiB cannot
+    be decoded, each fails alone as too large, and the same worker then writes the CT
+    (files go to a single worker in order; records come back as tasks end)."""
+    inflating = tmp_path / "a-inflating.dcm"
+    inflating.write_bytes(deflated_zeros(truthful_cine(64, 1024, 1024), 128 << 20))
+    native = tmp_path / "b-native.dcm"
+    header = truthful_cine(1, 8192, 8192)
+    header.save_as(native, enforce_file_format=True)
+    with native.open("ab") as f:  # the pixel data, 128 MiB of zeros, sparse on disk
+        f.write(b"\xe0\x7f\x10\x00OW\x00\x00" + (128 << 20).to_bytes(4, "little"))
+        f.truncate(f.tell() + (128 << 20))
+    paths = [inflating, native, ct_file]
+    done = subprocess.run(
+        [sys.executable, "-c", _BATCH_OVER_THE_CAP, str(tmp_path / "out"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    *records, summary = [json.loads(line) for line in done.stdout.splitlines()]
+    by_name = {r["name"]: r for r in records}
+    assert sorted(by_name) == sorted(p.name for p in paths), done.stdout
+    for name in (inflating.name, native.name):
+        failed = by_name[name]
+        assert (failed["status"], failed["kind"]) == ("failed", "too-large")
+        assert failed["exit_code"] == ExitCode.TOO_LARGE
+    assert by_name[inflating.name]["reason"] == (
+        f"the inflated dataset does not fit in the {summary['cap']} MiB a worker may use; "
+        "the limit is [limits] memory_cap_mib"
+    )
+    assert "do not fit in the memory allowed" in by_name[native.name]["reason"]
+    assert by_name[ct_file.name]["status"] == "written"
+    assert summary["exit_code"] == ExitCode.TOO_LARGE
+    written = list((tmp_path / "out" / "out").rglob("*.dcm"))
+    assert len(written) == 1 and len(list((tmp_path / "out" / "out").rglob("*.png"))) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is Linux's")
+def test_the_default_cap_lets_the_text_search_through(burned_in_file: Path, tmp_path: Path) -> None:
+    """`deid anonymize` as a user runs it, every worker under the default cap: the
+    burned-in name is found and covered."""
+    assert Limits().memory_cap_mib == 8192
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from deid.cli import main; main()",
+            "anonymize",
+            str(burned_in_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--format",
+            "dicom,png",
+            "--json",
+            "-j",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (record,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert record["status"] == "written" and record["boxes"], record
