@@ -284,7 +284,10 @@ def run(
 
     Records go to the manifest as their task ends (a file, or a few fast ones), here in
     the calling process whatever the engine. Ctrl-C ends the run early with
-    `Summary.interrupted` set; what was finished stays finished.
+    `Summary.interrupted` set; what was finished stays finished. A full disk, met in
+    writing an output or the manifest, ends it with `Summary.stopped` set: every file
+    after would fail the same way. A task whose records the manifest could not store
+    is not counted; a rerun does its files again.
     """
     summary = Summary(total=total if total is not None else _count(work))
     summary.done_before = work.done_before
@@ -308,7 +311,11 @@ def run(
             ended.append(record)
         with _stops_held():  # the manifest and the count agree, whenever Ctrl-C comes
             if manifest is not None:
-                manifest.add_all(ended, settings.out_dir)
+                try:
+                    manifest.add_all(ended, settings.out_dir)
+                except DiskFullError as exc:
+                    summary.stopped = exc.message
+                    return
             for record in ended:
                 summary.add(record)
         for record in ended:
@@ -320,10 +327,11 @@ def run(
     results = (engine or local_engine(jobs))(work.todo, settings)
     try:
         finish(work.settled)
-        for records in results:
-            finish(records)
-            if summary.stopped:
-                break
+        if not summary.stopped:
+            for records in results:
+                finish(records)
+                if summary.stopped:
+                    break
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:

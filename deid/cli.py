@@ -272,9 +272,13 @@ def inspect(
     try:
         found = pipeline.inspect(path, settings, preview=preview is not None)
     except DeidError as exc:
-        raise _fail(exc) from None
-    out.print(f"{path}: {found.kind}, BurnedInAnnotation {found.burned_in_annotation}")
-    out.print(f"\nAttributes changed by profile {resolved.name} ({len(found.changes)}):")
+        raise _fail(_escaped(exc)) from None
+    name = inputs_mod.shown(str(path))
+    burned_in = inputs_mod.shown(str(found.burned_in_annotation))
+    out.print(f"{name}: {found.kind}, BurnedInAnnotation {burned_in}", markup=False)
+    out.print(
+        f"\nAttributes changed by profile {resolved.name} ({len(found.changes)}):", markup=False
+    )
     width = max((len(c.path) for c in found.changes), default=0)
     for change in found.changes:
         rule = change.rule
@@ -286,8 +290,12 @@ def inspect(
     described = {resolved.describe(c.rule): c.rule.action.value for c in found.changes}
     for words, action in sorted(described.items(), key=lambda item: item[1]):
         out.print(f"  {action:12}  {words}", markup=False)
+    if found.warnings:
+        out.print(f"\nLibrary warnings, by kind ({len(found.warnings)}):", markup=False)
+        for kind in found.warnings:
+            out.print(f"  {kind}", markup=False)
     if settings.detect_text:
-        out.print(f"\nText regions in the pixels ({len(found.regions)}):")
+        out.print(f"\nText regions in the pixels ({len(found.regions)}):", markup=False)
         for region in found.regions:
             box = region.box
             where = f"x {box.left}-{box.right}, y {box.top}-{box.bottom}"
@@ -300,7 +308,16 @@ def inspect(
         txn = Transaction(overwrite=True)
         txn.add(preview, png_bytes(image))
         txn.commit()
-        out.print(f"preview written: {preview}")
+        out.print(f"preview written: {inputs_mod.shown(str(preview))}", markup=False)
+
+
+def _escaped(exc: DeidError) -> DeidError:
+    """`exc` with control characters in the file it names escaped (`inputs.shown`), as
+    `anonymize` shows names: a file's name must not end a line or drive the terminal."""
+    exc.message = inputs_mod.shown(exc.message)
+    if exc.path:
+        exc.path = inputs_mod.shown(exc.path)
+    return exc
 
 
 @app.command("verify")
@@ -331,9 +348,9 @@ def verify_command(
             outputs, originals, policy, jobs=max(1, jobs), profile=resolved, faces=faces
         )
     except DeidError as exc:
-        raise _fail(exc) from None
+        raise _fail(_escaped(exc)) from None
     for line in report.lines():
-        out.print(line, markup=False)
+        out.print(inputs_mod.shown(line), markup=False)
     err.print(report.summary(), markup=False)
     raise typer.Exit(int(ExitCode.OK if report.clean else ExitCode.MIXED_FAILURES))
 
@@ -457,12 +474,12 @@ def report_command(
     try:
         page = report.build(out_dir, limit=max(0, thumbnails))
     except DeidError as exc:
-        raise _fail(exc) from None
+        raise _fail(_escaped(exc)) from None
     target = html_path if html_path is not None else out_dir / "report.html"
     txn = Transaction(overwrite=True)
     txn.add(target, page.encode("utf-8"))
     txn.commit()
-    out.print(f"report written: {target}", markup=False)
+    out.print(f"report written: {inputs_mod.shown(str(target))}", markup=False)
 
 
 def version_callback(value: bool) -> None:

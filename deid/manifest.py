@@ -24,11 +24,13 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from deid import __version__
-from deid.errors import UsageError
+from deid.errors import DeidError, DiskFullError, UsageError
+from deid.inputs import shown
 from deid.record import FINISHED, FileRecord
 
 MANIFEST_NAME = "deid-manifest.sqlite"
@@ -69,18 +71,91 @@ class RunInfo:
         return f"profile {self.profile} ({self.profile_digest[:19]}), key {self.key_id}"
 
 
+# SQLite's primary result codes (the low byte of an error's extended code) this module
+# tells apart: https://www.sqlite.org/rescode.html
+_SQLITE_PERM = 3
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+_RESUME = "free some space, then run again to resume"
+
+
 class Manifest:
-    """An open manifest. Every write is its own transaction; reads are cheap."""
+    """An open manifest. Every write is its own transaction; reads are cheap.
+
+    Every SQLite error becomes a one-line `DeidError` naming the manifest file: a full
+    disk (or a write the disk refuses) a `DiskFullError`, which stops a run, since
+    whatever comes next would fail the same way; a manifest that is read-only, in use
+    by another run or damaged a `UsageError`.
+    """
 
     def __init__(self, path: Path, info: RunInfo) -> None:
         self.path = path
         self.info = info
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._upgrade()
-        self._db.executescript(_SCHEMA)
         self._session: int | None = None
+        self._inputs = 0
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "opened") from None
+        try:
+            with self._sqlite("opened"):
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._upgrade()
+                self._db.executescript(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @contextmanager
+    def _sqlite(self, doing: str) -> Iterator[None]:
+        """SQLite errors inside the block raised as the `DeidError` they mean."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc, doing) from None
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> DeidError:
+        """The `DeidError` an SQLite error means, naming the manifest file and the reason
+        (SQLite's messages name no value: every value is passed as a parameter)."""
+        where = shown(str(self.path))
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == _SQLITE_FULL:
+            return DiskFullError(
+                f"the disk holding the output folder is full: the manifest cannot be {doing}",
+                where,
+            )
+        if code == _SQLITE_IOERR:
+            return DiskFullError(
+                f"the manifest cannot be {doing} (disk I/O error): the disk holding the "
+                "output folder is full or failing",
+                where,
+            )
+        if code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN):
+            return UsageError(
+                f"the manifest cannot be {doing} ({exc}): give an output folder you can write",
+                where,
+            )
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return UsageError(
+                f"the manifest cannot be {doing} ({exc}): another run is writing to this "
+                "output folder; let it end, or give a new --out folder",
+                where,
+            )
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or doing == "opened":
+            return UsageError(
+                f"the manifest cannot be {doing} ({exc}); give a new --out folder", where
+            )
+        error = DeidError(f"the manifest cannot be {doing} ({type(exc).__name__}: {exc})", where)
+        error.kind = "manifest"
+        return error
 
     def _upgrade(self) -> None:
         """Give a manifest from an earlier version the columns this one reads."""
@@ -95,14 +170,7 @@ class Manifest:
         Raises `UsageError` when the folder was made with another profile or key.
         """
         path = out_dir / MANIFEST_NAME
-        try:
-            manifest = cls(path, info)
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(
-                f"{MANIFEST_NAME} in the output folder cannot be opened ({exc}); "
-                "give a new --out folder",
-                str(out_dir),
-            ) from None
+        manifest = cls(path, info)
         try:
             before = manifest.stored_info()
             if before is None:
@@ -130,7 +198,8 @@ class Manifest:
         return manifest
 
     def stored_info(self) -> RunInfo | None:
-        rows = dict(self._db.execute("SELECT name, value FROM run").fetchall())
+        with self._sqlite("read"):
+            rows = dict(self._db.execute("SELECT name, value FROM run").fetchall())
         if "profile_digest" not in rows:
             return None
         return RunInfo(
@@ -154,7 +223,7 @@ class Manifest:
             "version": info.version,
             "created": str(time.time()),
         }
-        with self._db:
+        with self._sqlite("written"), self._db:
             self._db.executemany("INSERT OR REPLACE INTO run VALUES (?, ?)", values.items())
 
     def _check(self, before: RunInfo) -> None:
@@ -176,21 +245,24 @@ class Manifest:
         """The inputs a rerun skips (written, skipped as not DICOM, duplicates): id -> digest."""
         marks = ",".join("?" * len(FINISHED))
         query = f"SELECT input_id, digest FROM files WHERE status IN ({marks})"
-        return {str(i): str(d) for i, d in self._db.execute(query, tuple(FINISHED))}
+        with self._sqlite("read"):
+            return {str(i): str(d) for i, d in self._db.execute(query, tuple(FINISHED))}
 
     def done(self, input_id: str) -> tuple[str, str] | None:
         """(digest, seen) of an input finished before, or None."""
         marks = ",".join("?" * len(FINISHED))
-        row = self._db.execute(
-            f"SELECT digest, seen FROM files WHERE input_id = ? AND status IN ({marks})",
-            (input_id, *FINISHED),
-        ).fetchone()
+        with self._sqlite("read"):
+            row = self._db.execute(
+                f"SELECT digest, seen FROM files WHERE input_id = ? AND status IN ({marks})",
+                (input_id, *FINISHED),
+            ).fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
     def finished_count(self) -> int:
         marks = ",".join("?" * len(FINISHED))
         query = f"SELECT COUNT(*) FROM files WHERE status IN ({marks})"
-        return int(self._db.execute(query, tuple(FINISHED)).fetchone()[0])
+        with self._sqlite("read"):
+            return int(self._db.execute(query, tuple(FINISHED)).fetchone()[0])
 
     def first_written(self, digests: Iterable[str]) -> dict[str, str]:
         """Digest -> the id of the input written first with that content, for those of
@@ -199,12 +271,13 @@ class Manifest:
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
-        rows = self._db.execute(
-            "SELECT digest, input_id FROM files WHERE status = 'written' "
-            f"AND digest IN ({marks}) ORDER BY finished DESC",
-            wanted,
-        )
-        return {str(d): str(i) for d, i in rows}
+        with self._sqlite("read"):
+            rows = self._db.execute(
+                "SELECT digest, input_id FROM files WHERE status = 'written' "
+                f"AND digest IN ({marks}) ORDER BY finished DESC",
+                wanted,
+            )
+            return {str(d): str(i) for d, i in rows}
 
     def add(self, record: FileRecord, out_dir: Path) -> None:
         """Store one input's record; a later record of the same input replaces it."""
@@ -212,7 +285,10 @@ class Manifest:
 
     def add_all(self, records: list[FileRecord], out_dir: Path) -> None:
         """Store the records of one task in one transaction (one commit per file would
-        cost the client of a fast run as much as a file costs a worker)."""
+        cost the client of a fast run as much as a file costs a worker).
+
+        On a full disk none of them is stored (`DiskFullError`): a rerun does them again.
+        """
         if not records:
             return
         rows = [
@@ -226,40 +302,66 @@ class Manifest:
             )
             for r in records
         ]
-        with self._db:
+        with self._sqlite("written"), self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def records(self) -> Iterator[FileRecord]:
         """Every stored record, in the order the inputs finished."""
         query = "SELECT record FROM files ORDER BY finished, input_id"
-        for (data,) in self._db.execute(query).fetchall():
+        with self._sqlite("read"):
+            stored = self._db.execute(query).fetchall()
+        for (data,) in stored:
             yield FileRecord.from_stored(json.loads(data))
 
     def begin(self, inputs: int) -> None:
-        cursor = self._db.execute(
-            "INSERT INTO sessions (started, version, inputs) VALUES (?, ?, ?)",
-            (time.time(), __version__, inputs),
-        )
+        """Mark the start of a run of `inputs` inputs: until `end`, the folder's last run
+        is unfinished, and a rerun sweeps what a killed run left. A full disk stops the
+        run here (`DiskFullError`), saying how many inputs are done."""
+        self._inputs = inputs
+        with self._stopping():
+            cursor = self._db.execute(
+                "INSERT INTO sessions (started, version, inputs) VALUES (?, ?, ?)",
+                (time.time(), __version__, inputs),
+            )
         self._session = cursor.lastrowid
 
     def end(self, outcome: str) -> None:
+        """Mark the end of the run `begin` started; a full disk raises as in `begin`."""
         if self._session is not None:
-            self._db.execute(
-                "UPDATE sessions SET ended = ?, outcome = ? WHERE rowid = ?",
-                (time.time(), outcome, self._session),
-            )
+            with self._stopping():
+                self._db.execute(
+                    "UPDATE sessions SET ended = ?, outcome = ? WHERE rowid = ?",
+                    (time.time(), outcome, self._session),
+                )
+
+    @contextmanager
+    def _stopping(self) -> Iterator[None]:
+        """As `_sqlite("written")`, for the writes outside the work on the files: a full
+        disk's error also says how far the folder is, as a run stopped by one does."""
+        try:
+            with self._sqlite("written"):
+                yield
+        except DiskFullError as exc:
+            try:
+                done = self.finished_count()
+            except DeidError:
+                raise exc from None
+            exc.message += f"; {done} of {max(self._inputs, done)} done ({_RESUME})"
+            raise
 
     def unfinished(self) -> bool:
         """Whether the last run into this folder did not end normally (killed, interrupted)."""
-        row = self._db.execute("SELECT outcome FROM sessions ORDER BY rowid DESC LIMIT 1")
-        last = row.fetchone()
+        with self._sqlite("read"):
+            row = self._db.execute("SELECT outcome FROM sessions ORDER BY rowid DESC LIMIT 1")
+            last = row.fetchone()
         return last is not None and last[0] != "finished"
 
     def sessions(self) -> list[tuple[float, float | None, str, int, str | None]]:
         """Each run into this folder: started, ended, version, inputs, outcome."""
-        rows = self._db.execute("SELECT started, ended, version, inputs, outcome FROM sessions")
-        return [tuple(row) for row in rows.fetchall()]  # type: ignore[misc]
+        with self._sqlite("read"):
+            rows = self._db.execute("SELECT started, ended, version, inputs, outcome FROM sessions")
+            return [tuple(row) for row in rows.fetchall()]  # type: ignore[misc]
 
     def close(self) -> None:
         self._db.close()

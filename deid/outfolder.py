@@ -7,6 +7,7 @@ and key match, and refused if they do not.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deid import keys
-from deid.errors import UsageError
+from deid.errors import DiskFullError, UsageError
+from deid.inputs import shown
 from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
 from deid.output import TEMP_PREFIX
 from deid.profiles import Profile
@@ -24,6 +26,7 @@ from deid.pseudonym import Pseudonymizer
 def prepare(out_dir: Path, inputs: Sequence[Path]) -> None:
     """Make the output folder, or say in one line why it cannot be used."""
     target = out_dir.resolve()
+    where = shown(str(out_dir))
     for item in inputs:
         if item.is_dir() and item.resolve() == target:
             raise UsageError(
@@ -33,19 +36,41 @@ def prepare(out_dir: Path, inputs: Sequence[Path]) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise UsageError("--out names a file, not a folder", str(out_dir)) from None
+        raise UsageError("--out names a file, not a folder", where) from None
     except NotADirectoryError:
-        raise UsageError("--out lies under a file, not a folder", str(out_dir)) from None
+        raise UsageError("--out lies under a file, not a folder", where) from None
     except PermissionError:
-        raise UsageError(
-            "cannot create the output folder: permission denied", str(out_dir)
-        ) from None
+        raise UsageError("cannot create the output folder: permission denied", where) from None
     except OSError as exc:
         raise UsageError(
-            f"cannot create the output folder: {exc.strerror or type(exc).__name__}", str(out_dir)
+            f"cannot create the output folder: {exc.strerror or type(exc).__name__}", where
         ) from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise UsageError("the output folder is read-only; give one you can write", str(out_dir))
+    try:
+        probe_writable(out_dir)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UsageError(
+                "the output folder is read-only; give one you can write", where
+            ) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError("the disk holding the output folder is full", where) from None
+        raise UsageError(
+            f"cannot write in the output folder: {exc.strerror or type(exc).__name__}", where
+        ) from None
+
+
+def probe_writable(out_dir: Path) -> None:
+    """Create and remove an empty file in `out_dir`; raises the `OSError` of a folder
+    that cannot be written.
+
+    Only a write tells: `os.access` says yes to root in a folder without write
+    permission, and root cannot write on a read-only mount either. The probe's name
+    is a temporary one, swept if a run dies before removing it and never read as input.
+    """
+    probe = out_dir / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    probe.unlink()
 
 
 def profile_digest(profile: Profile) -> str:

@@ -11,12 +11,16 @@ import errno
 import re
 import time
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TextIO
 
 import numpy as np
+from pydicom.datadict import keyword_for_tag
+from pydicom.hooks import hooks
 
 from deid import tags, text
 from deid.errors import (
@@ -55,8 +59,7 @@ def process(
     about.
     """
     record = FileRecord(name or str(path), digest=seen.digest if seen else "")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with library_warnings() as caught:
         try:
             _run(FileWork(path, settings, record, seen=seen))
         except NotDicomError as exc:
@@ -74,7 +77,7 @@ def process(
                 raise
             reason = f"decoder crashed ({type(exc).__name__}); no output written"
             _fail(record, "failed", CrashedError(reason, record.path))
-    record.warnings = warning_kinds(w.message for w in caught)
+    record.warnings = list(dict.fromkeys(caught))
     return record
 
 
@@ -97,14 +100,86 @@ def _unexpected(exc: BaseException, where: str) -> DeidError:
 
 
 def warning_kinds(messages: Iterable[Warning | str]) -> list[str]:
-    """What each warning was about, without what it quotes: the words before the first
-    quote or colon, letters and spaces only (`Invalid value for VR TM`)."""
-    kinds = []
-    for message in messages:
-        head = re.split(r"[:'\"(\[=]", str(message), maxsplit=1)[0]
-        words = " ".join(w for w in head.split() if w.isalpha() or w.isupper())[:80]
-        kinds.append(words or type(message).__name__)
-    return list(dict.fromkeys(kinds))
+    """What each warning was about, without what it quotes (`warning_kind`), once each."""
+    return list(dict.fromkeys(warning_kind(message) for message in messages))
+
+
+def warning_kind(message: Warning | str, tag: int | None = None) -> str:
+    """What a warning was about, without what it quotes: the words before the first
+    quote or colon, letters and spaces only (`Invalid value for VR IS`), and the keyword
+    of the attribute whose value pydicom was converting when it warned, if it was
+    (`Invalid value for VR IS (AccessionNumber)`). The keyword is known from the
+    conversion itself, never parsed out of the message: pydicom's messages quote the
+    value and seldom name the element."""
+    head = re.split(r"[:'\"(\[=]", str(message), maxsplit=1)[0]
+    words = " ".join(w for w in head.split() if w.isalpha() or w.isupper())[:80]
+    kind = words or type(message).__name__
+    return kind if tag is None else f"{kind} ({_attribute(tag)})"
+
+
+def _attribute(tag: int) -> str:
+    """An attribute's keyword, or its tag for a private or unknown one (never a value)."""
+    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+# The tag of the element whose raw value pydicom is converting in this thread, if any:
+# pydicom validates values as it converts them, which is where it warns about them.
+_CONVERTING: ContextVar[int | None] = ContextVar("deid_converting", default=None)
+_HOOKS = ("raw_element_vr", "raw_element_value")
+
+_Hook = Callable[..., None]
+
+
+def _attributed(callback: _Hook) -> _Hook:
+    """pydicom's conversion `callback`, run with the tag of the element it converts
+    known, so a warning it gives is told apart by attribute."""
+    if getattr(callback, "deid_attributed", False):
+        return callback
+
+    def converting(raw: Any, data: dict[str, Any], **kwargs: Any) -> None:
+        token = _CONVERTING.set(int(raw.tag))
+        try:
+            callback(raw, data, **kwargs)
+        finally:
+            _CONVERTING.reset(token)
+
+    converting.deid_attributed = True  # type: ignore[attr-defined]
+    return converting
+
+
+@contextmanager
+def library_warnings() -> Iterator[list[str]]:
+    """Every warning given inside the block, kept as its kind (`warning_kind`), never
+    shown: pydicom's warnings quote the values they complain about.
+
+    pydicom's hooks for converting raw elements are wrapped for the block (the ones in
+    place, whatever they are, still do the work), so a warning given while an
+    element's value is converted carries that element's keyword. Like
+    `warnings.catch_warnings`, not for use from several threads at once.
+    """
+    kinds: list[str] = []
+
+    def keep(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        kinds.append(warning_kind(message, _CONVERTING.get()))
+
+    before = {name: getattr(hooks, name) for name in _HOOKS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = keep
+        for name, callback in before.items():
+            hooks.register_callback(name, _attributed(callback))
+        try:
+            yield kinds
+        finally:
+            for name, callback in before.items():
+                hooks.register_callback(name, callback)
 
 
 def _fail(record: FileRecord, status: Literal["skipped", "failed"], exc: DeidError) -> None:
@@ -123,6 +198,7 @@ class Inspection:
     changes: list[tags.Change]
     regions: list[text.Region]
     preview: np.ndarray | None
+    warnings: list[str] = field(default_factory=list)
 
 
 def look(path: Path, settings: Settings, *, name: str = "", first_only: bool = False) -> FileWork:
@@ -139,17 +215,21 @@ def look(path: Path, settings: Settings, *, name: str = "", first_only: bool = F
 
 
 def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspection:
-    """Plan the de-identification of one file; raises DeidError for a bad file."""
-    work = look(path, settings, name=str(path), first_only=True)
-    assert work.classification is not None and work.report is not None
-    regions: list[text.Region] = []
-    image = None
-    found = work.pixels
-    if found is not None and work.selected:
-        index = work.selected[0]
-        regions = found.regions(index) if settings.detect_text else list(found.fixed)
-        if preview:
-            image = found.shown(work.ds, index, settings.render)
+    """Plan the de-identification of one file; raises DeidError for a bad file.
+
+    Library warnings are kept by kind (`Inspection.warnings`), never printed raw.
+    """
+    with library_warnings() as caught:
+        work = look(path, settings, name=str(path), first_only=True)
+        assert work.classification is not None and work.report is not None
+        regions: list[text.Region] = []
+        image = None
+        found = work.pixels
+        if found is not None and work.selected:
+            index = work.selected[0]
+            regions = found.regions(index) if settings.detect_text else list(found.fixed)
+            if preview:
+                image = found.shown(work.ds, index, settings.render)
     return Inspection(
         str(path),
         work.classification.kind,
@@ -157,4 +237,5 @@ def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspect
         work.report.changes,
         regions,
         image,
+        list(dict.fromkeys(caught)),
     )

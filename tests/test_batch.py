@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_ct_dataset, safe_harbor_settings
+from conftest import PHI, make_ct_dataset, safe_harbor_settings
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.hooks import hooks
+from pydicom.tag import Tag
 
 from deid import batch, inputs, output, pipeline, pixelwork, reader, stages
-from deid.errors import ExitCode
-from deid.manifest import Manifest, RunInfo
+from deid.errors import DiskFullError, ExitCode
+from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
 from deid.record import FileRecord
 from deid.settings import Settings
 from deid.stages import STAGES
@@ -249,6 +258,32 @@ def test_a_full_disk_stops_the_batch_with_its_own_code(
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
 
+def test_a_full_disk_under_the_manifest_stops_the_batch_with_its_own_code(
+    tmp_path: Path, study: list[Path]
+) -> None:
+    out = tmp_path / "out"
+    images = [p for p in study if p.name.startswith("IM")]
+    with _manifest(out) as manifest:
+        first = batch.run(
+            batch.plan(_inputs(images[:2]), manifest), _settings(out), manifest=manifest
+        )
+        assert first.counts["written"] == 2
+        db = manifest._db
+        # SQLite may grow the file no more: every write needing a page fails as SQLITE_FULL
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        with pytest.raises(DiskFullError):
+            for n in range(1000):
+                filler = FileRecord(f"filler{n}", "failed", f"filler{n}", reason="x" * 500)
+                manifest.add(filler, out)
+        stored = {r.input_id for r in manifest.records()}
+        summary = batch.run(batch.plan(_inputs(study), manifest), _settings(out), manifest=manifest)
+        assert summary.stopped.startswith("the disk holding the output folder is full")
+        assert summary.exit_code == ExitCode.DISK_FULL
+        assert summary.done == 2 and sum(summary.counts.values()) == 0
+        assert {r.input_id for r in manifest.records()} == stored
+    assert not list(out.rglob(f"{output.TEMP_PREFIX}*"))
+
+
 def test_an_input_that_vanishes_is_a_failure_not_a_skip(tmp_path: Path, study: list[Path]) -> None:
     gone = next(p for p in study if p.name == "IM1")
     work = batch.plan(_inputs(study))
@@ -283,6 +318,108 @@ def test_library_warnings_are_recorded_by_kind_without_values(
     summary = batch.run_paths([first], _settings(tmp_path / "again"), jobs=2)
     assert summary.counts["written"] == 1
     assert "1947" not in capfd.readouterr().err
+
+
+def _with_raw(ds: Dataset, values: dict[str, tuple[str, str]]) -> Dataset:
+    """`ds` with each keyword's value stored as given, under the VR given, bytes as they
+    are: values pydicom would refuse to set, as a damaged or hostile file holds them."""
+    for keyword, (vr, text) in values.items():
+        tag = Tag(tag_for_keyword(keyword))
+        data = text.encode("ascii") + b" " * (len(text) % 2)
+        ds._dict[tag] = RawDataElement(tag, vr, len(data), data, 0, False, True)
+    return ds
+
+
+def _save(ds: Dataset, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's, about the values planted on purpose
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_pydicoms_own_warnings_about_planted_values_reach_neither_stderr_nor_the_manifest(
+    tmp_path: Path,
+) -> None:
+    """pydicom warns as it converts a value it finds invalid, quoting the value: here an
+    IS holding the patient's name and one holding the birth date. The real command runs
+    in its own process, its workers' stderr included: neither the terminal nor any
+    record holds a planted value, and the records keep each warning's kind and the
+    attribute it was about."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    birth = PHI["birth_date"]
+    planted = {
+        "A.dcm": {"AccessionNumber": ("IS", PHI["name"]), "StudyID": ("IS", f"{birth}.5")},
+        "B.dcm": {
+            "AccessionNumber": ("IS", f"{birth}.25"),
+            "PatientBirthDate": ("DA", "1952-03-14"),
+            "StudyTime": ("TM", PHI["name"]),
+        },
+    }
+    for name, values in planted.items():
+        ds = _with_raw(make_ct_dataset(), values)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+            "1.2.3.4.1" if name == "A.dcm" else "1.2.3.4.2"
+        )
+        _save(ds, folder / name)
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from deid.cli import main; main()", "anonymize"]
+    command += [str(folder), "--out", str(out), "--format", "dicom", "--no-ocr", "--key", "k"]
+    done = subprocess.run([*command, "-j", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert "2 files: 2 written" in done.stderr
+    values = [PHI["name"], *PHI["name_words"], birth, "1952-03-14"]
+    for value in values:
+        assert value not in done.stderr and value not in done.stdout, value
+    db = sqlite3.connect(out / MANIFEST_NAME)
+    try:
+        stored = [json.loads(data) for (data,) in db.execute("SELECT record FROM files")]
+    finally:
+        db.close()
+    assert len(stored) == 2
+    for data in stored:
+        text = json.dumps(data)
+        assert not [value for value in values if value in text], text
+    kinds = sorted(kind for data in stored for kind in data["warnings"])
+    assert "Invalid value for VR IS (AccessionNumber)" in kinds
+    assert "Invalid value for VR IS (StudyID)" in kinds
+    assert all(kind.endswith(")") for kind in kinds), kinds  # every one named its attribute
+
+
+def test_inspect_shows_warnings_by_kind_and_attribute_never_their_values(tmp_path: Path) -> None:
+    source = tmp_path / "planted.dcm"
+    _save(_with_raw(make_ct_dataset(), {"AccessionNumber": ("IS", PHI["name"])}), source)
+    command = [sys.executable, "-c", "from deid.cli import main; main()", "inspect"]
+    done = subprocess.run(
+        [*command, str(source), "--no-ocr"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert "Library warnings, by kind (1):\n  Invalid value for VR IS (AccessionNumber)\n" in (
+        done.stdout
+    )
+    for value in (PHI["name"], *PHI["name_words"]):
+        assert value not in done.stdout + done.stderr
+
+
+def test_a_warning_while_a_value_is_converted_names_the_attribute_and_no_other(
+    tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keyword comes from the conversion itself: a warning given outside one (here,
+    before the file is read) names no attribute, and pydicom's hooks are as they were
+    once the file is done."""
+    hooks_before = (hooks.raw_element_vr, hooks.raw_element_value)
+    read = reader.read
+
+    def warning_reader(path: Path, **kwargs: object) -> object:
+        warnings.warn("Something odd: 'DOE^JOHN'", UserWarning, stacklevel=1)
+        return read(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages.reader, "read", warning_reader)
+    source = tmp_path / "planted.dcm"
+    _save(_with_raw(make_ct_dataset(), {"AccessionNumber": ("IS", PHI["name"])}), source)
+    record = pipeline.process(source, _settings(tmp_path / "out"))
+    assert record.status == "written", record.reason
+    assert record.warnings == ["Something odd", "Invalid value for VR IS (AccessionNumber)"]
+    assert (hooks.raw_element_vr, hooks.raw_element_value) == hooks_before
 
 
 def test_an_input_that_changes_after_it_was_seen_fails_as_changed(

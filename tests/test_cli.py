@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import random
@@ -22,10 +24,10 @@ from pydicom import dcmread
 from pydicom.dataset import FileDataset
 from typer.testing import CliRunner
 
-from deid import ocr, pixels
+from deid import ocr, output, pixels
 from deid.cli import app
 from deid.errors import ExitCode
-from deid.manifest import MANIFEST_NAME
+from deid.manifest import MANIFEST_NAME, Manifest
 from deid.pixels import frames as pixel_frames
 
 runner = CliRunner()
@@ -561,3 +563,117 @@ def test_limits_are_set_on_the_command_line(
     result, text = run("anonymize", series_folder, "--out", out, "--no-ocr", "--limit", option)
     assert result == code, text
     assert not out.exists() or not outputs_in(out)
+
+
+def test_a_full_disk_during_output_writes_stops_the_run_with_its_own_code(
+    series_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: object) -> list[Path]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output.Transaction, "commit", full)
+    out = tmp_path / "out"
+    code, text = run("anonymize", series_folder, "--out", out, "--no-ocr", "--jobs", "1")
+    assert code == ExitCode.DISK_FULL, text
+    assert (
+        "stopped: the disk holding the output folder is full; 0 of 6 done "
+        "(free some space, then run again to resume)"
+    ) in text
+    assert "Traceback" not in text and "unexpected" not in text
+    assert not outputs_in(out)
+
+
+def test_a_rerun_on_a_full_disk_stops_at_the_manifest_with_its_own_code(
+    series_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    code, text = run("anonymize", series_folder, "--out", out, "--no-ocr", "-j", "1")
+    assert code == ExitCode.OK, text
+    write_series(series_folder / "LATER", 7)
+    before = tree_digest(out)
+    begin = Manifest.begin
+
+    def begin_on_a_full_disk(self: Manifest, inputs: int) -> None:
+        """The real `begin`, once SQLite may grow the manifest no more and its sessions
+        table has no room left: SQLite fails the write with SQLITE_FULL."""
+        db = self._db
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        with contextlib.suppress(sqlite3.OperationalError):
+            while True:
+                db.execute("INSERT INTO sessions (started, version, inputs) VALUES (0, '', 0)")
+        begin(self, inputs)
+
+    monkeypatch.setattr(Manifest, "begin", begin_on_a_full_disk)
+    code, text = run("anonymize", series_folder, "--out", out, "--no-ocr", "-j", "1")
+    assert code == ExitCode.DISK_FULL, text
+    assert f"{MANIFEST_NAME}: the disk holding the output folder is full" in text
+    assert "6 of 13 done (free some space, then run again to resume)" in text
+    assert "Traceback" not in text and "OperationalError" not in text
+    assert {k: v for k, v in tree_digest(out).items() if "manifest" not in k} == {
+        k: v for k, v in before.items() if "manifest" not in k
+    }
+
+
+# A name that would end its line and print a summary of its own, one that would clear
+# the terminal and colour what follows, and one rich would take for markup.
+FORGING = "IM\n6 files: 6 written, 0 skipped as not DICOM, 0 failed"
+ANSI = "\x1b[2J\x1b[1;31mALL CLEAN\x1b[0m"
+MARKUP = "[bold red]IM[blink]\r\x07"
+
+
+def assert_escaped(text: str) -> None:
+    """No control character but line ends, and no line a name could have forged."""
+    raw = sorted({hex(ord(c)) for c in text if not c.isprintable() and c != "\n"})
+    assert not raw, raw
+    assert not [line for line in text.splitlines() if line.startswith("6 files")]
+
+
+def test_names_with_control_characters_are_printed_escaped(
+    series_folder: Path, tmp_path: Path
+) -> None:
+    truncated = b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0"
+    (series_folder / FORGING).write_bytes(truncated)
+    (series_folder / ANSI).write_text("not an image")
+    (series_folder / MARKUP).write_bytes(truncated)
+    code, text = run("anonymize", series_folder, "--out", tmp_path / "o", "--no-ocr", "-v")
+    assert code == ExitCode.UNREADABLE, text
+    assert_escaped(text)
+    assert "FAILED IM\\n6 files: 6 written, 0 skipped as not DICOM, 0 failed: truncated" in text
+    assert "skipped \\x1b[2J\\x1b[1;31mALL CLEAN\\x1b[0m: not a DICOM file" in text
+    assert "FAILED [bold red]IM[blink]\\r\\x07: truncated" in text
+    assert re.search(r"^9 files: 6 written, 1 skipped as not DICOM, 2 failed$", text, re.M)
+
+
+def test_inspect_prints_a_name_with_control_characters_escaped(
+    ct_file: Path, tmp_path: Path
+) -> None:
+    for name in (FORGING, ANSI, MARKUP):
+        named = tmp_path / name
+        named.write_bytes(ct_file.read_bytes())
+        code, text = run("inspect", named, "--no-ocr")
+        assert code == ExitCode.OK, text
+        assert_escaped(text)
+        first = text.splitlines()[0]
+        assert first.startswith(str(tmp_path / repr(name)[1:-1]) + ": ")
+        assert "BurnedInAnnotation" in first
+        named.write_bytes(b"\0" * 128 + b"DICM" + b"\2\0\0\0UL\4\0")
+        code, text = run("inspect", named)
+        assert code == ExitCode.UNREADABLE, text
+        assert_escaped(text)
+        assert len(set(text.strip().splitlines())) == 1 and "truncated" in text
+
+
+def test_verify_prints_a_name_with_control_characters_escaped(tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Comment", "note")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name in (FORGING, ANSI, MARKUP):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / f"{name}.png", pnginfo=info)
+    code, text = run("verify", folder)
+    assert code == ExitCode.MIXED_FAILURES, text
+    assert_escaped(text)
+    for name in (FORGING, ANSI, MARKUP):
+        assert f"{folder}/{repr(name)[1:-1]}.png: PNG tEXt chunk" in text

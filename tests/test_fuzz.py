@@ -9,7 +9,8 @@ numbers that are not numbers, transfer syntaxes that are unknown or lie, undefin
 sequences without their delimiters, and sequences nested thousands deep.
 
 Only what must hold for any input is asserted: a record with status written, skipped or
-failed; no output at all (no partial file) for a file that was not written; and no
+failed, and never an internal error (only a `DeidError`, with its reason, may end a
+file); no output at all (no partial file) for a file that was not written; and no
 planted value in the record's reason or warnings, nor on the terminal. Examples are
 derandomized and bounded, so the module takes about a minute on a 2-core machine.
 """
@@ -318,6 +319,7 @@ def run_mutant(data: bytes, capfd: pytest.CaptureFixture[str], where: Path) -> O
         captured = capfd.readouterr()
         assert isinstance(record, FileRecord)
         assert record.status in ALLOWED, record
+        assert record.kind != "internal", f"internal error: {record.reason}"
         partial = [p.name for p in files if p.name.startswith(TEMP_PREFIX)]
         assert not partial, f"partial files left: {partial}"
         if record.status != "written":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from deid.errors import ExitCode, UsageError
+from deid.errors import DeidError, DiskFullError, ExitCode, UsageError
 from deid.manifest import MANIFEST_NAME, Manifest, RunInfo
 from deid.record import ActionRecord, BoxRecord, FileRecord
 
@@ -89,3 +90,125 @@ def test_a_run_that_never_ended_is_unfinished(tmp_path: Path) -> None:
         manifest.begin(3)  # killed: no end
     with Manifest.open(tmp_path, INFO) as manifest:
         assert manifest.unfinished()
+
+
+def disk_full(manifest: Manifest) -> None:
+    """Let the manifest's database grow no more: SQLite then fails every write that needs
+    a new page with SQLITE_FULL, as on a full disk."""
+    db = manifest._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def big_record(input_id: str) -> FileRecord:
+    filled = record(input_id)
+    filled.actions = [ActionRecord(f"PrivateTag{n}", "remove") for n in range(40)]
+    return filled
+
+
+def test_the_manifests_own_writes_on_a_full_disk_are_disk_full_errors(tmp_path: Path) -> None:
+    with Manifest.open(tmp_path, INFO) as manifest:
+        manifest.add(record("kept"), tmp_path)
+        disk_full(manifest)
+        stored = ["kept"]
+        with pytest.raises(DiskFullError) as caught:
+            for n in range(1000):
+                manifest.add_all([big_record(f"a{n}"), big_record(f"b{n}")], tmp_path)
+                stored += [f"a{n}", f"b{n}"]
+        error = caught.value
+        assert error.exit_code == ExitCode.DISK_FULL
+        assert str(error) == (
+            f"{tmp_path / MANIFEST_NAME}: the disk holding the output folder is full: "
+            "the manifest cannot be written"
+        )
+        # the task that met the full disk left nothing half stored
+        assert sorted(r.input_id for r in manifest.records()) == sorted(stored)
+        with pytest.raises(DiskFullError) as caught:
+            for _ in range(1000):
+                manifest.begin(len(stored) + 5)
+        assert caught.value.message.endswith(
+            f"cannot be written; {len(stored)} of {len(stored) + 5} done "
+            "(free some space, then run again to resume)"
+        )
+    with Manifest.read(tmp_path) as manifest:
+        assert sorted(r.input_id for r in manifest.records()) == sorted(stored)
+
+
+class FailingConnection:
+    """An SQLite connection whose writes fail with the error SQLite gives as `code`
+    (its extended result code); reads go through to the real connection."""
+
+    def __init__(self, real: sqlite3.Connection, code: int, name: str, message: str) -> None:
+        self.real, self.code, self.name, self.message = real, code, name, message
+
+    def _error(self) -> sqlite3.OperationalError:
+        error = sqlite3.OperationalError(self.message)
+        error.sqlite_errorcode = self.code
+        error.sqlite_errorname = self.name
+        return error
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.split()[0].upper() in ("INSERT", "UPDATE", "BEGIN"):
+            raise self._error()
+        return self.real.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        raise self._error()
+
+    def __enter__(self) -> FailingConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.rollback()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "message", "error", "words"),
+    [
+        (778, "SQLITE_IOERR_WRITE", "disk I/O error", DiskFullError, "full or failing"),
+        (13, "SQLITE_FULL", "database or disk is full", DiskFullError, "disk holding"),
+        (5, "SQLITE_BUSY", "database is locked", UsageError, "another run is writing"),
+        (8, "SQLITE_READONLY", "attempt to write a readonly database", UsageError, "can write"),
+        (11, "SQLITE_CORRUPT", "database disk image is malformed", UsageError, "new --out"),
+        (1, "SQLITE_ERROR", "SQL logic error", DeidError, "SQL logic error"),
+    ],
+)
+def test_every_sqlite_error_of_a_write_is_a_one_line_error_naming_the_manifest(
+    tmp_path: Path, code: int, name: str, message: str, error: type[DeidError], words: str
+) -> None:
+    with Manifest.open(tmp_path, INFO) as manifest:
+        manifest.add(record("done"), tmp_path)
+        manifest.begin(4)
+        manifest._db = FailingConnection(manifest._db, code, name, message)  # type: ignore[assignment]
+        writes = [
+            lambda: manifest.add(record("x"), tmp_path),
+            lambda: manifest.begin(4),
+            lambda: manifest.end("finished"),
+        ]
+        for write in writes:
+            with pytest.raises(error) as caught:
+                write()
+            text = str(caught.value)
+            assert type(caught.value) is error and "\n" not in text
+            assert text.startswith(f"{tmp_path / MANIFEST_NAME}: ") and words in text
+            if error is DiskFullError:
+                assert caught.value.exit_code == ExitCode.DISK_FULL
+            if error is DeidError:
+                assert caught.value.kind == "manifest"
+        assert [r.input_id for r in manifest.records()] == ["done"]
+    with Manifest.read(tmp_path) as manifest:
+        assert manifest.unfinished()  # the end was never written
+
+
+def test_a_file_that_is_no_manifest_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).write_bytes(b"not a database, but 512 bytes of it" * 16)
+    for opening in (lambda: Manifest.open(tmp_path, INFO), lambda: Manifest.read(tmp_path)):
+        with pytest.raises(UsageError) as caught:
+            opening()
+        assert str(caught.value) == (
+            f"{tmp_path / MANIFEST_NAME}: the manifest cannot be opened "
+            "(file is not a database); give a new --out folder"
+        )

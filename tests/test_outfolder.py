@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import write_series
+from typer.testing import CliRunner
 
-from deid import keys, outfolder, profiles
-from deid.errors import UsageError
+from deid import batch, keys, outfolder, profiles
+from deid.cli import app
+from deid.errors import DeidError, DiskFullError, ExitCode, UsageError
 from deid.output import TEMP_PREFIX
 
 
@@ -30,6 +35,64 @@ def test_read_only_output_folder_is_refused(tmp_path: Path) -> None:
     out.mkdir(mode=0o500)
     with pytest.raises(UsageError, match="read-only"):
         outfolder.prepare(out, [tmp_path / "in"])
+
+
+def refusing(number: int) -> Callable[[Path], None]:
+    """A write probe that meets what the operating system says of a folder it cannot
+    write: a read-only mount (EROFS) refuses root too."""
+
+    def probe(out_dir: Path) -> None:
+        raise OSError(number, os.strerror(number), str(out_dir / "probe"))
+
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("number", "error", "words"),
+    [
+        (errno.EACCES, UsageError, "the output folder is read-only; give one you can write"),
+        (errno.EPERM, UsageError, "the output folder is read-only; give one you can write"),
+        (errno.EROFS, UsageError, "the output folder is read-only; give one you can write"),
+        (errno.ENOSPC, DiskFullError, "the disk holding the output folder is full"),
+        (errno.EIO, UsageError, "cannot write in the output folder: Input/output error"),
+    ],
+)
+def test_an_output_folder_that_cannot_be_written_is_refused_as_root_too(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    number: int,
+    error: type[DeidError],
+    words: str,
+) -> None:
+    monkeypatch.setattr(outfolder, "probe_writable", refusing(number))
+    out = tmp_path / "out"
+    with pytest.raises(error) as caught:
+        outfolder.prepare(out, [tmp_path / "in"])
+    assert type(caught.value) is error
+    assert str(caught.value) == f"{out}: {words}"
+
+
+def test_a_read_only_output_folder_is_a_usage_error_before_the_first_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in"
+    write_series(source, 2)
+    read: list[Path] = []
+    monkeypatch.setattr(batch, "process", lambda path, *a, **k: read.append(path))
+    monkeypatch.setattr(outfolder, "probe_writable", refusing(errno.EROFS))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["anonymize", str(source), "--out", str(out), "-j", "1"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    lines = set(result.output.strip().splitlines())
+    assert lines == {f"error: {out}: the output folder is read-only; give one you can write"}
+    assert read == [] and list(out.iterdir()) == []
+
+
+def test_the_write_probe_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    outfolder.prepare(out, [tmp_path / "in"])
+    outfolder.prepare(out, [tmp_path / "in"])
+    assert list(out.iterdir()) == []
 
 
 def test_keyless_runs_resume_with_their_own_kept_key(tmp_path: Path) -> None:
