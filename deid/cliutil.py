@@ -14,8 +14,8 @@ from deid.compiler import compile_profile
 from deid.errors import DeidError
 from deid.settings import Settings
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 ProfileOpt = Annotated[
     str, typer.Option("--profile", "-p", help="Built-in profile name or path to a TOML file.")

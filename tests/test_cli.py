@@ -615,10 +615,12 @@ def test_a_rerun_on_a_full_disk_stops_at_the_manifest_with_its_own_code(
 
 
 # A name that would end its line and print a summary of its own, one that would clear
-# the terminal and colour what follows, and one rich would take for markup.
+# the terminal and colour what follows, one rich would take for markup, and one it
+# would take for an emoji code.
 FORGING = "IM\n6 files: 6 written, 0 skipped as not DICOM, 0 failed"
 ANSI = "\x1b[2J\x1b[1;31mALL CLEAN\x1b[0m"
 MARKUP = "[bold red]IM[blink]\r\x07"
+EMOJI = "IM:warning:"
 
 
 def assert_escaped(text: str) -> None:
@@ -635,13 +637,15 @@ def test_names_with_control_characters_are_printed_escaped(
     (series_folder / FORGING).write_bytes(truncated)
     (series_folder / ANSI).write_text("not an image")
     (series_folder / MARKUP).write_bytes(truncated)
+    (series_folder / EMOJI).write_text("not an image")
     code, text = run("anonymize", series_folder, "--out", tmp_path / "o", "--no-ocr", "-v")
     assert code == ExitCode.UNREADABLE, text
     assert_escaped(text)
     assert "FAILED IM\\n6 files: 6 written, 0 skipped as not DICOM, 0 failed: truncated" in text
     assert "skipped \\x1b[2J\\x1b[1;31mALL CLEAN\\x1b[0m: not a DICOM file" in text
     assert "FAILED [bold red]IM[blink]\\r\\x07: truncated" in text
-    assert re.search(r"^9 files: 6 written, 1 skipped as not DICOM, 2 failed$", text, re.M)
+    assert "skipped IM:warning:: not a DICOM file" in text
+    assert re.search(r"^10 files: 6 written, 2 skipped as not DICOM, 2 failed$", text, re.M)
 
 
 def test_inspect_prints_a_name_with_control_characters_escaped(
