@@ -22,7 +22,7 @@ from deid.text.policy import Region, TextPolicy
 _BAND_SHARE = 0.5  # pieces sharing this much of the lower one's height are on one band
 _GAP = 1.2  # ... and this many line heights apart at most are one line
 _WIDE = 4.0  # a line this many heights long holds several characters
-_ASIDE = 0.8  # of a line's height (about a letter's width), padded beside each cover's ends
+_ASIDE = 0.8  # of a line's height, about a letter's width
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ def judge(
         if verdict.decision == "keep":
             kept.append(Region(box, "keep", verdict.reason, verdict.marker))
             continue
-        tallest = max(p.height for p in line)
-        cover = cover_box(box, policy.padding, tallest, width, height)
+        cover = cover_box(box, policy.padding, width, height)
         covers.append(Region(cover, "redact", verdict.reason))
     return settle(covers, kept)
 
@@ -123,11 +122,11 @@ def settle(covers: Sequence[Region], kept: Sequence[Region]) -> list[Region]:
         merged = merge([*merged, *(Region(k.box, "redact", "text") for k in touched)])
 
 
-def cover_box(box: Box, pad: int, line_height: float, width: int, height: int) -> Box:
-    """A line's cover: padded aside by `pad` and at least 0.8 of the line's height, about
-    a letter's width (a last letter the detector left out, on bright bone, stays
-    covered); above and below, the detector's own margin around the letters is the
-    padding, so that a cover stays off the next line of a stack."""
+def cover_box(box: Box, pad: int, width: int, height: int, *, line_height: float = 0) -> Box:
+    """A line's cover: padded aside by `pad`, or by `_ASIDE` of `line_height` (about a
+    letter's width) where that is more; above and below, the detector's own margin
+    around the letters is the padding, so that a cover stays off the next line of a
+    stack."""
     aside = max(pad, math.ceil(_ASIDE * line_height))
     return Box(max(0, box.left - aside), box.top, min(width, box.right + aside), box.bottom)
 

@@ -106,9 +106,7 @@ def second_look(
         joining = [p for p in pieces if _joins(region.box, p)]
         if joining:
             box = bounding([region.box, *(p.box for p in joining)])
-            tallest = max(p.height for p in joining)
-            cover = search.cover_box(box, policy.padding, tallest, width, height)
-            extra.append(Region(cover, "redact", region.reason))
+            extra.append(Region(box.padded(policy.padding, width, height), "redact", region.reason))
             joined += joining
     others = [p for p in pieces if p not in joined]
     # The levelled view brings out anatomy too: what it alone shows is covered only
@@ -165,8 +163,18 @@ def _grown(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
     """Covers settled with the kept lines they reach, grown along their lines
     (`extend`), then settled again with the kept lines the growth reaches."""
     covers, kept = _split(search.settle(*_split(regions)))
-    grown = [Region(extend(image, r.box), "redact", r.reason) for r in covers]
+    grown = [Region(_padded_if_grown(image, r.box), "redact", r.reason) for r in covers]
     return search.settle(grown, kept)
+
+
+def _padded_if_grown(image: np.ndarray, cover: Box) -> Box:
+    """`extend`ed; where it grew, the detector stopped short of the line, so a letter
+    more may hide at either end (a last digit over a rib): padded by a letter's width."""
+    grown = extend(image, cover)
+    if grown == cover:
+        return cover
+    height, width = image.shape[:2]
+    return search.cover_box(grown, 0, width, height, line_height=cover.height)
 
 
 def _split(regions: Sequence[Region]) -> tuple[list[Region], list[Region]]:
