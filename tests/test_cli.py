@@ -411,7 +411,14 @@ def _run_in_background(tmp_path: Path, pngs: int) -> tuple[Path, Path, subproces
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from deid.cli import main; main()", "anonymize"]
     command += [str(source), "--out", str(out), "--format", "dicom,png", "--key", "k", "-j", "2"]
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal gives it, even where this suite runs in the background
+    # (which starts children with SIGINT ignored, and Python keeps it so).
+    child = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while len(list(out.rglob("*.png"))) < pngs and time.monotonic() < deadline:
         time.sleep(0.05)
