@@ -3,8 +3,9 @@
 Text next to a cover is often the rest of its line: grey digits on bright bone that
 the first look missed while it found their neighbours. Each cover's band (its rows,
 widened, and several line heights to each side) is searched again on a levelled view
-(local contrast evened out), where faint text stands out, and as it is at a finer
-scale, where small grey letters on noisy tissue do. A piece on the cover's band
+(local contrast evened out), where faint text stands out, and, in the small images
+the search enlarges, as it is at a finer scale, where small grey letters on noisy
+tissue do. A piece on the cover's band
 that touches it joins the cover whatever it reads; anything else found is decided as a
 line of its own. `search_image` repeats this until the covers hold.
 """
@@ -84,7 +85,10 @@ def second_look(
     pieces: list[search.Piece] = []
     for area in areas(covers, width, height):
         crop = image[area.top : area.bottom, area.left : area.right]
-        for view, factor in ((levelled(crop), scale), (crop, scale * _FINER)):
+        views = [(levelled(crop), scale)]
+        if scale > 1:  # small grey images, where text is small and grey on grey
+            views.append((crop, scale * _FINER))
+        for view, factor in views:
             found = [
                 line
                 for line in detect.find_lines(view, scale=factor, tallest=tallest)
