@@ -353,50 +353,42 @@ def inflate(
     """
     count_inflated(fp, limits, path)
     try:
-        _inflate(fp, limits, path, header_end, out)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        cap = limits.header_bytes + limits.pixel_bytes
+        allowed: int | None = None
+        next_look = 64 * 1024
+        while not inflater.eof:
+            data = inflater.unconsumed_tail or fp.read(_INPUT_STEP)
+            if not data:
+                break
+            try:
+                out.write(inflater.decompress(data, _OUTPUT_STEP))
+            except zlib.error:
+                raise UnreadableError("the deflated dataset is corrupt", path) from None
+            size = out.tell()
+            if allowed is None and (
+                size >= next_look or size > limits.header_bytes or inflater.eof
+            ):
+                with out.getbuffer() as view:
+                    allowed = header_end(bytes(view))
+                next_look = size * 2
+            if allowed is not None and size > allowed + SLACK:
+                raise UnreadableError(
+                    f"the deflated dataset inflates past the {allowed} bytes its header "
+                    "declares; the file is damaged or hostile",
+                    path,
+                )
+            if allowed is None and size > limits.header_bytes:
+                raise TooLargeError(
+                    f"the deflated dataset inflates past {limits.max_header_mib} MiB before "
+                    "its pixel data; the limit is [limits] max_header_mib",
+                    path,
+                )
+            if size > cap:
+                raise _past_cap(cap, path)
     except MemoryError:
         raise out_of_memory("the inflated dataset", path) from None
     out.seek(0)
-
-
-def _inflate(
-    fp: BinaryIO,
-    limits: Limits,
-    path: str,
-    header_end: Callable[[bytes], int | None],
-    out: io.BytesIO,
-) -> None:
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    cap = limits.header_bytes + limits.pixel_bytes
-    allowed: int | None = None
-    next_look = 64 * 1024
-    while not inflater.eof:
-        data = inflater.unconsumed_tail or fp.read(_INPUT_STEP)
-        if not data:
-            break
-        try:
-            out.write(inflater.decompress(data, _OUTPUT_STEP))
-        except zlib.error:
-            raise UnreadableError("the deflated dataset is corrupt", path) from None
-        size = out.tell()
-        if allowed is None and (size >= next_look or size > limits.header_bytes or inflater.eof):
-            with out.getbuffer() as view:
-                allowed = header_end(bytes(view))
-            next_look = size * 2
-        if allowed is not None and size > allowed + SLACK:
-            raise UnreadableError(
-                f"the deflated dataset inflates past the {allowed} bytes its header "
-                "declares; the file is damaged or hostile",
-                path,
-            )
-        if allowed is None and size > limits.header_bytes:
-            raise TooLargeError(
-                f"the deflated dataset inflates past {limits.max_header_mib} MiB before "
-                "its pixel data; the limit is [limits] max_header_mib",
-                path,
-            )
-        if size > cap:
-            raise _past_cap(cap, path)
 
 
 # ---- codestreams inside encapsulated pixel data -----------------------------------------

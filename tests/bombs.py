@@ -7,10 +7,15 @@ The tests of `deid.limits` and `benchmarks/limits.py` use them.
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -222,3 +227,48 @@ BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
         "52428800 bytes of zeros or damage follow the last element",
     ),
 }
+
+
+_REFUSALS = """
+import json, resource, sys, time
+from pathlib import Path
+from deid import pipeline, profiles
+from deid.settings import Settings
+
+out, valid, text, *bombs = sys.argv[1:]
+settings = Settings.for_profile(
+    profiles.load("safe-harbor"), b"k" * 32, Path(out),
+    formats=frozenset({"png", "dicom"}), detect_text=text == "text",
+)
+assert pipeline.process(Path(valid), settings).status == "written"
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak()
+for path in map(Path, bombs):
+    start = time.perf_counter()
+    record = pipeline.process(path, settings)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"name": path.name, "status": record.status, "kind": record.kind,
+                      "seconds": seconds, "grown_mb": peak() - base}))
+"""
+
+
+def refusals(
+    out: Path, valid: Path, bombs: Seq[Path], *, text: bool = False
+) -> list[dict[str, Any]]:
+    """Each bomb through `pipeline.process` in a fresh process, after one valid file:
+    its record's status and kind, its seconds, and how far the process's peak resident
+    memory (ru_maxrss, native allocations included) grew above its peak after the
+    valid file. The peak only grows, so each figure bounds its bomb and every bomb
+    before it."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REFUSALS, str(out), str(valid), "text" if text else "-"]
+        + [str(b) for b in bombs],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return [json.loads(line) for line in done.stdout.splitlines()]

