@@ -27,8 +27,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from deid.codestreams import check_codestreams
 from deid.errors import MissingCodecError, UnreadableError, UsageError
-from deid.limits import Declared, check_codestreams, raw_value
+from deid.limits import Declared, raw_value
 from deid.reader import pixel_length
 from deid.tags import text_of
 
