@@ -28,59 +28,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite
 from throughput import make_corpus
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+from conftest import write_long_cine
 
 DEID = Path(sys.executable).with_name("deid")
 _MIB = 1024 * 1024
-
-
-def write_cine(path: Path, frames: int, size: int, text: dict[int, str]) -> int:
-    """A native 16-bit (12 stored) XA of `frames` frames, written a frame at a time;
-    `text` burns a line into the frames it names. Returns the file's size."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    sop_class = "1.2.840.10008.5.1.4.1.1.12.1"
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.7.1"
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.7"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.7.0"
-    ds.PatientName, ds.PatientID, ds.Modality = "BENCH^PATIENT^Q", "MRN00042", "XA"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows = ds.Columns = size
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.NumberOfFrames = frames
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    head = DicomBytesIO()
-    dcmwrite(head, ds, enforce_file_format=True)
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[:size, :size]
-    body = (
-        (xx - size / 2) ** 2 / (size * 0.35) ** 2 + (yy - size / 2) ** 2 / (size * 0.45) ** 2
-    ) < 1
-    base = np.where(body, 1800, 200) + rng.integers(0, 120, (size, size))
-    pictures = [np.roll(base, shift * 7, axis=1).astype("<u2") for shift in range(4)]
-    length = frames * size * size * 2
-    with path.open("wb") as f:
-        f.write(head.getvalue())
-        f.write(b"\xe0\x7f\x10\x00OW\x00\x00" + length.to_bytes(4, "little"))
-        for index in range(frames):
-            frame = pictures[index % 4]
-            if index in text:
-                canvas = Image.new("L", (size, size), 0)
-                font = ImageFont.load_default(size=40)
-                ImageDraw.Draw(canvas).text((30, 20), text[index], fill=255, font=font)
-                frame = np.where(np.asarray(canvas) > 127, 4095, frame).astype("<u2")
-            f.write(frame.tobytes())
-    return path.stat().st_size
 
 
 @dataclass
@@ -159,9 +114,9 @@ def large_file(root: Path, frames: int, size: int) -> None:
     small_in, large_in = root / "small", root / "large"
     small_in.mkdir()
     large_in.mkdir()
-    write_cine(small_in / "cine.dcm", 4, size, {3: "DOE JOHN"})
+    write_long_cine(small_in / "cine.dcm", 4, size=size, text={3: "DOE JOHN"})
     made = time.perf_counter()
-    file_size = write_cine(large_in / "cine.dcm", frames, size, text)
+    file_size = write_long_cine(large_in / "cine.dcm", frames, size=size, text=text)
     made = time.perf_counter() - made
     options = ("--format", "dicom,png", "-j", "1")
     try:
