@@ -189,8 +189,7 @@ def anonymize(
         listed = verbose and not redact_paths
         err.print(
             f"not read: {len(outside)} link(s) leading out of the input folder"
-            + (f" ({', '.join(outside[:5])})" if listed else ""),
-            markup=False,
+            + (f" ({', '.join(outside[:5])})" if listed else "")
         )
     signal.signal(signal.SIGTERM, runview.stop_like_ctrl_c)
     if manifest.unfinished():
@@ -214,23 +213,22 @@ def anonymize(
             raise _fail(exc) from None
     if summary.interrupted:
         outfolder.sweep_partials(out_dir)
-        err.print(f"{summary.done} of {summary.total} done; run again to resume", markup=False)
+        err.print(f"{summary.done} of {summary.total} done; run again to resume")
         raise typer.Exit(summary.exit_code)
     if summary.stopped:
         outfolder.sweep_partials(out_dir)
         err.print(
             f"stopped: {summary.stopped}; {summary.done} of {summary.total} done "
-            "(free some space, then run again to resume)",
-            markup=False,
+            "(free some space, then run again to resume)"
         )
     nothing = summary.counts["written"] + summary.counts["failed"] + summary.done_before == 0
     if nothing and not verbose and not quiet:
         for result in summary.problems[:20]:
-            err.print(f"skipped {result.path}: {result.reason}", markup=False)
+            err.print(f"skipped {result.path}: {result.reason}")
     if not quiet or summary.counts["failed"]:
-        err.print(summary.line(), markup=False)
+        err.print(summary.line())
     if nothing and not summary.counts["duplicate"]:
-        err.print("error: no DICOM file found in the input", markup=False)
+        err.print("error: no DICOM file found in the input")
     raise typer.Exit(summary.exit_code)
 
 
@@ -248,7 +246,7 @@ def keygen(
         made = keys.write_key_file(key_file)
     except DeidError as exc:
         raise _fail(exc) from None
-    out.print(f"wrote key {made} to {key_file} (mode 0600); keep it secret", markup=False)
+    out.print(f"wrote key {made} to {key_file} (mode 0600); keep it secret")
 
 
 @app.command()
@@ -272,35 +270,32 @@ def inspect(
     try:
         found = pipeline.inspect(path, settings, preview=preview is not None)
     except DeidError as exc:
-        raise _fail(_escaped(exc)) from None
+        raise _fail(exc) from None
     name = inputs_mod.shown(str(path))
     burned_in = inputs_mod.shown(str(found.burned_in_annotation))
-    out.print(f"{name}: {found.kind}, BurnedInAnnotation {burned_in}", markup=False)
-    out.print(
-        f"\nAttributes changed by profile {resolved.name} ({len(found.changes)}):", markup=False
-    )
+    out.print(f"{name}: {found.kind}, BurnedInAnnotation {burned_in}")
+    out.print(f"\nAttributes changed by profile {resolved.name} ({len(found.changes)}):")
     width = max((len(c.path) for c in found.changes), default=0)
     for change in found.changes:
         rule = change.rule
         out.print(
-            f"  {change.path:{width}}  {change.tag_text}  {rule.action.value:12}  {rule.source}",
-            markup=False,
+            f"  {change.path:{width}}  {change.tag_text}  {rule.action.value:12}  {rule.source}"
         )
     out.print("\nWhat each action does:")
     described = {resolved.describe(c.rule): c.rule.action.value for c in found.changes}
     for words, action in sorted(described.items(), key=lambda item: item[1]):
-        out.print(f"  {action:12}  {words}", markup=False)
+        out.print(f"  {action:12}  {words}")
     if found.warnings:
-        out.print(f"\nLibrary warnings, by kind ({len(found.warnings)}):", markup=False)
+        out.print(f"\nLibrary warnings, by kind ({len(found.warnings)}):")
         for kind in found.warnings:
-            out.print(f"  {kind}", markup=False)
+            out.print(f"  {kind}")
     if settings.detect_text:
-        out.print(f"\nText regions in the pixels ({len(found.regions)}):", markup=False)
+        out.print(f"\nText regions in the pixels ({len(found.regions)}):")
         for region in found.regions:
             box = region.box
             where = f"x {box.left}-{box.right}, y {box.top}-{box.bottom}"
             marker = f" {region.marker!r}" if region.marker else ""
-            out.print(f"  {where:28}  {region.decision:7}  {region.reason}{marker}", markup=False)
+            out.print(f"  {where:28}  {region.decision:7}  {region.reason}{marker}")
         if not found.regions:
             out.print("  none found")
     if preview is not None and found.preview is not None:
@@ -308,16 +303,7 @@ def inspect(
         txn = Transaction(overwrite=True)
         txn.add(preview, png_bytes(image))
         txn.commit()
-        out.print(f"preview written: {inputs_mod.shown(str(preview))}", markup=False)
-
-
-def _escaped(exc: DeidError) -> DeidError:
-    """`exc` with control characters in the file it names escaped (`inputs.shown`), as
-    `anonymize` shows names: a file's name must not end a line or drive the terminal."""
-    exc.message = inputs_mod.shown(exc.message)
-    if exc.path:
-        exc.path = inputs_mod.shown(exc.path)
-    return exc
+        out.print(f"preview written: {inputs_mod.shown(str(preview))}")
 
 
 @app.command("verify")
@@ -348,10 +334,10 @@ def verify_command(
             outputs, originals, policy, jobs=max(1, jobs), profile=resolved, faces=faces
         )
     except DeidError as exc:
-        raise _fail(_escaped(exc)) from None
+        raise _fail(exc) from None
     for line in report.lines():
-        out.print(inputs_mod.shown(line), markup=False)
-    err.print(report.summary(), markup=False)
+        out.print(inputs_mod.shown(line))
+    err.print(report.summary())
     raise typer.Exit(int(ExitCode.OK if report.clean else ExitCode.MIXED_FAILURES))
 
 
@@ -372,7 +358,7 @@ def profiles_test(
     except DeidError as exc:
         raise _fail(exc) from None
     for line in report.lines():
-        out.print(line, markup=False)
+        out.print(line)
     raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.MIXED_FAILURES))
 
 
@@ -382,7 +368,7 @@ def profiles_list() -> None:
     for name in profiles.builtin_names():
         loaded = profiles.load(name)
         first = loaded.description.splitlines()[0] if loaded.description else ""
-        out.print(f"{name}: {first}", markup=False)
+        out.print(f"{name}: {first}")
 
 
 @profiles_app.command("show")
@@ -398,7 +384,7 @@ def profiles_show(
 ) -> None:
     """Show a profile's description, settings and rules, each in its own words."""
     loaded = _load_profile(name)
-    out.print(f"{loaded.name}\n\n{loaded.description}\n", markup=False)
+    out.print(f"{loaded.name}\n\n{loaded.description}\n")
     settings = [
         f"dates: {loaded.date_mode.value}"
         + (f" (up to {loaded.shift_days} days)" if loaded.date_mode.value == "shift" else ""),
@@ -407,23 +393,19 @@ def profiles_show(
     ]
     for section in ("annex_e", "objects", "render", "text", "regions", "png", "method"):
         settings += [f"{section}.{k} = {v}" for k, v in loaded.section(section).items()]
-    out.print("\n".join(settings) + "\n", markup=False)
+    out.print("\n".join(settings) + "\n")
     own = Path(loaded.sources[-1]).name + ":"
     rules = [
         (selector, rule)
         for selector, rule in loaded.rules()
         if resolved or rule.source.startswith(own)
     ]
-    out.print(
-        "Rules (resolved):" if resolved else f"Rules set in {own[:-1]} (--resolved for all):",
-        markup=False,
-    )
+    out.print("Rules (resolved):" if resolved else f"Rules set in {own[:-1]} (--resolved for all):")
     width = max((len(selector) for selector, _ in rules), default=0)
     for selector, rule in rules:
         out.print(
             f"  {selector:{width}}  {rule.action.value:12}  {loaded.describe(rule)}  "
-            f"[{rule.source}]",
-            markup=False,
+            f"[{rule.source}]"
         )
 
 
@@ -446,12 +428,12 @@ def profiles_validate(
         raise _fail(UsageError(f"no such file or folder: {missing[0]}"))
     problems = validate.validate_paths(paths, safe_harbor=safe_harbor)
     for problem in problems:
-        out.print(str(problem), markup=False)
+        out.print(str(problem))
     checked = len(validate.profile_files(paths))
     failed = validate.has_errors(problems)
     profiles_word = "profile" if checked == 1 else "profiles"
     problems_word = "problem" if len(problems) == 1 else "problems"
-    err.print(f"{checked} {profiles_word} checked, {len(problems)} {problems_word}", markup=False)
+    err.print(f"{checked} {profiles_word} checked, {len(problems)} {problems_word}")
     raise typer.Exit(int(ExitCode.MIXED_FAILURES if failed else ExitCode.OK))
 
 
@@ -474,12 +456,12 @@ def report_command(
     try:
         page = report.build(out_dir, limit=max(0, thumbnails))
     except DeidError as exc:
-        raise _fail(_escaped(exc)) from None
+        raise _fail(exc) from None
     target = html_path if html_path is not None else out_dir / "report.html"
     txn = Transaction(overwrite=True)
     txn.add(target, page.encode("utf-8"))
     txn.commit()
-    out.print(f"report written: {inputs_mod.shown(str(target))}", markup=False)
+    out.print(f"report written: {inputs_mod.shown(str(target))}")
 
 
 def version_callback(value: bool) -> None:

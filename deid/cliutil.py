@@ -12,10 +12,11 @@ from rich.console import Console
 from deid import profiles
 from deid.compiler import compile_profile
 from deid.errors import DeidError
+from deid.inputs import shown
 from deid.settings import Settings
 
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 ProfileOpt = Annotated[
     str, typer.Option("--profile", "-p", help="Built-in profile name or path to a TOML file.")
@@ -27,7 +28,7 @@ FramesOpt = Annotated[
 
 
 def fail(exc: DeidError) -> typer.Exit:
-    err.print(f"error: {exc}", markup=False)
+    err.print(f"error: {shown(str(exc))}")
     return typer.Exit(int(exc.exit_code))
 
 

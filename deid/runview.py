@@ -71,8 +71,7 @@ def run_with_progress(
         progress.remove_task(looking)
         if work.done_before:
             progress.console.print(
-                f"resuming: {work.done_before} of {len(items)} inputs were done before",
-                markup=False,
+                f"resuming: {work.done_before} of {len(items)} inputs were done before"
             )
         task = progress.add_task(
             "de-identifying", total=len(work.todo) + len(work.settled), rate=""
@@ -84,13 +83,11 @@ def run_with_progress(
             nonlocal done
             progress.advance(task)
             if as_json:
-                out.print(json.dumps(result.stored(settings.out_dir)), markup=False)
+                out.print(json.dumps(result.stored(settings.out_dir)))
             if result.status == "failed":
-                progress.console.print(f"FAILED {result.path}: {result.reason}", markup=False)
+                progress.console.print(f"FAILED {result.path}: {result.reason}")
             elif verbose and result.status in ("skipped", "duplicate"):
-                progress.console.print(
-                    f"{result.status} {result.path}: {result.reason}", markup=False
-                )
+                progress.console.print(f"{result.status} {result.path}: {result.reason}")
             done += 1
             progress.update(
                 task, rate=f"{done / max(1e-6, time.monotonic() - started):.1f} files/s"

@@ -80,9 +80,9 @@ def share_command(
     def heard(sent: Sent) -> None:
         if not quiet:
             done = f" ({'; '.join(sent.done)})" if sent.done else ""
-            out.print(f"{sent.source} -> {', '.join(sent.outputs)}{done}", markup=False)
+            out.print(f"{sent.source} -> {', '.join(sent.outputs)}{done}")
             for note in sent.notes:
-                err.print(f"note: {sent.source}: {note}", markup=False)
+                err.print(f"note: {sent.source}: {note}")
 
     try:
         bundle = make_bundle(
@@ -101,22 +101,22 @@ def share_command(
 
 def _finish(bundle: Bundle, quiet: bool) -> None:
     for problem in bundle.problems:
-        err.print(f"left out: {problem.source}: {problem.reason}", markup=False)
+        err.print(f"left out: {problem.source}: {problem.reason}")
     for finding in bundle.findings:
-        err.print(f"final check: {finding}; image taken out of the bundle", markup=False)
+        err.print(f"final check: {finding}; image taken out of the bundle")
     if bundle.skipped and not quiet:
-        out.print(f"{bundle.skipped} file(s) neither DICOM nor a photo: skipped", markup=False)
+        out.print(f"{bundle.skipped} file(s) neither DICOM nor a photo: skipped")
     if (bundle.images and not quiet) or bundle.findings:
-        out.print(bundle.line(), markup=False)
+        out.print(bundle.line())
     if not bundle.images:
         why = (
             "the final check took every image out"
             if bundle.findings
             else "no DICOM image or photo could be made"
         )
-        err.print(f"error: nothing to share: {why}", markup=False)
+        err.print(f"error: nothing to share: {why}")
     elif not quiet:
-        out.print(f"context to paste beside them: {bundle.folder / 'context.txt'}", markup=False)
+        out.print(f"context to paste beside them: {bundle.folder / 'context.txt'}")
         review = bundle.folder / "review.html"
         if review.exists():
-            out.print(f"look before sending: {review}", markup=False)
+            out.print(f"look before sending: {review}")
