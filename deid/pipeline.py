@@ -11,7 +11,7 @@ import errno
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -77,7 +77,7 @@ def process(
                 raise
             reason = f"decoder crashed ({type(exc).__name__}); no output written"
             _fail(record, "failed", CrashedError(reason, record.path))
-    record.warnings = list(dict.fromkeys(caught))
+    record.warnings = list(caught)
     return record
 
 
@@ -97,11 +97,6 @@ def _unexpected(exc: BaseException, where: str) -> DeidError:
     error = DeidError(f"unexpected {type(exc).__name__}; no output written", where)
     error.kind = "internal"
     return error
-
-
-def warning_kinds(messages: Iterable[Warning | str]) -> list[str]:
-    """What each warning was about, without what it quotes (`warning_kind`), once each."""
-    return list(dict.fromkeys(warning_kind(message) for message in messages))
 
 
 def warning_kind(message: Warning | str, tag: int | None = None) -> str:
@@ -148,16 +143,16 @@ def _attributed(callback: _Hook) -> _Hook:
 
 
 @contextmanager
-def library_warnings() -> Iterator[list[str]]:
-    """Every warning given inside the block, kept as its kind (`warning_kind`), never
-    shown: pydicom's warnings quote the values they complain about.
+def library_warnings() -> Iterator[dict[str, None]]:
+    """Every warning given inside the block, kept as its kind (`warning_kind`, once each),
+    never shown: pydicom's warnings quote the values they complain about.
 
     pydicom's hooks for converting raw elements are wrapped for the block (the ones in
     place, whatever they are, still do the work), so a warning given while an
     element's value is converted carries that element's keyword. Like
     `warnings.catch_warnings`, not for use from several threads at once.
     """
-    kinds: list[str] = []
+    kinds: dict[str, None] = {}  # each kind once, in order
 
     def keep(
         message: Warning | str,
@@ -167,7 +162,7 @@ def library_warnings() -> Iterator[list[str]]:
         file: TextIO | None = None,
         line: str | None = None,
     ) -> None:
-        kinds.append(warning_kind(message, _CONVERTING.get()))
+        kinds[warning_kind(message, _CONVERTING.get())] = None
 
     before = {name: getattr(hooks, name) for name in _HOOKS}
     with warnings.catch_warnings():
@@ -237,5 +232,5 @@ def inspect(path: Path, settings: Settings, *, preview: bool = False) -> Inspect
         work.report.changes,
         regions,
         image,
-        list(dict.fromkeys(caught)),
+        list(caught),
     )
