@@ -296,16 +296,13 @@ def run(
     def finish(records: list[FileRecord]) -> None:
         """Record what one task ended: in the manifest at once, then on the terminal."""
         digests = [r.digest for r in records if r.status == "written" and r.digest]
+        # digest -> first input written with it: the manifest's, with this task's added
         known = manifest.first_written(digests) if manifest is not None else firsts
-        here: dict[str, str] = {}  # this task's, not yet in the manifest
         ended = []
         for record in records:
             if record.status == "written" and record.digest:
                 own = record.input_id or record.path
-                first = here.get(record.digest) or known.get(record.digest) or own
-                here[record.digest] = first
-                if manifest is None:
-                    firsts[record.digest] = first
+                first = known.setdefault(record.digest, own)
                 if first != own:
                     record = _as_duplicate(record, first)
             ended.append(record)
