@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from deid import __version__, batch
+from deid import __version__, batch, outfolder
 from deid.errors import CrashedError, DeidError, UsageError
-from deid.output import TEMP_PREFIX
 from deid.record import FileRecord, Seen
 from deid.settings import Settings
 
@@ -124,11 +123,8 @@ def check_worker(probe: str, roots: list[str], version: str) -> str:
         return (
             f"cannot see the output folder (a file the client wrote there is not there); {SHARED}"
         )
-    mine = os.path.join(os.path.dirname(probe), f"{TEMP_PREFIX}check-{secrets.token_hex(6)}")
     try:
-        with open(mine, "xb") as f:
-            f.write(b"deid\n")
-        os.unlink(mine)
+        outfolder.probe_writable(Path(probe).parent)
     except OSError as exc:
         return f"cannot write in the output folder ({exc.strerror or type(exc).__name__}); {SHARED}"
     return ""
