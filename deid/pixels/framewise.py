@@ -34,11 +34,10 @@ from deid.pixels.frames import (
     _one_line,
     check_pixel_data,
 )
+from deid.pixels.rendering import PERCENTILE_SAMPLES
 from deid.reader import PIXEL_DATA, deferred
 
 __all__ = ["Extent", "Frames", "decode"]
-
-_SAMPLES = 1_000_000  # what `rendering._sample` keeps of all frames for a percentile window
 
 
 @dataclass(frozen=True)
@@ -272,7 +271,7 @@ class _Noting:
     def __init__(self, geometry: Geometry) -> None:
         self.per_frame = geometry.rows * geometry.columns
         self.frames = geometry.frames
-        self.step = max(1, self.per_frame * self.frames // _SAMPLES)
+        self.step = max(1, self.per_frame * self.frames // PERCENTILE_SAMPLES)
         self.seen = 0
         self.low: int | None = None
         self.high: int | None = None

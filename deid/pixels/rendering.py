@@ -27,7 +27,7 @@ _SWITCHES = ("on", "off", "if-present")
 
 _PALETTE = "PALETTE COLOR"
 _PERCENTILES = (0.5, 99.5)
-_PERCENTILE_SAMPLES = 1_000_000
+PERCENTILE_SAMPLES = 1_000_000
 _FULL_SEARCH_LIMIT = 1 << 16
 # Render through a table of stored values when a frame has this many pixels per entry.
 _TABLE_MIN_PIXELS = 1 << 16
@@ -221,7 +221,7 @@ def _shades(
 
 def _sample(values: Array) -> Array:
     flat = values.reshape(-1)
-    step = max(1, flat.size // _PERCENTILE_SAMPLES)
+    step = max(1, flat.size // PERCENTILE_SAMPLES)
     return np.asarray(flat[::step])
 
 
